@@ -1,0 +1,160 @@
+"""Reading DenseNet checkpoints as users have them.
+
+- a state_dict saved with ``torch.save`` (``.pth``/``.pt``, read with ``weights_only=True``),
+  also wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` and with DataParallel's
+  ``module.`` prefix;
+- torchvision's original releases, whose keys read ``denselayer1.norm.1.weight``;
+- ``.safetensors`` files.
+
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping
+
+import torch
+from torch import nn
+
+from .errors import DenseNetTRTError
+
+if TYPE_CHECKING:
+    from .models import ModelInfo
+
+# torchvision's own remapping of its legacy checkpoint keys (torchvision/models/densenet.py).
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
+PRETRAINED_TAGS = ("imagenet", "IMAGENET1K_V1", "DEFAULT", "pretrained")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of the checkpoint at ``path``, with keys in torchvision's current names."""
+    path = Path(path)
+    if not path.is_file():
+        raise DenseNetTRTError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DenseNetTRTError(f"{path} is not a readable safetensors file: {e}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DenseNetTRTError(
+                f"{path} is not a PyTorch checkpoint that can be read with weights_only=True: {reason}"
+            ) from None
+    return normalize_keys(_unwrap(state, path))
+
+
+def _unwrap(state: object, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(state, Mapping):
+        for key in _WRAPPER_KEYS:
+            inner = state.get(key)
+            if isinstance(inner, Mapping):
+                state = inner
+                break
+    if not isinstance(state, Mapping) or not state or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise DenseNetTRTError(
+            f"{path} holds no state_dict (a mapping of names to tensors); "
+            "save one with torch.save(model.state_dict(), path)"
+        )
+    return state
+
+
+def normalize_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip DataParallel's ``module.`` prefix and rename torchvision's legacy keys."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("module."):
+            key = key[len("module."):]
+        match = _LEGACY_KEY.match(key)
+        if match:
+            key = match.group(1) + match.group(2)
+        out[key] = value
+    return out
+
+
+def checkpoint_num_classes(state: Mapping[str, torch.Tensor]) -> int | None:
+    weight = state.get("classifier.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Copy ``state`` into ``model``.
+
+    If only the classifier's number of classes differs, every other tensor is loaded and the
+    classifier keeps its fresh initialisation, with a warning (the fine-tuning case). Any other
+    mismatch raises, naming the first mismatched keys and shapes.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {_first(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_first(unexpected)}")
+    if [k for k in shapes if k not in CLASSIFIER_KEYS]:
+        problems.append(
+            "shape mismatch "
+            + _first([f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in shapes])
+        )
+    if problems:
+        raise DenseNetTRTError(
+            f"{source} does not fit this model: {'; '.join(problems)}. "
+            "Check --model (and the preset's overrides) against the checkpoint"
+        )
+    if shapes:
+        warnings.warn(
+            f"{source} has {checkpoint_num_classes(state)} classes, the model "
+            f"{own['classifier.weight'].shape[0]}: the classifier is re-initialised "
+            "(fine-tune it before use)",
+            stacklevel=2,
+        )
+        state = {k: v for k, v in state.items() if k not in CLASSIFIER_KEYS}
+    model.load_state_dict(state, strict=not shapes)
+
+
+def _first(items: list[str], n: int = 3) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def pretrained_path(info: ModelInfo) -> Path:
+    """torchvision's checkpoint of preset ``info`` in torch's hub cache, where it was put by
+    torchvision or by hand. The tool never downloads: a missing file raises with its address."""
+    if info.pretrained_file is None:
+        raise DenseNetTRTError(
+            f"no published checkpoint for {info.name}; train one and pass its path as weights"
+        )
+    path = Path(torch.hub.get_dir()) / "checkpoints" / info.pretrained_file
+    if not path.is_file():
+        raise DenseNetTRTError(
+            f"pretrained weights for {info.name} are not on this machine and are never downloaded: "
+            f"get {info.pretrained_url} and pass its path as --weights (or put it at {path})"
+        )
+    return path

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+for line in (here / "densenet_trt" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+onnx = ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.20"]
+openvino = ["openvino>=2025.0"]
+
+setup(
+    name="densenet-trt",
+    version=version["__version__"],
+    description="DenseNets compiled into fast, verified inference engines (Torch-TensorRT, ONNX Runtime, OpenVINO)",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["densenet_trt", "densenet_trt.*"]),
+    install_requires=[
+        # A floor, not a pin: Jetson's PyTorch builds and older GPU machines must run it.
+        "torch>=2.11",
+        "numpy>=1.24",
+        "click>=8.1",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "onnx": onnx,
+        "openvino": openvino,
+        "cpu": onnx + openvino,
+        # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
+        "tensorrt": ["torch-tensorrt==2.14.0"],
+        "test": ["pytest>=8", "torchvision>=0.26"] + onnx,
+    },
+    entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
