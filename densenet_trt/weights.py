@@ -110,7 +110,8 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     mismatch raises, naming the first mismatched keys and shapes.
     """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    # The first torchvision releases predate BatchNorm's num_batches_tracked; BatchNorm fills it in.
+    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     problems = []

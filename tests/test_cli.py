@@ -1,0 +1,81 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from densenet_trt import create_model
+from densenet_trt.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_of_every_command_has_an_example():
+    assert run("--help").exit_code == 0
+    for command in main.commands:
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, command
+
+
+def test_models_table_and_json():
+    table = run("models")
+    assert table.exit_code == 0
+    line = next(l for l in table.output.splitlines() if l.startswith("densenet121 "))
+    assert "7,978,856" in line and "2.83 G" in line and "224x224" in line and "74.434" in line
+    rows = {r["name"]: r for r in json.loads(run("models", "--json").output)}
+    assert rows["densenet121"]["macs"] == pytest.approx(2.834e9, rel=1e-3)
+    assert rows["densenet_bc100_k12"]["image_size"] == 32
+    assert rows["densenet40_k12"]["references"][0] == {
+        "metric": "CIFAR-10+ error", "value": 5.24, "source": "paper Table 2"}
+
+
+def test_export_onnx_with_a_checkpoint(tmp_path):
+    model = create_model("densenet40_k12", num_classes=5)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    out = tmp_path / "m.onnx"
+    result = run("export", "--model", "densenet40_k12", "--weights", tmp_path / "w.pth",
+                 "--format", "onnx", "--batch", "1:2:4", "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "matches eager PyTorch" in result.stdout and out.is_file()
+    assert "batch 4: max abs" in result.stderr and "random weights" not in result.stderr
+
+
+def test_export_quiet_and_random_weights_notice(tmp_path):
+    args = ["export", "--model", "densenet_bc100_k12", "--format", "torchscript", "--output"]
+    loud = run(*args, tmp_path / "a.ts")
+    assert loud.exit_code == 0 and "random weights" in loud.stderr
+    quiet = run(*args, tmp_path / "b.ts", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "densenet12"], "unknown model 'densenet12': did you mean densenet121"),
+        (["--batch", "8:1:32"], "must satisfy 1 <= min <= opt <= max"),
+        (["--image-size", "16"], "image size 16 is too small for densenet121"),
+        (["--weights", "missing.pth"], "checkpoint 'missing.pth' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "m.onnx"
+    result = run("export", "--format", "onnx", "--output", out, *args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_that_does_not_fit(tmp_path):
+    torch.save(create_model("densenet40_k12").state_dict(), tmp_path / "w.pth")
+    result = run("export", "--model", "densenet_bc100_k12", "--weights", tmp_path / "w.pth",
+                 "--format", "onnx", "--output", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "does not fit this model" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pth"]
+
+
+def test_debug_shows_the_traceback():
+    result = run("--debug", "export", "--model", "nope", "--format", "onnx", "--output", "x.onnx")
+    assert result.exit_code == 1 and result.exc_info[0].__name__ == "DenseNetTRTError"
