@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import platform
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+import torch
 
 from .errors import DenseNetTRTError
 
@@ -45,3 +51,125 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         else:
             tmp_path.unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine folders and their manifest
+# ---------------------------------------------------------------------------------------------
+
+SCHEMA = "densenet-trt/engine"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``path``; it replaces ``path`` when the block ends normally
+    (an existing ``path`` only with ``force``) and is removed when it raises, Ctrl-C included."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            if not force:
+                raise DenseNetTRTError(f"{path} exists; pass --force to replace it")
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file of an engine folder but its manifest."""
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[Path, dict]:
+    """The engine folder and manifest for ``path``: the folder, its manifest or any file in it."""
+    path = Path(path)
+    if not path.exists():
+        raise DenseNetTRTError(f"engine {str(path)!r} does not exist")
+    folder = path if path.is_dir() else path.parent
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise DenseNetTRTError(
+            f"{folder} has no {MANIFEST}: not an engine built by densenet-trt (rebuild it)"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DenseNetTRTError(f"{manifest_path} is corrupt ({e}); rebuild the engine") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise DenseNetTRTError(f"{manifest_path} is not a densenet-trt engine manifest")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DenseNetTRTError(
+            f"{manifest_path} has schema version {manifest.get('schema_version')!r}; this "
+            f"densenet-trt reads version {SCHEMA_VERSION}: rebuild the engine"
+        )
+    return folder, manifest
+
+
+def check_files(folder: Path, manifest: dict) -> None:
+    """Every file the manifest lists is present with its recorded sha256."""
+    for name, digest in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise DenseNetTRTError(f"{file} is missing; rebuild the engine")
+        if sha256_file(file) != digest:
+            raise DenseNetTRTError(
+                f"{file} does not match its manifest's sha256 (corrupt, truncated or modified); "
+                "rebuild the engine"
+            )
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: str) -> dict:
+    """The machine an engine is built for: CPU model and cores; GPU name, compute capability, driver."""
+    info: dict = {"type": device, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "gpu": None}
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        driver = None
+        if shutil.which("nvidia-smi"):
+            result = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i",
+                 str(torch.cuda.current_device())],
+                capture_output=True, text=True, check=False,
+            )
+            driver = result.stdout.strip() or None
+        info["gpu"] = {
+            "name": torch.cuda.get_device_name(),
+            "compute_capability": f"{major}.{minor}",
+            "driver": driver,
+            "cuda": torch.version.cuda,
+        }
+    return info

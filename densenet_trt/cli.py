@@ -151,3 +151,150 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
         say(f"  batch {n}: {cmp}")
     click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB), {fmt}, batch {batch_range}, "
                f"{size}x{size}: matches eager PyTorch")
+
+
+@main.command()
+@_model_options
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32",
+              show_default=True, help="Engine precision; never changed silently: a backend that "
+                                      "cannot do it here is an error naming what it can do.")
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, tensorrt, onnxruntime, openvino, inductor or torchscript. auto: TensorRT "
+                   "where an NVIDIA GPU and torch-tensorrt are present, else the fastest CPU backend "
+                   "installed; it prints which and why.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where the engine runs; default: the backend's preferred device here.")
+@click.option("--output", "-o", default="engines", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder the engine folder goes in.")
+@click.option("--name", default=None,
+              help="Engine folder name; default MODEL-BACKEND-PRECISION-bBATCH-SIZE.")
+@click.option("--format", "fmt", default=None,
+              help="Artifact format, default the backend's first. tensorrt: exported-program (.ep), "
+                   "torchscript (.ts), aot-inductor (.pt2) or engine (raw TensorRT plan); "
+                   "onnxruntime: onnx; openvino: openvino-ir; inductor: aot-inductor; "
+                   "torchscript: torchscript.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for building and running; recorded in the manifest.")
+@click.option("--workspace-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="TensorRT: builder workspace limit in GiB.")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=None,
+              help="TensorRT: builder optimization level 0-5 (higher: longer build, faster engine).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TensorRT: timing cache file, reused across builds; default OUTPUT/timing.cache.")
+@click.option("--hardware-compatible", is_flag=True,
+              help="TensorRT: engine runs on any Ampere or newer GPU (slower).")
+@click.option("--version-compatible", is_flag=True,
+              help="TensorRT: engine runs on later TensorRT versions.")
+@click.option("--force", is_flag=True, help="Replace an existing engine folder of the same name.")
+@click.option("--no-verify", is_flag=True, help="Skip the accuracy gate (recorded in the manifest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
+          name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
+          version_compatible, force, no_verify, as_json, quiet):
+    """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
+    with its manifest as a folder in OUTPUT.
+
+    \b
+    Examples:
+      densenet-trt build --precision fp16                      # TensorRT on an NVIDIA GPU
+      densenet-trt build --model densenet121 --weights densenet121-a639ec97.pth --batch 1:8:32
+      densenet-trt build --backend openvino --precision bf16 --threads 2
+    """
+    from .build import build as build_engine
+
+    options = {}
+    if workspace_gb is not None:
+        options["workspace_size"] = int(workspace_gb * (1 << 30))
+    if opt_level is not None:
+        options["optimization_level"] = opt_level
+    if timing_cache is not None:
+        options["timing_cache_path"] = str(timing_cache)
+    if hardware_compatible:
+        options["hardware_compatible"] = True
+    if version_compatible:
+        options["version_compatible"] = True
+    artifact = build_engine(
+        model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
+        device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
+        threads=threads, options=options, force=force, verify=not no_verify, progress=_say(quiet),
+    )
+    if as_json:
+        click.echo(json.dumps(artifact.manifest, indent=2))
+        return
+    m = artifact.manifest
+    acc = m["accuracy"]
+    check = "not verified (--no-verify)" if not acc["verified"] else "matches eager PyTorch: " + "; ".join(
+        f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
+        for r in acc["results"]
+    )
+    click.echo(f"built {artifact.file} ({m['backend']}, {m['precision']}, batch "
+               f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}, "
+               f"{m['image_size']}x{m['image_size']}, {m['build']['seconds']:.0f} s): {check}")
+
+
+@main.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and the verdict as JSON.")
+def info(engine, as_json):
+    """Show an engine's manifest and whether this machine can run it.
+
+    \b
+    Example:
+      densenet-trt info engines/densenet121-onnxruntime-fp32-b1-224
+    """
+    from .build import compatibility
+
+    manifest, problem = compatibility(engine)
+    if as_json:
+        click.echo(json.dumps({"manifest": manifest, "runs_here": problem is None, "problem": problem}, indent=2))
+        return
+    m = manifest
+    dev = m["device"]
+    gpu = dev.get("gpu")
+    where = f"{gpu['name']} (compute {gpu['compute_capability']}, driver {gpu['driver']})" if gpu else dev["cpu"]
+    acc = m["accuracy"]
+    rows = [
+        ("model", f"{m['model']['name']}, {m['model']['num_classes']} classes, weights "
+                  + (m['model']['weights']['file'] if m['model']['weights'] else f"random (seed {m['model']['seed']})")),
+        ("backend", f"{m['backend']} ({m['format']}, {m['main_file']})"),
+        ("precision", m["precision"]),
+        ("batch", f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}"),
+        ("input", f"{m['input']['name']} {m['input']['dtype']} {m['input']['shape']}"),
+        ("output", f"{m['output']['name']} {m['output']['dtype']} {m['output']['shape']}"),
+        ("built for", f"{dev['type']}: {where}"),
+        ("built", f"{m['build']['time_utc']} in {m['build']['seconds']:.1f} s"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
+        ("accuracy", "passed the gate" if acc.get("passed") else acc.get("reason", "failed")),
+        ("runs here", "yes" if problem is None else f"no: {problem}"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:>10}  {value}")
+
+
+@main.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Fresh random inputs to compare, in batches within the engine's range.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The checkpoint the engine was built from, where it has moved since.")
+@click.option("--seed", type=int, default=None, help="Seed of the inputs; default: a fresh one.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def verify(engine, samples, weights, seed, quiet):
+    """Compare an engine with eager float32 PyTorch on fresh inputs (the same weights, made
+    again from the manifest); exits 1 if it is outside its precision's tolerance.
+
+    \b
+    Example:
+      densenet-trt verify engines/densenet121-onnxruntime-fp32-b1-224 --samples 64
+    """
+    from .build import verify_engine
+
+    results = verify_engine(engine, samples, weights=weights, seed=seed, progress=_say(quiet))
+    for n, cmp in results:
+        _say(quiet)(f"  batch {n}: {cmp}")
+    failed = [(n, c) for n, c in results if not c.passes()]
+    if failed:
+        raise DenseNetTRTError(f"engine differs from eager PyTorch at batch {failed[0][0]}: {failed[0][1]}")
+    click.echo(f"{engine}: {sum(n for n, _ in results)} fresh samples match eager PyTorch "
+               "within the engine's precision tolerance")

@@ -217,6 +217,13 @@ class DenseNet(nn.Module):
 
         self.stem = stem
         self.block_config = block_config
+        # The arguments, for manifests and reports.
+        self.config = dict(
+            growth_rate=growth_rate, block_config=block_config, num_init_features=num_init_features,
+            bn_size=bn_size, compression=float(compression), drop_rate=float(drop_rate),
+            num_classes=num_classes, stem=stem, memory_efficient=memory_efficient,
+            in_channels=in_channels,
+        )
         if stem == "imagenet":
             layers = [
                 ("conv0", nn.Conv2d(in_channels, num_init_features, 7, 2, 3, bias=False)),

@@ -71,3 +71,33 @@ def check_image_size(info: ModelInfo, image_size: int | None, num_blocks: int | 
             f"{blocks} blocks need at least {smallest} pixels (default {info.image_size})"
         )
     return image_size
+
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise DenseNetTRTError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSpec:
+    """What an engine is built for. ``options`` holds backend-specific settings (TensorRT's
+    workspace size, optimization level, ...), checked by the backend that reads them."""
+
+    precision: str
+    batch: BatchRange
+    image_size: int
+    in_channels: int = 3
+    device: str = "cpu"  # "cpu" or "cuda"
+    format: str | None = None  # None: the backend's default format
+    threads: int | None = None  # CPU threads for building and running; None: the library's default
+    cache_dir: str | None = None  # where build caches live (TensorRT's timing cache), beside the engines
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise DenseNetTRTError(f"threads must be a positive integer, got {self.threads!r}")

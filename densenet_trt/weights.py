@@ -11,7 +11,6 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
@@ -33,14 +32,6 @@ _LEGACY_KEY = re.compile(
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 CLASSIFIER_KEYS = ("classifier.weight", "classifier.bias")
 PRETRAINED_TAGS = ("imagenet", "IMAGENET1K_V1", "DEFAULT", "pretrained")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

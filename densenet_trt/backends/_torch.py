@@ -1,0 +1,40 @@
+"""What the PyTorch-based backends (torchscript, inductor) share: devices and precisions."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DenseNetTRTError
+from .base import Availability
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def torch_devices() -> tuple[str, ...]:
+    return ("cuda", "cpu") if cuda_available() else ("cpu",)
+
+
+def torch_availability() -> Availability:
+    return Availability(True)
+
+
+def torch_precisions(device: str) -> dict[str, str]:
+    """fp32 everywhere; bf16 on CPUs (oneDNN; fast where the CPU has AVX-512 BF16 or AMX) and on
+    Ampere or newer GPUs; fp16 on GPUs only (PyTorch's CPU kernels for fp16 convolutions are slow
+    reference code)."""
+    if device == "cpu":
+        return {"fp32": "float32", "bf16": "bfloat16 weights and activations (oneDNN)"}
+    if device == "cuda" and cuda_available():
+        out = {"fp32": "float32 (TF32 off)", "fp16": "float16 weights and activations"}
+        if torch.cuda.get_device_capability() >= (8, 0):
+            out["bf16"] = "bfloat16 weights and activations"
+        return out
+    return {}
+
+
+def torch_device(device: str) -> torch.device:
+    if device == "cuda" and not cuda_available():
+        raise DenseNetTRTError("no CUDA device here; build for --device cpu")
+    return torch.device(device)

@@ -1,0 +1,358 @@
+"""Build, load and verify engines: the tool's main job.
+
+``build`` makes the model, compiles it with a backend into a temporary engine folder, loads
+that engine back and checks it against eager float32 PyTorch (the accuracy gate), writes the
+manifest, and only then moves the folder into place.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime
+import os
+import secrets
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+from .artifact import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    atomic_dir,
+    check_files,
+    device_info,
+    hash_files,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from .backends import choose_backend, get_backend
+from .backends.base import Engine
+from .errors import DenseNetTRTError
+from .export import INPUT_NAME, OUTPUT_NAME, example_input
+from .models import DenseNet, create_model, get_model_info
+from .spec import BatchRange, BuildSpec, check_image_size, check_precision
+from .verify import TOLERANCES, Comparison, compare
+
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A built engine: its folder and manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def file(self) -> Path:
+        """The engine's main file (what C++ and other runtimes load)."""
+        return self.path / self.manifest["main_file"]
+
+
+def default_name(model: str, backend: str, precision: str, batch: BatchRange, image_size: int) -> str:
+    return f"{model}-{backend}-{precision}-b{str(batch).replace(':', '-')}-{image_size}"
+
+
+def build(
+    model: str = "densenet121",
+    *,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    precision: str = "fp32",
+    backend: str = "auto",
+    device: str | None = None,
+    batch: str | int | BatchRange = 1,
+    image_size: int | None = None,
+    output: str | os.PathLike = "engines",
+    name: str | None = None,
+    format: str | None = None,
+    threads: int | None = None,
+    options: dict[str, Any] | None = None,
+    force: bool = False,
+    verify: bool = True,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    progress: Progress = _quiet,
+) -> Artifact:
+    """Build preset ``model`` into a verified engine folder ``output/name``.
+
+    Args:
+        weights: checkpoint path (or ``"imagenet"``); without it the weights are random, drawn
+            with ``seed`` so that ``verify`` can draw them again.
+        precision: fp32, fp16 or bf16 (int8 comes with ``calibrate``).
+        backend: ``auto`` or one of ``densenet_trt.backends.BACKENDS``.
+        device: ``cpu`` or ``cuda``; default: the backend's preferred device here.
+        batch: ``N`` or ``MIN:OPT:MAX``.
+        format: the backend's artifact format; default: its first.
+        threads: CPU threads for building and running (recorded; ``load`` uses it).
+        options: backend settings (TensorRT: workspace_size, optimization_level, ...).
+        verify: run the accuracy gate; ``False`` skips it and says so in the manifest.
+        overrides: DenseNet arguments that replace the preset's (recorded in the manifest).
+        progress: called with a line as each stage starts.
+    """
+    info = get_model_info(model)
+    batch = BatchRange.parse(batch)
+    blocks = len((overrides or {}).get("block_config", info.config["block_config"]))
+    size = check_image_size(info, image_size, blocks)
+    if check_precision(precision) == "int8":
+        raise DenseNetTRTError(
+            "int8 needs a calibration, which `densenet-trt calibrate` will make (issue 4); "
+            "build fp32, fp16 or bf16 for now"
+        )
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
+
+    if backend == "auto":
+        chosen, auto_device, reason = choose_backend(precision)
+        progress(f"backend auto: {chosen.name} on {auto_device}, because {reason}")
+        device = device or auto_device
+    else:
+        chosen = get_backend(backend)
+        state = chosen.available()
+        if not state.ok:
+            raise DenseNetTRTError(state.message(chosen.name))
+        device = device or chosen.devices[0]
+    if device not in chosen.devices:
+        raise DenseNetTRTError(
+            f"backend {chosen.name} cannot run on {device} here; it can use {', '.join(chosen.devices)}"
+        )
+    can = chosen.precisions(device)
+    if precision not in can:
+        raise DenseNetTRTError(
+            f"backend {chosen.name} cannot do {precision} on this {device}; it can do "
+            f"{', '.join(can) or 'nothing here'}" + _other_backends_hint(precision, chosen.name)
+        )
+    fmt = format or chosen.formats[0]
+    if fmt not in chosen.formats:
+        raise DenseNetTRTError(
+            f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}"
+        )
+
+    out_dir = Path(output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
+    target = out_dir / (name or default_name(model, chosen.name, precision, batch, size))
+    if target.exists() and not force:
+        raise DenseNetTRTError(f"{target} exists; pass --force to replace it")
+
+    weights_path = None
+    if weights is not None:
+        from .weights import PRETRAINED_TAGS, pretrained_path
+
+        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
+    else:
+        progress("no --weights: random weights (speed is real, predictions are not)")
+    overrides = dict(overrides or {})
+    net = _make_model(model, weights_path, num_classes, seed, overrides)
+
+    spec = BuildSpec(
+        precision=precision, batch=batch, image_size=size, in_channels=net.in_channels,
+        device=device, format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
+    )
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "model": {
+            "name": model,
+            "config": {**net.config, "block_config": list(net.config["block_config"])},
+            "num_classes": net.classifier.out_features,
+            "weights": None if weights_path is None else {
+                "file": str(Path(weights_path).resolve()), "sha256": sha256_file(weights_path)},
+            "seed": seed,
+            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+        },
+        "backend": chosen.name,
+        "format": fmt,
+        "precision": precision,
+        "batch": dataclasses.asdict(batch),
+        "image_size": size,
+        "in_channels": net.in_channels,
+        "input": {"name": INPUT_NAME, "dtype": "float32",
+                  "shape": ["batch" if batch.dynamic else batch.min, net.in_channels, size, size]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32",
+                   "shape": ["batch" if batch.dynamic else batch.min, net.classifier.out_features]},
+        "threads": threads,
+        "device": device_info(device),
+        "versions": {"densenet-trt": __version__, "torch": torch.__version__, **chosen.versions()},
+    }
+
+    with _threads(threads), atomic_dir(target, force) as folder:
+        progress(f"building {model} with {chosen.name} ({fmt}, {precision}, batch {batch}, "
+                 f"{size}x{size}, {device})")
+        start = time.perf_counter()
+        # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
+        manifest["backend_settings"] = chosen.build(copy.deepcopy(net), spec, folder)
+        manifest["build"] = {
+            "seconds": round(time.perf_counter() - start, 3),
+            "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        files = hash_files(folder)
+        manifest["files"] = files
+        manifest["main_file"] = next(iter(files)) if len(files) == 1 else _main_file(files)
+        if verify:
+            progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, batch.sizes()))}")
+            engine = Engine(folder, manifest, chosen.load(folder, manifest))
+            results = gate(net, engine, batch.sizes(), seed_base=0)
+            manifest["accuracy"] = {"verified": True, **_accuracy_record(results)}
+            failed = [(n, c) for n, c in results if not c.passes()]
+            if failed:
+                n, c = failed[0]
+                raise DenseNetTRTError(
+                    f"the {precision} engine differs from eager PyTorch beyond the {precision} "
+                    f"tolerance at batch {n}: {c}; nothing was written (--no-verify keeps it anyway)"
+                )
+        else:
+            manifest["accuracy"] = {"verified": False, "reason": "built with --no-verify"}
+        write_manifest(folder, manifest)
+    progress(f"wrote {target}")
+    return Artifact(target, manifest)
+
+
+def _other_backends_hint(precision: str, current: str) -> str:
+    from .backends import BACKENDS
+
+    others = [
+        f"{b.name} ({d})" for b in BACKENDS.values() if b.name != current and b.available().ok
+        for d in b.devices if precision in b.precisions(d)
+    ]
+    return f"; {precision} is available here with {', '.join(others)}" if others else ""
+
+
+def _main_file(files: dict[str, str]) -> str:
+    # OpenVINO IR: model.xml names model.bin.
+    return next(f for f in files if f.endswith(".xml"))
+
+
+def _make_model(
+    name: str, weights: Path | None, num_classes: int | None, seed: int, overrides: dict[str, Any]
+) -> DenseNet:
+    """The float32 eval model; random weights come from ``seed`` and do not disturb the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return create_model(name, num_classes=num_classes, weights=weights, **overrides)
+
+
+class _threads:
+    """Set torch's CPU threads for the block."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+        self.before = torch.get_num_threads()
+
+    def __enter__(self):
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def gate(net: torch.nn.Module, engine: Engine, sizes: list[int], seed_base: int) -> list[tuple[int, Comparison]]:
+    """The engine against eager float32 ``net`` on fixed-seed inputs at each batch size."""
+    tol = TOLERANCES[engine.precision]
+    results = []
+    for n in sizes:
+        x = example_input(n, engine.image_size, engine.in_channels, seed=seed_base + n)
+        with torch.no_grad():
+            ref = net(x)
+        results.append((n, compare(ref, engine(x), tol)))
+    return results
+
+
+def _accuracy_record(results: list[tuple[int, Comparison]]) -> dict[str, Any]:
+    tol = results[0][1].tolerance
+    return {
+        "reference": "eager PyTorch float32",
+        "tolerance": dataclasses.asdict(tol),
+        "passed": all(c.passes() for _, c in results),
+        "results": [{"batch": n, **c.as_dict()} for n, c in results],
+    }
+
+
+def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
+    """The engine at ``path`` (its folder, manifest or main file), after checking the files'
+    checksums and that this machine can run it."""
+    folder, manifest = read_manifest(path)
+    check_files(folder, manifest)
+    backend = get_backend(manifest["backend"])
+    state = backend.available()
+    if not state.ok:
+        raise DenseNetTRTError(state.message(backend.name))
+    backend.check_compatible(manifest)
+    if threads is not None:
+        manifest = {**manifest, "threads": threads}
+    return Engine(folder, manifest, backend.load(folder, manifest))
+
+
+def compatibility(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
+    """The manifest of the engine at ``path`` and why this machine cannot run it (None if it can)."""
+    folder, manifest = read_manifest(path)
+    try:
+        check_files(folder, manifest)
+        backend = get_backend(manifest["backend"])
+        state = backend.available()
+        if not state.ok:
+            raise DenseNetTRTError(state.message(backend.name))
+        backend.check_compatible(manifest)
+    except DenseNetTRTError as e:
+        return manifest, str(e)
+    return manifest, None
+
+
+def verify_engine(
+    path: str | os.PathLike,
+    samples: int = 16,
+    *,
+    weights: str | os.PathLike | None = None,
+    seed: int | None = None,
+    progress: Progress = _quiet,
+) -> list[tuple[int, Comparison]]:
+    """The engine at ``path`` against eager float32 PyTorch on ``samples`` fresh random inputs,
+    in batches within its range. The eager model is made again from the manifest: the same
+    random weights, or the checkpoint (``weights`` where it has moved; its sha256 must match)."""
+    if not isinstance(samples, int) or samples < 1:
+        raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
+    engine = load(path)
+    record = engine.manifest["model"]
+    weights_path = None
+    if record["weights"] is not None:
+        weights_path = Path(weights or record["weights"]["file"])
+        if not weights_path.is_file():
+            raise DenseNetTRTError(
+                f"the engine was built from {record['weights']['file']}, which is not there; "
+                "pass its path with --weights"
+            )
+        if sha256_file(weights_path) != record["weights"]["sha256"]:
+            raise DenseNetTRTError(f"{weights_path} is not the checkpoint this engine was built from (sha256 differs)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        net = _make_model(
+            record["name"], weights_path, record["num_classes"], record["seed"], record["overrides"]
+        )
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    progress(f"comparing {samples} samples (seed {seed}) with eager float32 PyTorch")
+    sizes = _chunks(samples, engine.batch_min, engine.batch_opt)
+    return gate(net, engine, sizes, seed_base=seed)
+
+
+def _chunks(samples: int, smallest: int, preferred: int) -> list[int]:
+    """Batch sizes adding up to at least ``samples``, each ``preferred`` but the last, which is
+    at least ``smallest``."""
+    sizes = [preferred] * (samples // preferred)
+    if samples % preferred:
+        sizes.append(max(samples % preferred, smallest))
+    return sizes

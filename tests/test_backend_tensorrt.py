@@ -1,0 +1,443 @@
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.utils._pytree as pytree
+
+from densenet_trt import BatchRange, DenseNetTRTError, create_model
+from densenet_trt.backends.base import Engine
+from densenet_trt.backends.tensorrt import (
+    BINDING_NAMES,
+    FILES,
+    SAVE_FORMATS,
+    TensorRTBackend,
+    TensorRTSettings,
+    artifact_format,
+    check_engine_compatible,
+    compile_kwargs,
+    input_shapes,
+    precision_dtype,
+    precisions_for,
+    release,
+    unsupported_reason,
+)
+from densenet_trt.export import capture_exported_program, example_input
+from densenet_trt.spec import BuildSpec
+from densenet_trt.verify import TOLERANCES, compare
+
+SMALL = dict(block_config=(2, 2, 2))
+
+
+def spec(precision="fp32", batch="1:2:4", **kwargs):
+    return BuildSpec(precision=precision, batch=BatchRange.parse(batch), image_size=32, **kwargs)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_defaults_leave_the_library_defaults():
+    settings = TensorRTSettings.from_options({})
+    assert settings == TensorRTSettings()
+    assert settings.workspace_size is None and settings.optimization_level is None
+    assert settings.timing_cache_path is None and settings.min_block_size is None
+    assert not settings.hardware_compatible and not settings.version_compatible
+    assert not settings.allow_tf32 and not settings.require_full_compilation
+
+
+def test_unknown_option_lists_the_known_ones():
+    with pytest.raises(DenseNetTRTError, match="unknown TensorRT option 'workspace'") as info:
+        TensorRTSettings.from_options({"workspace": 1 << 30})
+    for name in TensorRTSettings.names():
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("level", [-1, 6, 3.0, "3", True])
+def test_optimization_level_outside_0_to_5_is_refused(level):
+    with pytest.raises(DenseNetTRTError, match="optimization_level must be an integer from 0 to 5"):
+        TensorRTSettings.from_options({"optimization_level": level})
+
+
+@pytest.mark.parametrize("level", [0, 5])
+def test_optimization_level_bounds_are_accepted(level):
+    assert TensorRTSettings.from_options({"optimization_level": level}).optimization_level == level
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"workspace_size": 0}, "workspace_size must be an integer of at least 1"),
+        ({"workspace_size": "1G"}, "workspace_size"),
+        ({"min_block_size": 0}, "min_block_size"),
+        ({"timing_cache_path": ""}, "timing_cache_path must be a file path"),
+        ({"timing_cache_path": 3}, "timing_cache_path"),
+        ({"hardware_compatible": "yes"}, "hardware_compatible must be true or false"),
+        ({"version_compatible": 1}, "version_compatible must be true or false"),
+        ({"allow_tf32": None}, "allow_tf32"),
+    ],
+)
+def test_bad_option_values_are_refused(options, message):
+    with pytest.raises(DenseNetTRTError, match=message):
+        TensorRTSettings.from_options(options)
+
+
+def test_hardware_compatible_needs_an_ampere_or_newer_build_gpu():
+    with pytest.raises(DenseNetTRTError, match=r"8\.0.*this GPU is 7\.5"):
+        TensorRTSettings.from_options({"hardware_compatible": True}, (7, 5))
+    assert TensorRTSettings.from_options({"hardware_compatible": True}, (8, 0)).hardware_compatible
+    assert TensorRTSettings.from_options({"hardware_compatible": True}).hardware_compatible  # no GPU to check
+
+
+# --- compile arguments ------------------------------------------------------------------------
+
+DEFAULT_KWARGS = {
+    "disable_tf32": True,
+    "require_full_compilation": False,
+    "hardware_compatible": False,
+    "version_compatible": False,
+}
+ALL_OPTIONS = {
+    "workspace_size": 1 << 30,
+    "optimization_level": 5,
+    "timing_cache_path": "/tmp/cache/timing.bin",
+    "min_block_size": 1,
+    "require_full_compilation": True,
+    "allow_tf32": True,
+    "hardware_compatible": True,
+    "version_compatible": True,
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_compile_kwargs_carry_no_precision_flag(precision):
+    kwargs = compile_kwargs(spec(precision), TensorRTSettings())
+    assert kwargs == DEFAULT_KWARGS
+    assert "enabled_precisions" not in kwargs and "use_explicit_typing" not in kwargs
+
+
+def test_compile_kwargs_pass_every_setting_through():
+    kwargs = compile_kwargs(spec(), TensorRTSettings.from_options(ALL_OPTIONS))
+    assert kwargs == {
+        "disable_tf32": False,
+        "require_full_compilation": True,
+        "hardware_compatible": True,
+        "version_compatible": True,
+        "workspace_size": 1 << 30,
+        "optimization_level": 5,
+        "timing_cache_path": "/tmp/cache/timing.bin",
+        "min_block_size": 1,
+    }
+    assert json.loads(json.dumps(kwargs)) == kwargs  # recorded in the manifest as it is
+
+
+def test_timing_cache_defaults_to_the_engines_folder_and_an_explicit_path_wins():
+    in_folder = dataclasses.replace(spec(), cache_dir="/data/engines")
+    assert compile_kwargs(in_folder, TensorRTSettings())["timing_cache_path"] == "/data/engines/timing.cache"
+    explicit = TensorRTSettings(timing_cache_path="/tmp/t.cache")
+    assert compile_kwargs(in_folder, explicit)["timing_cache_path"] == "/tmp/t.cache"
+
+
+def test_int8_is_left_to_calibration():
+    with pytest.raises(DenseNetTRTError, match="densenet-trt calibrate"):
+        compile_kwargs(spec("int8"), TensorRTSettings())
+    with pytest.raises(DenseNetTRTError, match="densenet-trt calibrate"):
+        input_shapes(spec("int8"))
+
+
+def test_precision_dtypes():
+    assert precision_dtype("fp32") == torch.float32
+    assert precision_dtype("fp16") == torch.float16
+    assert precision_dtype("bf16") == torch.bfloat16
+
+
+# --- the 2.14.0 API, read from its source -----------------------------------------------------
+
+
+def _torch_tensorrt_source() -> Path | None:
+    """The installed torch_tensorrt package (found, not imported), else the unpacked 2.14.0 wheel."""
+    found = importlib.util.find_spec("torch_tensorrt")
+    candidates = [Path(found.origin).parent] if found is not None and found.origin else []
+    candidates.append(Path(os.environ.get("TORCH_TENSORRT_SRC", "/tmp/tt/src/torch_tensorrt")))
+    return next((c for c in candidates if (c / "dynamo" / "_compiler.py").is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def tt_source():
+    source = _torch_tensorrt_source()
+    if source is None:
+        pytest.skip("torch-tensorrt 2.14 source not found (install it or set TORCH_TENSORRT_SRC)")
+    version = ast.literal_eval(
+        next(
+            line.split("=", 1)[1].strip()
+            for line in (source / "_version.py").read_text().splitlines()
+            if line.startswith("__version__")
+        )
+    )
+    if unsupported_reason(version):
+        pytest.skip(f"the torch-tensorrt source at {source} is {version}, not a supported release")
+    return source
+
+
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(path.read_text())
+    return {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def _parameters(function: ast.FunctionDef) -> set[str]:
+    return {a.arg for a in function.args.args + function.args.kwonlyargs}
+
+
+def test_every_compile_kwarg_is_a_parameter_of_the_supported_release(tt_source):
+    functions = _functions(tt_source / "dynamo" / "_compiler.py")
+    compile_params = _parameters(functions["compile"])
+    convert_params = _parameters(functions["convert_exported_program_to_serialized_trt_engine"])
+    assert "enabled_precisions" not in compile_params  # the strongly typed API this backend speaks
+    kwargs = compile_kwargs(spec(), TensorRTSettings.from_options(ALL_OPTIONS))
+    assert set(kwargs) <= compile_params  # unknown keywords would be swallowed silently
+    assert set(kwargs) <= convert_params
+    assert set(BINDING_NAMES) <= convert_params
+    assert {"arg_inputs", "exported_program"} <= compile_params
+
+
+def test_save_formats_are_what_torch_tensorrt_save_accepts(tt_source):
+    source = tt_source / "_compile.py"
+    save = _functions(source)["save"]
+    assert {"module", "file_path", "output_format", "arg_inputs", "dynamic_shapes"} <= _parameters(save)
+    accepted = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(save)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "accepted_formats" for t in node.targets)
+    )
+    assert set(SAVE_FORMATS.values()) <= accepted
+    assert set(SAVE_FORMATS) | {"engine"} == set(FILES)
+
+
+def test_binding_names_match_the_exported_program_structure():
+    # convert_exported_program_to_serialized_trt_engine checks the names' pytree against these specs.
+    program = capture_exported_program(create_model("densenet_bc100_k12", **SMALL), BatchRange.parse("1:2:4"), 32)
+    signature = program.module_call_graph[0].signature
+    assert pytree.tree_flatten(BINDING_NAMES["arg_input_binding_names"])[1] == signature.in_spec.child(0)
+    assert pytree.tree_flatten(BINDING_NAMES["output_binding_names"])[1] == signature.out_spec
+
+
+# --- shapes and formats -----------------------------------------------------------------------
+
+
+def test_input_shapes_for_a_dynamic_batch():
+    shapes = input_shapes(spec("fp16", "1:8:32"))
+    assert shapes == {
+        "min_shape": (1, 3, 32, 32),
+        "opt_shape": (8, 3, 32, 32),
+        "max_shape": (32, 3, 32, 32),
+        "dtype": torch.float16,
+    }
+
+
+def test_input_shapes_for_a_static_batch():
+    shapes = input_shapes(BuildSpec("bf16", BatchRange.parse("4"), 64, in_channels=1))
+    assert shapes["min_shape"] == shapes["opt_shape"] == shapes["max_shape"] == (4, 1, 64, 64)
+    assert shapes["dtype"] == torch.bfloat16
+    assert input_shapes(spec("fp32"))["dtype"] == torch.float32
+
+
+def test_formats_and_files():
+    backend = TensorRTBackend()
+    assert backend.formats == ("exported-program", "torchscript", "aot-inductor", "engine")
+    assert tuple(FILES) == backend.formats
+    assert FILES == {
+        "exported-program": "model.ep",
+        "torchscript": "model.ts",
+        "aot-inductor": "model.pt2",
+        "engine": "model.engine",
+    }
+    assert artifact_format(None) == "exported-program"
+    assert artifact_format("engine") == "engine"
+    with pytest.raises(DenseNetTRTError, match="unknown format 'onnx'.*exported-program, torchscript"):
+        artifact_format("onnx")
+    assert (backend.name, backend.devices, backend.extra) == ("tensorrt", ("cuda",), "tensorrt")
+
+
+# --- versions and GPUs ------------------------------------------------------------------------
+
+
+def test_release_reads_the_leading_numbers():
+    assert release("2.14.0+cu130") == (2, 14, 0)
+    assert release("11.1.0.7") == (11, 1, 0, 7)
+    assert release("2.15.0.dev20260101") == (2, 15, 0)
+
+
+@pytest.mark.parametrize("version", ["2.14.0", "2.14.1+cu130"])
+def test_supported_versions_pass_the_gate(version):
+    assert unsupported_reason(version) == ""
+
+
+@pytest.mark.parametrize("version", ["2.9.0", "2.12.0", "2.13.0", "2.15.0"])
+def test_other_versions_are_refused_saying_what_is_supported_and_why(version):
+    reason = unsupported_reason(version)
+    assert f"torch-tensorrt {version} is installed" in reason
+    assert "supports 2.14.x only" in reason
+    assert "enabled_precisions" in reason and "2.13" in reason
+    assert "\n" not in reason
+
+
+def test_bf16_needs_ampere():
+    turing = precisions_for((7, 5))
+    assert set(turing) == {"fp32", "fp16"}
+    assert set(precisions_for((8, 0))) == {"fp32", "fp16", "bf16"}
+    assert set(precisions_for((9, 0))) == {"fp32", "fp16", "bf16"}
+    assert all(note for note in turing.values())
+
+
+def manifest(trt="11.1.0.7", capability="9.0", name="NVIDIA H100", **settings):
+    return {
+        "versions": {"torch-tensorrt": "2.14.0", "tensorrt": trt},
+        "device": {"gpu": {"name": name, "compute_capability": capability, "driver": "580.1"}},
+        "backend_settings": {"format": "exported-program", **DEFAULT_KWARGS, **settings},
+    }
+
+
+def test_same_tensorrt_and_gpu_is_compatible():
+    check_engine_compatible(manifest(), "11.1.0.7", (9, 0))
+
+
+def test_another_tensorrt_version_is_refused_naming_both():
+    with pytest.raises(DenseNetTRTError, match=r"TensorRT 11\.1\.0\.7.*TensorRT 11\.2\.0.*rebuild"):
+        check_engine_compatible(manifest(), "11.2.0", (9, 0))
+
+
+def test_version_compatible_engines_run_on_newer_tensorrt_of_the_same_major():
+    check_engine_compatible(manifest(version_compatible=True), "11.3.1", (9, 0))
+    with pytest.raises(DenseNetTRTError, match=r"11\.1\.0\.7 and runs with it or a newer 11\.x.*11\.0\.0"):
+        check_engine_compatible(manifest(version_compatible=True), "11.0.0", (9, 0))
+    with pytest.raises(DenseNetTRTError, match="12.0.0"):
+        check_engine_compatible(manifest(version_compatible=True), "12.0.0", (9, 0))
+
+
+def test_another_gpu_architecture_is_refused_naming_both():
+    expected = r"NVIDIA H100.*capability 9\.0 only.*this GPU is compute capability 8\.6.*rebuild"
+    with pytest.raises(DenseNetTRTError, match=expected):
+        check_engine_compatible(manifest(), "11.1.0.7", (8, 6))
+
+
+def test_hardware_compatible_engines_run_on_ampere_and_newer():
+    check_engine_compatible(manifest(hardware_compatible=True), "11.1.0.7", (8, 6))
+    check_engine_compatible(manifest(hardware_compatible=True), "11.1.0.7", (12, 0))
+    with pytest.raises(DenseNetTRTError, match=r"8\.0 \(Ampere\) or newer.*7\.5"):
+        check_engine_compatible(manifest(hardware_compatible=True), "11.1.0.7", (7, 5))
+
+
+def test_unrecorded_versions_and_gpus_are_not_compared():
+    check_engine_compatible(manifest(trt=None), "11.2.0", (9, 0))
+    check_engine_compatible(manifest(), None, (9, 0))
+    no_gpu = {**manifest(), "device": {"gpu": None}}
+    check_engine_compatible(no_gpu, "11.1.0.7", (8, 6))
+
+
+# --- this machine -----------------------------------------------------------------------------
+
+
+def test_importing_the_backend_imports_neither_torch_tensorrt_nor_tensorrt():
+    code = (
+        "import sys, densenet_trt.backends.tensorrt; "
+        "assert not {'torch_tensorrt', 'tensorrt'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_availability_here_is_one_line():
+    backend = TensorRTBackend()
+    availability = backend.available()
+    if not torch.cuda.is_available():
+        assert not availability.ok
+    if not availability.ok:
+        assert availability.reason and "\n" not in availability.reason
+        assert "\n" not in availability.message("tensorrt")
+        assert backend.precisions("cuda") == {}
+        with pytest.raises(DenseNetTRTError, match="backend tensorrt is not available"):
+            backend.check_compatible(manifest())
+        with pytest.raises(DenseNetTRTError, match="backend tensorrt is not available"):
+            backend.build(create_model("densenet_bc100_k12", **SMALL), spec(), Path("."))
+
+
+def test_versions_come_from_package_metadata():
+    versions = TensorRTBackend().versions()
+    assert set(versions) <= {"torch-tensorrt", "tensorrt"}
+    assert all(isinstance(v, str) and v for v in versions.values())
+
+
+# --- on an NVIDIA GPU with torch-tensorrt -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    return create_model("densenet_bc100_k12", **SMALL).eval()
+
+
+def _manifest_for(backend, build_spec, settings):
+    major, minor = torch.cuda.get_device_capability()
+    gpu = {"name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "driver": None}
+    return {
+        "backend": "tensorrt",
+        "model": {"name": "densenet_bc100_k12"},
+        "format": settings["format"],
+        "precision": build_spec.precision,
+        "batch": {"min": build_spec.batch.min, "opt": build_spec.batch.opt, "max": build_spec.batch.max},
+        "image_size": build_spec.image_size,
+        "in_channels": build_spec.in_channels,
+        "versions": backend.versions(),
+        "device": {"gpu": gpu},
+        "backend_settings": settings,
+    }
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize("fmt", list(FILES))
+def test_build_load_and_compare_with_eager(tmp_path, small_model, fmt, precision):
+    backend = TensorRTBackend()
+    if precision not in backend.precisions("cuda"):
+        pytest.skip(f"{precision} needs compute capability 8.0+; this GPU is {torch.cuda.get_device_capability()}")
+    build_spec = spec(precision, "1:2:4", format=fmt)
+    settings = backend.build(small_model, build_spec, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [FILES[fmt]]
+    assert settings["format"] == fmt and json.loads(json.dumps(settings)) == settings
+    assert next(small_model.parameters()).dtype == torch.float32  # the caller's model is untouched
+
+    meta = _manifest_for(backend, build_spec, settings)
+    backend.check_compatible(meta)
+    engine = Engine(tmp_path / FILES[fmt], meta, backend.load(tmp_path, meta))
+    tolerance = TOLERANCES[precision]
+    for n in (1, 2, 3, 4):
+        x = example_input(n, 32, seed=n)
+        with torch.no_grad():
+            reference = small_model(x)
+        result = compare(reference, engine(x), tolerance)
+        assert result.passes(), f"{fmt} {precision} batch {n}: {result}"
+        assert compare(reference, engine(x.cuda()), tolerance).passes()
+    with pytest.raises(DenseNetTRTError, match="outside this engine's range 1..4"):
+        engine(example_input(5, 32))
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_settings_reach_the_build(tmp_path, small_model):
+    backend = TensorRTBackend()
+    cache = tmp_path / "timing.bin"
+    options = {"optimization_level": 1, "workspace_size": 1 << 28, "timing_cache_path": str(cache)}
+    build_spec = spec("fp32", "2", format="engine", options=options)
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    settings = backend.build(small_model, build_spec, folder)
+    assert {k: settings[k] for k in options} == options
+    assert cache.is_file()
+    meta = _manifest_for(backend, build_spec, settings)
+    engine = Engine(folder / FILES["engine"], meta, backend.load(folder, meta))
+    x = example_input(2, 32)
+    with torch.no_grad():
+        assert compare(small_model(x), engine(x), TOLERANCES["fp32"]).passes()

@@ -1,0 +1,234 @@
+"""Every CPU backend x every precision it has here, on a small preset: build, load, compare
+with eager, batch sizes across the range, bad input; manifests and the accuracy gate."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import densenet_trt
+from densenet_trt import DenseNetTRTError
+from densenet_trt.backends import BACKENDS, choose_backend
+from densenet_trt.build import build, compatibility, load, verify_engine
+from densenet_trt.export import example_input
+from densenet_trt.models import create_model
+from densenet_trt.verify import TOLERANCES, compare
+
+SMALL = {"block_config": (2, 2, 2)}
+CPU_CASES = [
+    (b, p) for b in ("onnxruntime", "openvino", "torchscript", "inductor")
+    if BACKENDS[b].available().ok for p in BACKENDS[b].precisions("cpu")
+]
+
+
+def small_build(tmp, backend="onnxruntime", precision="fp32", **kwargs):
+    kwargs.setdefault("batch", "1:4:8")
+    return build("densenet_bc100_k12", backend=backend, precision=precision, output=tmp,
+                 overrides=SMALL, **kwargs)
+
+
+@pytest.fixture(scope="module", params=CPU_CASES, ids=[f"{b}-{p}" for b, p in CPU_CASES])
+def built(request, tmp_path_factory):
+    backend, precision = request.param
+    return small_build(tmp_path_factory.mktemp(f"{backend}-{precision}"), backend, precision)
+
+
+@pytest.fixture(scope="module")
+def eager():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return create_model("densenet_bc100_k12", **SMALL)
+
+
+def test_every_cpu_backend_and_precision_builds_an_engine_that_matches_eager(built, eager):
+    m = built.manifest
+    assert m["accuracy"]["verified"] and m["accuracy"]["passed"]
+    assert [r["batch"] for r in m["accuracy"]["results"]] == [1, 4, 8]
+    engine = load(built.path)
+    tol = TOLERANCES[m["precision"]]
+    for n in (1, 3, 8):  # inside the range, also sizes the gate did not use
+        x = example_input(n, 32, seed=50 + n)
+        with torch.no_grad():
+            cmp = compare(eager(x), engine(x), tol)
+        assert cmp.passes(), (n, str(cmp))
+    out = engine(x.numpy())  # numpy in, the same logits out
+    assert out.dtype == torch.float32 and out.shape == (8, 10)
+
+
+def test_inputs_the_engine_was_not_built_for_are_refused(built):
+    engine = load(built.path)
+    for bad, message in [
+        (torch.zeros(9, 3, 32, 32), "batch 9 is outside this engine's range 1..8"),
+        (torch.zeros(2, 1, 32, 32), r"shape \(2, 1, 32, 32\); this engine takes \(N, 3, 32, 32\)"),
+        (torch.zeros(2, 3, 64, 64), "this engine takes"),
+        (torch.zeros(3, 32, 32), "this engine takes"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.float64), "dtype is float64; this engine takes float32"),
+        (np.zeros((2, 3, 32, 32), np.float16), "dtype is float16"),
+        ([1, 2], "torch.Tensor or numpy array"),
+    ]:
+        with pytest.raises(DenseNetTRTError, match=message):
+            engine(bad)
+
+
+def test_manifest_records_what_was_built(built):
+    m = json.loads((built.path / "manifest.json").read_text())
+    assert m == built.manifest
+    assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 1
+    assert m["model"]["name"] == "densenet_bc100_k12" and m["model"]["weights"] is None
+    assert m["model"]["config"]["block_config"] == [2, 2, 2]
+    assert m["batch"] == {"min": 1, "opt": 4, "max": 8} and m["image_size"] == 32
+    assert m["input"] == {"name": "input", "dtype": "float32", "shape": ["batch", 3, 32, 32]}
+    assert m["output"]["shape"] == ["batch", 10]
+    assert m["versions"]["torch"] == torch.__version__ and m["versions"]["densenet-trt"]
+    assert m["device"]["type"] == "cpu" and m["device"]["cpu"]
+    assert set(m["files"]) == {p.name for p in built.path.iterdir()} - {"manifest.json"}
+    assert built.file.is_file() and m["build"]["seconds"] > 0
+
+
+def test_verify_makes_the_random_weights_again(built):
+    results = verify_engine(built.path, 10, seed=123)
+    assert sum(n for n, _ in results) >= 10 and all(c.passes() for _, c in results)
+
+
+def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkeypatch):
+    backend, device, reason = choose_backend("fp32")
+    assert device == "cpu" and "no TensorRT" in reason
+    assert backend.name == next(b for b in ("onnxruntime", "openvino", "inductor", "torchscript")
+                                if BACKENDS[b].available().ok)
+    unavailable = densenet_trt.backends.Availability(False, "not installed", "pip install x")
+    monkeypatch.setattr(BACKENDS["onnxruntime"], "available", lambda: unavailable)
+    backend, _, reason = choose_backend("fp32")
+    assert backend.name != "onnxruntime" and "onnxruntime (not installed)" in reason
+
+
+def test_auto_build_says_which_backend_and_why(tmp_path):
+    lines = []
+    artifact = small_build(tmp_path, backend="auto", batch="2", progress=lines.append)
+    assert any(l.startswith(f"backend auto: {artifact.manifest['backend']} on cpu, because") for l in lines)
+    assert any("random weights" in l for l in lines)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(backend="tvm"), "unknown backend 'tvm'; choose auto or one of tensorrt"),
+        (dict(backend="onnxruntime", precision="bf16"), "onnxruntime cannot do bf16 on this cpu; it can do fp32"),
+        (dict(backend="torchscript", precision="fp16"), "torchscript cannot do fp16 on this cpu; it can do fp32, bf16"),
+        (dict(precision="int8"), "int8 needs a calibration"),
+        (dict(precision="fp64"), "unknown precision"),
+        (dict(format="engine"), "onnxruntime has no format 'engine'; it writes onnx"),
+        (dict(batch="4:2:8"), "1 <= min <= opt <= max"),
+        (dict(image_size=3), "image size 3 is too small"),
+        (dict(threads=0), "threads must be a positive integer"),
+        (dict(device="cuda"), "cannot run on cuda here"),
+    ],
+)
+def test_bad_build_requests_write_nothing(tmp_path, kwargs, message):
+    with pytest.raises(DenseNetTRTError, match=message):
+        small_build(tmp_path, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_without_gpu_or_package_says_how_to_fix(tmp_path):
+    if BACKENDS["tensorrt"].available().ok:
+        pytest.skip("TensorRT is usable here")
+    with pytest.raises(DenseNetTRTError, match="backend tensorrt is not available: "):
+        small_build(tmp_path, backend="tensorrt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_engine_needs_force_and_force_replaces_it(tmp_path):
+    first = small_build(tmp_path, batch="2", name="e")
+    with pytest.raises(DenseNetTRTError, match="exists; pass --force"):
+        small_build(tmp_path, batch="2", name="e")
+    second = small_build(tmp_path, batch="3", name="e", force=True)
+    assert second.path == first.path and load(second.path).batch_max == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
+
+
+def test_unwritable_output_folder(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DenseNetTRTError, match="cannot create output folder"):
+        small_build(tmp_path / "file" / "engines")
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BACKENDS["onnxruntime"], "build", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        small_build(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_gate_refuses_a_wrong_engine_and_no_verify_keeps_it(tmp_path, monkeypatch):
+    backend = BACKENDS["onnxruntime"]
+    real_load = backend.load
+
+    def perturbed(folder, manifest):
+        run = real_load(folder, manifest)
+        return lambda x: run(x) + 0.01
+
+    monkeypatch.setattr(backend, "load", perturbed)
+    with pytest.raises(DenseNetTRTError, match="differs from eager PyTorch beyond the fp32 tolerance at batch 1"):
+        small_build(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    kept = small_build(tmp_path, verify=False)
+    assert kept.manifest["accuracy"] == {"verified": False, "reason": "built with --no-verify"}
+
+
+@pytest.fixture()
+def engine_copy(tmp_path):
+    return small_build(tmp_path, batch="2")
+
+
+def test_corrupt_truncated_or_missing_files_are_refused_at_load(engine_copy):
+    onnx_file = engine_copy.file
+    data = onnx_file.read_bytes()
+    onnx_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DenseNetTRTError, match="does not match its manifest's sha256"):
+        load(engine_copy.path)
+    manifest, problem = compatibility(engine_copy.path)
+    assert manifest["backend"] == "onnxruntime" and "sha256" in problem
+    onnx_file.unlink()
+    with pytest.raises(DenseNetTRTError, match="model.onnx is missing"):
+        load(engine_copy.path)
+
+
+def test_bad_manifests_are_refused(engine_copy):
+    manifest_path = engine_copy.path / "manifest.json"
+    good = manifest_path.read_text()
+    manifest_path.write_text(good[:50])
+    with pytest.raises(DenseNetTRTError, match="is corrupt"):
+        load(engine_copy.path)
+    manifest_path.write_text(good.replace('"schema_version": 1', '"schema_version": 99'))
+    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 1"):
+        load(engine_copy.path)
+    manifest_path.unlink()
+    with pytest.raises(DenseNetTRTError, match="has no manifest.json"):
+        load(engine_copy.file)
+    with pytest.raises(DenseNetTRTError, match="does not exist"):
+        load(engine_copy.path / "nope")
+
+
+def test_verify_with_a_checkpoint_that_moved(tmp_path):
+    weights = tmp_path / "w.pth"
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), weights)
+    artifact = small_build(tmp_path / "engines", batch="2", weights=weights)
+    assert artifact.manifest["model"]["weights"]["sha256"]
+    moved = tmp_path / "moved.pth"
+    weights.rename(moved)
+    with pytest.raises(DenseNetTRTError, match="pass its path with --weights"):
+        verify_engine(artifact.path, 4)
+    assert all(c.passes() for _, c in verify_engine(artifact.path, 4, weights=moved))
+    torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), weights)
+    with pytest.raises(DenseNetTRTError, match="not the checkpoint this engine was built from"):
+        verify_engine(artifact.path, 4, weights=weights)
+
+
+def test_load_threads_override(engine_copy):
+    assert load(engine_copy.path, threads=1).manifest["threads"] == 1
