@@ -132,6 +132,13 @@ def build(
             f"backend {chosen.name} cannot do {precision} on this {device}; it can do "
             f"{', '.join(can) or 'nothing here'}" + _other_backends_hint(precision, chosen.name)
         )
+    unknown = sorted(set(options or {}) - set(chosen.option_names))
+    if unknown:
+        raise DenseNetTRTError(
+            f"backend {chosen.name} takes no option {', '.join(unknown)} (the TensorRT options "
+            "--workspace-gb, --opt-level, --timing-cache, --hardware-compatible and "
+            "--version-compatible apply to --backend tensorrt)"
+        )
     fmt = format or chosen.formats[0]
     if fmt not in chosen.formats:
         raise DenseNetTRTError(

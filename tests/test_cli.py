@@ -79,3 +79,71 @@ def test_a_checkpoint_that_does_not_fit(tmp_path):
 def test_debug_shows_the_traceback():
     result = run("--debug", "export", "--model", "nope", "--format", "onnx", "--output", "x.onnx")
     assert result.exit_code == 1 and result.exc_info[0].__name__ == "DenseNetTRTError"
+
+
+def _build_small(tmp_path, *extra):
+    return run("build", "--model", "densenet_bc100_k12", "--backend", "onnxruntime", "--batch", "1:2:4",
+               "--output", tmp_path, "--name", "e", *extra)
+
+
+def test_build_info_verify(tmp_path):
+    built = _build_small(tmp_path)
+    assert built.exit_code == 0, built.output
+    assert "random weights" in built.stderr and "checking against eager" in built.stderr
+    assert built.stdout.startswith(f"built {tmp_path / 'e' / 'model.onnx'} (onnxruntime, fp32, batch 1:2:4, 32x32")
+    assert "matches eager PyTorch: batch 1 max abs" in built.stdout
+
+    shown = run("info", tmp_path / "e")
+    assert shown.exit_code == 0
+    assert "backend  onnxruntime (onnx, model.onnx)" in shown.output and "runs here  yes" in shown.output
+    as_json = json.loads(run("info", tmp_path / "e" / "model.onnx", "--json").output)
+    assert as_json["runs_here"] and as_json["manifest"]["precision"] == "fp32"
+
+    checked = run("verify", tmp_path / "e", "--samples", "5", "--seed", "1")
+    assert checked.exit_code == 0, checked.output
+    assert "5 fresh samples match eager PyTorch" in checked.stdout
+
+
+def test_build_auto_says_which_backend_and_json(tmp_path):
+    built = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path, "--json", "--quiet")
+    assert built.exit_code == 0, built.output
+    manifest = json.loads(built.stdout)
+    assert manifest["accuracy"]["passed"] and built.stderr == ""
+    loud = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path, "--force")
+    assert f"backend auto: {manifest['backend']} on cpu, because no TensorRT" in loud.stderr
+
+
+def test_info_of_a_corrupt_engine_says_why_it_cannot_run(tmp_path):
+    assert _build_small(tmp_path).exit_code == 0
+    (tmp_path / "e" / "model.onnx").write_bytes(b"garbage")
+    shown = run("info", tmp_path / "e")
+    assert shown.exit_code == 0 and "runs here  no: " in shown.output and "sha256" in shown.output
+    checked = run("verify", tmp_path / "e")
+    assert checked.exit_code == 1 and "sha256" in checked.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tensorrt"], "backend tensorrt is not available"),
+        (["--precision", "int8"], "int8 needs a calibration"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "it can do fp32; bf16 is available here with"),
+        (["--workspace-gb", "-1"], "workspace-gb"),
+        (["--opt-level", "7"], "opt-level"),
+    ],
+)
+def test_build_refusals_are_one_line(tmp_path, args, message):
+    result = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path / "out", *args)
+    assert result.exit_code != 0 and message in result.stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_tensorrt_options_on_another_backend_are_refused(tmp_path):
+    result = run("build", "--model", "densenet_bc100_k12", "--backend", "onnxruntime",
+                 "--opt-level", "3", "--output", tmp_path)
+    assert result.exit_code == 1 and "takes no option optimization_level (the TensorRT options" in result.stderr
+
+
+def test_missing_engine():
+    result = run("info", "no/such/engine")
+    assert result.exit_code == 1 and result.stderr == "error: engine 'no/such/engine' does not exist\n"

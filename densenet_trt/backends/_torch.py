@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ..errors import DenseNetTRTError
-from .base import Availability
 
 
 def cuda_available() -> bool:
@@ -14,10 +13,6 @@ def cuda_available() -> bool:
 
 def torch_devices() -> tuple[str, ...]:
     return ("cuda", "cpu") if cuda_available() else ("cpu",)
-
-
-def torch_availability() -> Availability:
-    return Availability(True)
 
 
 def torch_precisions(device: str) -> dict[str, str]:
@@ -38,3 +33,9 @@ def torch_device(device: str) -> torch.device:
     if device == "cuda" and not cuda_available():
         raise DenseNetTRTError("no CUDA device here; build for --device cpu")
     return torch.device(device)
+
+
+def apply_threads(manifest: dict) -> None:
+    """Set torch's CPU thread count (process-wide) to the engine's, where one was given."""
+    if manifest.get("threads"):
+        torch.set_num_threads(manifest["threads"])

@@ -33,6 +33,7 @@ class Backend(Protocol):
     devices: tuple[str, ...]  # "cpu", "cuda": where its engines can run, preferred first
     formats: tuple[str, ...]  # artifact formats; the first is the default
     extra: str  # the pip extra that installs it
+    option_names: tuple[str, ...]  # the BuildSpec.options it reads
 
     def available(self) -> Availability:
         """Installed, and one of its devices present?"""

@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import DenseNetTRTError
 from ..export import capture_exported_program
 from ..spec import BuildSpec
-from ._torch import torch_device, torch_devices, torch_precisions
+from ._torch import apply_threads, torch_device, torch_devices, torch_precisions
 from .base import DTYPES, Availability
 
 FILE = "model.pt2"
@@ -28,6 +28,7 @@ class InductorBackend:
     name = "inductor"
     formats = ("aot-inductor",)
     extra = ""
+    option_names: tuple[str, ...] = ()
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -54,6 +55,7 @@ class InductorBackend:
     def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         device = torch_device(manifest["device"]["type"])
         dtype = DTYPES[manifest["precision"]]
+        apply_threads(manifest)
         runner = torch._inductor.aoti_load_package(str(folder / FILE))
 
         def run(x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     formats = ("onnx",)
     extra = "onnx"
+    option_names: tuple[str, ...] = ()
 
     @property
     def devices(self) -> tuple[str, ...]:

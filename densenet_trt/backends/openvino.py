@@ -39,6 +39,7 @@ class OpenVinoBackend:
     devices = ("cpu",)
     formats = ("openvino-ir",)
     extra = "openvino"
+    option_names: tuple[str, ...] = ()
 
     def available(self) -> Availability:
         missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]

@@ -327,6 +327,7 @@ class TensorRTBackend:
     devices = ("cuda",)
     formats = tuple(FILES)
     extra = "tensorrt"
+    option_names = tuple(TensorRTSettings.names())
 
     def available(self) -> Availability:
         version = _package_version("torch-tensorrt")

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..export import capture_torchscript
 from ..spec import BuildSpec
-from ._torch import torch_availability, torch_device, torch_devices, torch_precisions
+from ._torch import apply_threads, torch_device, torch_devices, torch_precisions
 from .base import DTYPES, Availability
 
 FILE = "model.ts"
@@ -32,13 +32,14 @@ class TorchScriptBackend:
     name = "torchscript"
     formats = ("torchscript",)
     extra = ""
+    option_names: tuple[str, ...] = ()
 
     @property
     def devices(self) -> tuple[str, ...]:
         return torch_devices()
 
     def available(self) -> Availability:
-        return torch_availability()
+        return Availability(True)
 
     def precisions(self, device: str) -> dict[str, str]:
         return torch_precisions(device)
@@ -55,6 +56,7 @@ class TorchScriptBackend:
     def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         device = torch_device(manifest["device"]["type"])
         dtype = DTYPES[manifest["precision"]]
+        apply_threads(manifest)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(str(folder / FILE), map_location=device)
