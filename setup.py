@@ -10,6 +10,7 @@ for line in (here / "densenet_trt" / "__init__.py").read_text().splitlines():
 
 onnx = ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.20"]
 openvino = ["openvino>=2025.0"]
+plot = ["matplotlib>=3.7"]
 
 setup(
     name="densenet-trt",
@@ -29,10 +30,11 @@ setup(
     extras_require={
         "onnx": onnx,
         "openvino": openvino,
-        "cpu": onnx + openvino,
+        "plot": plot,
+        "cpu": onnx + openvino + plot,
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
         "tensorrt": ["torch-tensorrt==2.14.0"],
-        "test": ["pytest>=8", "torchvision>=0.26"] + onnx,
+        "test": ["pytest>=8", "torchvision>=0.26"] + onnx + plot,
     },
     entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
     classifiers=[

@@ -3,6 +3,9 @@
 The public API; the command line ``densenet-trt`` is a thin layer over these functions.
 """
 
+__version__ = "0.1.0"  # first: the modules below read it
+
+from .build import Artifact, build, load, verify_engine
 from .errors import DenseNetTRTError
 from .export import export_model
 from .models import (
@@ -15,24 +18,29 @@ from .models import (
     list_models,
     preset_stats,
 )
+from .profiler import profile
 from .spec import BatchRange
 from .weights import load_weights, read_state_dict
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "Artifact",
     "BatchRange",
     "DenseNet",
     "DenseNetTRTError",
     "ModelInfo",
     "__version__",
+    "build",
     "count_macs",
     "count_parameters",
     "create_model",
     "export_model",
     "get_model_info",
     "list_models",
+    "load",
     "load_weights",
     "preset_stats",
+    "profile",
     "read_state_dict",
+    "verify_engine",
 ]

@@ -42,7 +42,7 @@ from .verify import TOLERANCES, Comparison, compare
 Progress = Callable[[str], None]
 
 
-def _quiet(message: str) -> None:
+def quiet(message: str) -> None:
     pass
 
 
@@ -82,7 +82,7 @@ def build(
     verify: bool = True,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Artifact:
     """Build preset ``model`` into a verified engine folder ``output/name``.
 
@@ -164,7 +164,7 @@ def build(
     else:
         progress("no --weights: random weights (speed is real, predictions are not)")
     overrides = dict(overrides or {})
-    net = _make_model(model, weights_path, num_classes, seed, overrides)
+    net = reference_model(model, weights_path, num_classes, seed, overrides)
 
     spec = BuildSpec(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels,
@@ -197,7 +197,7 @@ def build(
         "versions": {"densenet-trt": __version__, "torch": torch.__version__, **chosen.versions()},
     }
 
-    with _threads(threads), atomic_dir(target, force) as folder:
+    with torch_threads(threads), atomic_dir(target, force) as folder:
         progress(f"building {model} with {chosen.name} ({fmt}, {precision}, batch {batch}, "
                  f"{size}x{size}, {device})")
         start = time.perf_counter()
@@ -244,16 +244,17 @@ def _main_file(files: dict[str, str]) -> str:
     return next(f for f in files if f.endswith(".xml"))
 
 
-def _make_model(
+def reference_model(
     name: str, weights: Path | None, num_classes: int | None, seed: int, overrides: dict[str, Any]
 ) -> DenseNet:
-    """The float32 eval model; random weights come from ``seed`` and do not disturb the global RNG."""
+    """The float32 eval model an engine is built from and compared with; random weights come
+    from ``seed`` and do not disturb the global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return create_model(name, num_classes=num_classes, weights=weights, **overrides)
 
 
-class _threads:
+class torch_threads:
     """Set torch's CPU threads for the block."""
 
     def __init__(self, threads: int | None):
@@ -326,7 +327,7 @@ def verify_engine(
     *,
     weights: str | os.PathLike | None = None,
     seed: int | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> list[tuple[int, Comparison]]:
     """The engine at ``path`` against eager float32 PyTorch on ``samples`` fresh random inputs,
     in batches within its range. The eager model is made again from the manifest: the same
@@ -347,7 +348,7 @@ def verify_engine(
             raise DenseNetTRTError(f"{weights_path} is not the checkpoint this engine was built from (sha256 differs)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        net = _make_model(
+        net = reference_model(
             record["name"], weights_path, record["num_classes"], record["seed"], record["overrides"]
         )
     seed = secrets.randbelow(2**31) if seed is None else seed

@@ -202,6 +202,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
       densenet-trt build --backend openvino --precision bf16 --threads 2
     """
     from .build import build as build_engine
+    from .spec import BatchRange
 
     options = {}
     if workspace_gb is not None:
@@ -228,8 +229,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
         f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
         for r in acc["results"]
     )
-    click.echo(f"built {artifact.file} ({m['backend']}, {m['precision']}, batch "
-               f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}, "
+    click.echo(f"built {artifact.file} ({m['backend']}, {m['precision']}, batch {BatchRange(**m['batch'])}, "
                f"{m['image_size']}x{m['image_size']}, {m['build']['seconds']:.0f} s): {check}")
 
 
@@ -244,6 +244,7 @@ def info(engine, as_json):
       densenet-trt info engines/densenet121-onnxruntime-fp32-b1-224
     """
     from .build import compatibility
+    from .spec import BatchRange
 
     manifest, problem = compatibility(engine)
     if as_json:
@@ -259,7 +260,7 @@ def info(engine, as_json):
                   + (m['model']['weights']['file'] if m['model']['weights'] else f"random (seed {m['model']['seed']})")),
         ("backend", f"{m['backend']} ({m['format']}, {m['main_file']})"),
         ("precision", m["precision"]),
-        ("batch", f"{m['batch']['min']}:{m['batch']['opt']}:{m['batch']['max']}"),
+        ("batch", str(BatchRange(**m["batch"]))),
         ("input", f"{m['input']['name']} {m['input']['dtype']} {m['input']['shape']}"),
         ("output", f"{m['output']['name']} {m['output']['dtype']} {m['output']['shape']}"),
         ("built for", f"{dev['type']}: {where}"),
@@ -298,3 +299,68 @@ def verify(engine, samples, weights, seed, quiet):
         raise DenseNetTRTError(f"engine differs from eager PyTorch at batch {failed[0][0]}: {failed[0][1]}")
     click.echo(f"{engine}: {sum(n for n, _ in results)} fresh samples match eager PyTorch "
                "within the engine's precision tolerance")
+
+
+def _batch_list(ctx, param, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers (e.g. 1,8,32)")
+    if any(n < 1 for n in sizes):
+        raise click.BadParameter(f"{value!r}: batch sizes must be 1 or more")
+    return sizes
+
+
+@main.command()
+@click.argument("engines", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch", "batches", default="1", show_default=True, callback=_batch_list,
+              help="Batch sizes, comma-separated (e.g. 1,8,32); a size outside an engine's range "
+                   "is skipped with the reason.")
+@click.option("--warmup", type=int, default=None, help="Warm-up rounds, not timed [default: 3].")
+@click.option("--warmup-time", type=float, default=None, help="Or warm up for this many seconds.")
+@click.option("--iterations", type=int, default=None, help="Timed rounds [default: 20].")
+@click.option("--duration", type=float, default=None, help="Or time rounds for this many seconds.")
+@click.option("--vs", type=click.Choice(["eager", "none"]), default="eager", show_default=True,
+              help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
+                   "precision where PyTorch can run it) interleaved with the engine.")
+@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch and the engines [default: torch's].")
+@click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph.")
+@click.option("--include-transfers", is_flag=True,
+              help="GPU engines: also time host-to-device and device-to-host copies, apart.")
+@click.option("--gap", type=float, default=0.2, show_default=True,
+              help="Seconds of pause before each timed CPU call (PyTorch's OpenMP threads spin "
+                   "after eager runs and would slow the next call).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON (schema in densenet_trt/profiler.py).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one CSV row per engine, batch and runner.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the table with its conditions as Markdown.")
+@click.option("--plot", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a PNG: latency percentiles and throughput against batch size.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the table.")
+def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, threads, cuda_graphs,
+            include_transfers, gap, json_path, csv_path, md_path, png_path, quiet):
+    """Measure latency and throughput of built engines against eager PyTorch, interleaved in
+    one run; the speedup is the median of the paired ratios.
+
+    \b
+    Examples:
+      densenet-trt profile engines/densenet121-onnxruntime-fp32-b1-8-32-224 --batch 1,8,32
+      densenet-trt profile engines/a engines/b --duration 30 --json out.json --plot out.png
+    """
+    from .profiler import check_output, profile as run_profile
+
+    outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
+                                                  (md_path, "write_markdown"), (png_path, "plot")) if path}
+    for path in outputs:
+        check_output(path)
+    report = run_profile(
+        engines, batches=batches, warmup=warmup, warmup_time=warmup_time, iterations=iterations,
+        duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs,
+        include_transfers=include_transfers, gap=gap, progress=_say(quiet),
+    )
+    click.echo(report.table())
+    for path, writer in outputs.items():
+        getattr(report, writer)(path)
+        _say(quiet)(f"wrote {path}")

@@ -27,7 +27,7 @@ import torch
 import densenet_trt
 from densenet_trt.artifact import cpu_name
 from densenet_trt.backends import BACKENDS
-from densenet_trt.build import _make_model, build, load
+from densenet_trt.build import build, load, reference_model
 from densenet_trt.export import example_input
 
 
@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
 
     threads = torch.get_num_threads()
-    eager = _make_model(args.model, None, None, 0, {})
+    eager = reference_model(args.model, None, None, 0, {})
     size = densenet_trt.get_model_info(args.model).image_size
     batch_range = f"{min(args.batch)}:{min(args.batch)}:{max(args.batch)}"
     conditions = {

@@ -147,3 +147,45 @@ def test_tensorrt_options_on_another_backend_are_refused(tmp_path):
 def test_missing_engine():
     result = run("info", "no/such/engine")
     assert result.exit_code == 1 and result.stderr == "error: engine 'no/such/engine' does not exist\n"
+
+
+def test_package_import_and_help_load_no_heavy_or_device_bound_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, densenet_trt, densenet_trt.cli; "
+            "print(sorted(m for m in ('torch_tensorrt', 'tensorrt', 'openvino', 'onnxruntime', 'modelopt', "
+            "'matplotlib', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_profile_command(tmp_path):
+    assert _build_small(tmp_path).exit_code == 0
+    out = tmp_path / "r"
+    result = run("profile", tmp_path / "e", "--batch", "1,4,8", "--iterations", "2", "--warmup", "1",
+                 "--gap", "0", "--json", f"{out}.json", "--csv", f"{out}.csv", "--markdown", f"{out}.md",
+                 "--plot", f"{out}.png")
+    assert result.exit_code == 0, result.output
+    assert "| [0]" in result.stdout and "eager fp32" in result.stdout
+    assert "batch 8 skipped: batch 8 is outside e's range 1..4" in result.stdout
+    for suffix in ("json", "csv", "md", "png"):
+        assert (tmp_path / f"r.{suffix}").stat().st_size > 0
+    assert json.loads((tmp_path / "r.json").read_text())["schema"] == "densenet-trt/profile"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--iterations", "0"], "iterations must be a positive integer"),
+        (["--duration", "-1"], "duration must be a positive number"),
+        (["--iterations", "1", "--cuda-graphs"], "cuda_graphs applies to GPU engines"),
+        (["--iterations", "1", "--include-transfers"], "include_transfers applies to GPU engines"),
+        (["--iterations", "1", "--batch", "64"], "no batch size can run"),
+        (["--iterations", "1", "--json", "/no/such/dir/r.json"], "does not exist"),
+    ],
+)
+def test_profile_refusals(tmp_path, args, message):
+    assert _build_small(tmp_path).exit_code == 0
+    result = run("profile", tmp_path / "e", *args)
+    assert result.exit_code == 1 and message in result.stderr, result.output

@@ -103,8 +103,13 @@ class Engine:
         return x.contiguous()
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        out = self._runner(self.check_input(x))
+        out = self.run(self.check_input(x))
         return out.detach().to("cpu", torch.float32)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The backend's runner without the input checks or the copy of the output to the CPU
+        (what ``profile`` times): logits on the engine's device, in its dtype."""
+        return self._runner(x)
 
     def __repr__(self) -> str:
         m = self.manifest
