@@ -32,7 +32,7 @@ from .artifact import (
     write_manifest,
 )
 from .backends import choose_backend, get_backend
-from .backends.base import Engine
+from .backends.base import Backend, Engine
 from .errors import DenseNetTRTError
 from .export import INPUT_NAME, OUTPUT_NAME, example_input
 from .models import DenseNet, create_model, get_model_info
@@ -291,16 +291,23 @@ def _accuracy_record(results: list[tuple[int, Comparison]]) -> dict[str, Any]:
     }
 
 
-def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
-    """The engine at ``path`` (its folder, manifest or main file), after checking the files'
-    checksums and that this machine can run it."""
-    folder, manifest = read_manifest(path)
+def _runnable_backend(folder: Path, manifest: dict[str, Any]) -> Backend:
+    """The backend of the engine in ``folder``, after checking its files' checksums and that
+    this machine can run it."""
     check_files(folder, manifest)
     backend = get_backend(manifest["backend"])
     state = backend.available()
     if not state.ok:
         raise DenseNetTRTError(state.message(backend.name))
     backend.check_compatible(manifest)
+    return backend
+
+
+def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
+    """The engine at ``path`` (its folder, manifest or main file), after checking the files'
+    checksums and that this machine can run it."""
+    folder, manifest = read_manifest(path)
+    backend = _runnable_backend(folder, manifest)
     if threads is not None:
         manifest = {**manifest, "threads": threads}
     return Engine(folder, manifest, backend.load(folder, manifest))
@@ -310,12 +317,7 @@ def compatibility(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
     """The manifest of the engine at ``path`` and why this machine cannot run it (None if it can)."""
     folder, manifest = read_manifest(path)
     try:
-        check_files(folder, manifest)
-        backend = get_backend(manifest["backend"])
-        state = backend.available()
-        if not state.ok:
-            raise DenseNetTRTError(state.message(backend.name))
-        backend.check_compatible(manifest)
+        _runnable_backend(folder, manifest)
     except DenseNetTRTError as e:
         return manifest, str(e)
     return manifest, None

@@ -19,9 +19,9 @@ BACKENDS: dict[str, Backend] = {
     for b in (TensorRTBackend(), OnnxRuntimeBackend(), OpenVinoBackend(), InductorBackend(), TorchScriptBackend())
 }
 
-# `auto` on a machine without TensorRT: CPU backends fastest first, per precision, from
-# scripts/benchmark_build.py on the development machines (densenet121, batch 1, 224x224; see
-# the README's speed table).
+# `auto` on a machine without TensorRT: CPU backends fastest first, per precision, as measured
+# with `densenet-trt profile` on the development machines (densenet121, 224x224; see
+# docs/benchmarks.md). ONNX Runtime and OpenVINO fp32 are tied within the noise there.
 CPU_PREFERENCE = {
     "fp32": ("onnxruntime", "openvino", "inductor", "torchscript"),
     "bf16": ("openvino", "inductor", "torchscript"),

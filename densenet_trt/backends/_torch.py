@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..errors import DenseNetTRTError
+from .base import Availability
 
 
 def cuda_available() -> bool:
@@ -39,3 +42,26 @@ def apply_threads(manifest: dict) -> None:
     """Set torch's CPU thread count (process-wide) to the engine's, where one was given."""
     if manifest.get("threads"):
         torch.set_num_threads(manifest["threads"])
+
+
+class TorchBackendBase:
+    """Devices, precisions and checks of a backend whose engines PyTorch itself runs."""
+
+    extra = ""
+    option_names: tuple[str, ...] = ()
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return torch_devices()
+
+    def available(self) -> Availability:
+        return Availability(True)
+
+    def precisions(self, device: str) -> dict[str, str]:
+        return torch_precisions(device)
+
+    def versions(self) -> dict[str, str]:
+        return {}  # torch's version is in every manifest
+
+    def check_compatible(self, manifest: dict[str, Any]) -> None:
+        torch_device(manifest["device"]["type"])

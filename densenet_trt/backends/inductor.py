@@ -18,32 +18,20 @@ from torch import nn
 from ..errors import DenseNetTRTError
 from ..export import capture_exported_program
 from ..spec import BuildSpec
-from ._torch import apply_threads, torch_device, torch_devices, torch_precisions
+from ._torch import TorchBackendBase, apply_threads, torch_device
 from .base import DTYPES, Availability
 
 FILE = "model.pt2"
 
 
-class InductorBackend:
+class InductorBackend(TorchBackendBase):
     name = "inductor"
     formats = ("aot-inductor",)
-    extra = ""
-    option_names: tuple[str, ...] = ()
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        return torch_devices()
 
     def available(self) -> Availability:
         if shutil.which("c++") is None and shutil.which("g++") is None:
             return Availability(False, "no C++ compiler found", "install one (apt-get install g++)")
         return Availability(True)
-
-    def precisions(self, device: str) -> dict[str, str]:
-        return torch_precisions(device)
-
-    def versions(self) -> dict[str, str]:
-        return {}
 
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         device = torch_device(spec.device)
@@ -65,7 +53,7 @@ class InductorBackend:
         return run
 
     def check_compatible(self, manifest: dict[str, Any]) -> None:
-        torch_device(manifest["device"]["type"])
+        super().check_compatible(manifest)
         built = manifest["versions"].get("torch")
         if built != torch.__version__:
             raise DenseNetTRTError(

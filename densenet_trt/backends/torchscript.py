@@ -16,8 +16,8 @@ from torch import nn
 
 from ..export import capture_torchscript
 from ..spec import BuildSpec
-from ._torch import apply_threads, torch_device, torch_devices, torch_precisions
-from .base import DTYPES, Availability
+from ._torch import TorchBackendBase, apply_threads, torch_device
+from .base import DTYPES
 
 FILE = "model.ts"
 
@@ -28,24 +28,9 @@ def _optimize(device: str, precision: str) -> bool:
     return device == "cpu" and precision == "fp32"
 
 
-class TorchScriptBackend:
+class TorchScriptBackend(TorchBackendBase):
     name = "torchscript"
     formats = ("torchscript",)
-    extra = ""
-    option_names: tuple[str, ...] = ()
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        return torch_devices()
-
-    def available(self) -> Availability:
-        return Availability(True)
-
-    def precisions(self, device: str) -> dict[str, str]:
-        return torch_precisions(device)
-
-    def versions(self) -> dict[str, str]:
-        return {}
 
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         device = torch_device(spec.device)
@@ -68,6 +53,3 @@ class TorchScriptBackend:
                 return module(x.to(device, dtype))
 
         return run
-
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
-        torch_device(manifest["device"]["type"])

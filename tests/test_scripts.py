@@ -1,0 +1,32 @@
+"""The benchmark scripts, run on the CPU with a small preset (what a GPU machine runs with densenet121)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_matmul_rate_reports_gflops():
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "matmul_rate.py"), "--size", "256", "--seconds", "0.2"],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["device"] == "cpu" and result["gflops"]["fp32"] > 0 and result["gflops"]["bf16"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_from_the_source_tree(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "MODEL": "densenet_bc100_k12", "RANGE": "1:1:2",
+           "BATCHES": "1,2", "ITERATIONS": "2", "PYTHONPATH": ""}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_benchmark.sh"), str(tmp_path)], env=env,
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads((tmp_path / "profile.json").read_text())
+    backends = {e["backend"] for e in report["engines"]}
+    assert {"torchscript", "onnxruntime"} <= backends
+    assert (tmp_path / "profile.md").is_file() and (tmp_path / "profile.png").is_file()
+    assert "skipped: tensorrt fp32 on cuda" in run.stdout
