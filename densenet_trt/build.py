@@ -38,6 +38,7 @@ from .export import INPUT_NAME, OUTPUT_NAME, example_input
 from .models import DenseNet, create_model, get_model_info
 from .spec import BatchRange, BuildSpec, check_image_size, check_precision
 from .verify import TOLERANCES, Comparison, compare
+from .weights import PRETRAINED_TAGS, pretrained_path
 
 Progress = Callable[[str], None]
 
@@ -145,6 +146,15 @@ def build(
             f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}"
         )
 
+    # The model first: a checkpoint that does not fit is refused before anything is created.
+    weights_path = None
+    if weights is not None:
+        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
+    else:
+        progress("no --weights: random weights (speed is real, predictions are not)")
+    overrides = dict(overrides or {})
+    net = reference_model(model, weights_path, num_classes, seed, overrides)
+
     out_dir = Path(output)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,15 +166,6 @@ def build(
     if target.exists() and not force:
         raise DenseNetTRTError(f"{target} exists; pass --force to replace it")
 
-    weights_path = None
-    if weights is not None:
-        from .weights import PRETRAINED_TAGS, pretrained_path
-
-        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
-    else:
-        progress("no --weights: random weights (speed is real, predictions are not)")
-    overrides = dict(overrides or {})
-    net = reference_model(model, weights_path, num_classes, seed, overrides)
 
     spec = BuildSpec(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels,

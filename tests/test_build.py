@@ -232,3 +232,10 @@ def test_verify_with_a_checkpoint_that_moved(tmp_path):
 
 def test_load_threads_override(engine_copy):
     assert load(engine_copy.path, threads=1).manifest["threads"] == 1
+
+
+def test_a_checkpoint_that_does_not_fit_creates_no_output_folder(tmp_path):
+    torch.save(create_model("densenet40_k12").state_dict(), tmp_path / "w.pth")
+    with pytest.raises(DenseNetTRTError, match="does not fit this model"):
+        small_build(tmp_path / "engines", weights=tmp_path / "w.pth")
+    assert not (tmp_path / "engines").exists()
