@@ -34,7 +34,8 @@ setup(
         "cpu": onnx + openvino + plot,
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
         "tensorrt": ["torch-tensorrt==2.14.0"],
-        "test": ["pytest>=8", "torchvision>=0.26"] + onnx + plot,
+        # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
+        "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40"] + onnx + plot,
     },
     entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
     classifiers=[

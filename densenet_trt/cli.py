@@ -364,3 +364,32 @@ def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, thr
     for path, writer in outputs.items():
         getattr(report, writer)(path)
         _say(quiet)(f"wrote {path}")
+
+
+@main.command("export-triton")
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--repository", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Triton model repository folder (created if missing).")
+@click.option("--model-name", default=None, help="Model name in the repository; default: the engine folder's name.")
+@click.option("--max-batch-size", type=int, default=None,
+              help="Largest batch Triton forms; default and limit: the engine's max batch.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model instances (instance_group count).")
+@click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
+              help="Let Triton combine requests into batches.")
+@click.option("--force", is_flag=True, help="Replace an existing model of the same name.")
+def export_triton(engine, repository, model_name, max_batch_size, instances, dynamic_batching, force):
+    """Write a built engine into a Triton Inference Server model repository: the model file in
+    NAME/1/ and NAME/config.pbtxt (tensorrt_plan for a raw TensorRT plan, onnxruntime_onnx,
+    openvino, pytorch_libtorch for TorchScript).
+
+    \b
+    Example:
+      densenet-trt export-triton engines/densenet121-onnxruntime-fp32-b1-8-32-224 \\
+          --repository models --model-name densenet121 --instances 2
+    """
+    from .triton import export_triton as run_export
+
+    folder = run_export(engine, repository, model_name=model_name, max_batch_size=max_batch_size,
+                        instances=instances, dynamic_batching=dynamic_batching, force=force)
+    click.echo(f"wrote {folder} (config.pbtxt, 1/)")

@@ -189,3 +189,14 @@ def test_profile_refusals(tmp_path, args, message):
     assert _build_small(tmp_path).exit_code == 0
     result = run("profile", tmp_path / "e", *args)
     assert result.exit_code == 1 and message in result.stderr, result.output
+
+
+def test_export_triton_command(tmp_path):
+    assert _build_small(tmp_path).exit_code == 0
+    result = run("export-triton", tmp_path / "e", "--repository", tmp_path / "repo", "--model-name", "d",
+                 "--max-batch-size", "2", "--instances", "3", "--no-dynamic-batching")
+    assert result.exit_code == 0 and (tmp_path / "repo" / "d" / "1" / "model.onnx").is_file()
+    config = (tmp_path / "repo" / "d" / "config.pbtxt").read_text()
+    assert "max_batch_size: 2" in config and "count: 3" in config and "dynamic_batching" not in config
+    again = run("export-triton", tmp_path / "e", "--repository", tmp_path / "repo", "--model-name", "d")
+    assert again.exit_code == 1 and again.stderr == f"error: {tmp_path / 'repo' / 'd'} exists; pass --force to replace it\n"

@@ -1,0 +1,135 @@
+"""A Triton Inference Server model repository from a built engine.
+
+Writes ``REPOSITORY/NAME/config.pbtxt`` and ``REPOSITORY/NAME/1/<model file>``, the layout
+Triton expects, with the platform or backend that runs the engine's format, the inputs and
+outputs from the manifest, a max batch size within the built range, dynamic batching and an
+instance group. Formats Triton has no runner for (torch.export programs, AOTInductor
+packages) are refused with the formats it takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .artifact import atomic_dir, check_files, read_manifest
+from .errors import DenseNetTRTError
+
+
+@dataclasses.dataclass(frozen=True)
+class TritonTarget:
+    """How Triton runs one kind of engine."""
+
+    setting: str  # 'platform: "..."' or 'backend: "..."'
+    files: dict[str, str]  # engine file -> file name in the version folder
+    input_name: str
+    output_name: str
+    kind: str  # instance kind: KIND_GPU or KIND_CPU
+
+
+# Triton's PyTorch backend names tensors <name>__<index>; the others use the graph's names.
+_TARGETS = {
+    ("tensorrt", "engine"): TritonTarget('platform: "tensorrt_plan"', {"model.engine": "model.plan"},
+                                         "input", "logits", "KIND_GPU"),
+    ("tensorrt", "torchscript"): TritonTarget('platform: "pytorch_libtorch"', {"model.ts": "model.pt"},
+                                              "input__0", "logits__0", "KIND_GPU"),
+    ("torchscript", "torchscript"): TritonTarget('platform: "pytorch_libtorch"', {"model.ts": "model.pt"},
+                                                 "input__0", "logits__0", "KIND_CPU"),
+    ("onnxruntime", "onnx"): TritonTarget('platform: "onnxruntime_onnx"', {"model.onnx": "model.onnx"},
+                                          "input", "logits", "KIND_CPU"),
+    ("openvino", "openvino-ir"): TritonTarget('backend: "openvino"',
+                                              {"model.xml": "model.xml", "model.bin": "model.bin"},
+                                              "input", "logits", "KIND_CPU"),
+}
+# The dtype the engine's graph takes: the precision's for graphs cast to it, float32 for
+# OpenVINO (whose precision is a compile-time hint).
+_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "bf16": "TYPE_BF16"}
+
+
+def triton_target(manifest: dict[str, Any]) -> TritonTarget:
+    key = (manifest["backend"], manifest["format"])
+    if key not in _TARGETS:
+        takes = ", ".join(f"{b} {f}" for b, f in _TARGETS)
+        raise DenseNetTRTError(
+            f"Triton has no runner for a {manifest['backend']} {manifest['format']} engine; it takes "
+            f"{takes} (e.g. build --backend tensorrt --format engine)"
+        )
+    target = _TARGETS[key]
+    if manifest["device"]["type"] == "cuda":
+        target = dataclasses.replace(target, kind="KIND_GPU")
+    return target
+
+
+def config_pbtxt(manifest: dict[str, Any], model_name: str, max_batch_size: int, instances: int,
+                 dynamic_batching: bool) -> str:
+    """The model configuration, in Triton's protobuf text format."""
+    target = triton_target(manifest)
+    dtype = "TYPE_FP32" if manifest["backend"] == "openvino" else _TYPES[manifest["precision"]]
+    size, channels = manifest["image_size"], manifest["in_channels"]
+    lines = [
+        f'name: "{model_name}"',
+        target.setting,
+        f"max_batch_size: {max_batch_size}",
+        "input [",
+        f'  {{ name: "{target.input_name}" data_type: {dtype} dims: [ {channels}, {size}, {size} ] }}',
+        "]",
+        "output [",
+        f'  {{ name: "{target.output_name}" data_type: {dtype} dims: [ {manifest["model"]["num_classes"]} ] }}',
+        "]",
+        f"instance_group [ {{ count: {instances} kind: {target.kind} }} ]",
+    ]
+    if dynamic_batching:
+        lines.append("dynamic_batching { max_queue_delay_microseconds: 100 }")
+    return "\n".join(lines) + "\n"
+
+
+def export_triton(
+    engine: str | os.PathLike,
+    repository: str | os.PathLike,
+    *,
+    model_name: str | None = None,
+    max_batch_size: int | None = None,
+    instances: int = 1,
+    dynamic_batching: bool = True,
+    force: bool = False,
+) -> Path:
+    """Write the engine at ``engine`` into the Triton model repository ``repository`` as
+    ``model_name`` (default: the engine folder's name); returns the model's folder."""
+    folder, manifest = read_manifest(engine)
+    check_files(folder, manifest)
+    target = triton_target(manifest)
+    batch = manifest["batch"]
+    if batch["min"] != 1:
+        raise DenseNetTRTError(
+            f"{folder.name} takes batches from {batch['min']}, but Triton sends any size from 1 to "
+            "max_batch_size; rebuild with --batch 1:OPT:MAX"
+        )
+    max_batch_size = batch["max"] if max_batch_size is None else max_batch_size
+    if not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= batch["max"]:
+        raise DenseNetTRTError(
+            f"max batch size {max_batch_size!r} is outside the engine's range 1..{batch['max']}"
+        )
+    if not isinstance(instances, int) or instances < 1:
+        raise DenseNetTRTError(f"instances must be a positive integer, got {instances!r}")
+    repository = Path(repository)
+    try:
+        repository.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot create repository {str(repository)!r}: {e.strerror}") from None
+    name = model_name or folder.name
+    if "/" in name or name in ("", ".", ".."):
+        raise DenseNetTRTError(f"model name {name!r} is not a folder name")
+    target_dir = repository / name
+    if target_dir.exists() and not force:
+        raise DenseNetTRTError(f"{target_dir} exists; pass --force to replace it")
+    with atomic_dir(target_dir, force) as tmp:
+        (tmp / "config.pbtxt").write_text(
+            config_pbtxt(manifest, name, max_batch_size, instances, dynamic_batching)
+        )
+        (tmp / "1").mkdir()
+        for source, dest in target.files.items():
+            shutil.copy2(folder / source, tmp / "1" / dest)
+    return target_dir
