@@ -324,6 +324,30 @@ def compatibility(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
     return manifest, None
 
 
+def engine_reference(engine: Engine, fix: str, weights: str | os.PathLike | None = None) -> DenseNet:
+    """The eager float32 model ``engine`` was built from, made again from its manifest: the same
+    random weights, or its checkpoint (at ``weights`` where it has moved; its sha256 must match).
+    ``fix`` says what to do when the checkpoint is missing or another one."""
+    record = engine.manifest["model"]
+    weights_path = None
+    if record["weights"] is not None:
+        weights_path = Path(weights or record["weights"]["file"])
+        if not weights_path.is_file():
+            raise DenseNetTRTError(
+                f"the engine {engine.path} was built from {record['weights']['file']}, which is "
+                f"not there; {fix}"
+            )
+        if sha256_file(weights_path) != record["weights"]["sha256"]:
+            raise DenseNetTRTError(
+                f"{weights_path} is not the checkpoint this engine was built from (sha256 differs); {fix}"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return reference_model(
+            record["name"], weights_path, record["num_classes"], record["seed"], record["overrides"]
+        )
+
+
 def verify_engine(
     path: str | os.PathLike,
     samples: int = 16,
@@ -338,22 +362,7 @@ def verify_engine(
     if not isinstance(samples, int) or samples < 1:
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
     engine = load(path)
-    record = engine.manifest["model"]
-    weights_path = None
-    if record["weights"] is not None:
-        weights_path = Path(weights or record["weights"]["file"])
-        if not weights_path.is_file():
-            raise DenseNetTRTError(
-                f"the engine was built from {record['weights']['file']}, which is not there; "
-                "pass its path with --weights"
-            )
-        if sha256_file(weights_path) != record["weights"]["sha256"]:
-            raise DenseNetTRTError(f"{weights_path} is not the checkpoint this engine was built from (sha256 differs)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        net = reference_model(
-            record["name"], weights_path, record["num_classes"], record["seed"], record["overrides"]
-        )
+    net = engine_reference(engine, "pass its path with --weights", weights)
     seed = secrets.randbelow(2**31) if seed is None else seed
     progress(f"comparing {samples} samples (seed {seed}) with eager float32 PyTorch")
     sizes = _chunks(samples, engine.batch_min, engine.batch_opt)

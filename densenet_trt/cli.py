@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import warnings
 from pathlib import Path
@@ -44,27 +43,28 @@ def main(debug: bool) -> None:
     warnings.showwarning = _show_warning
 
 
+_MODEL_OPTIONS = [
+    click.option("--model", "model_name", default="densenet121", show_default=True,
+                 help="Preset name (see `densenet-trt models`)."),
+    click.option("--weights", type=str, default=None,
+                 help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
+                      "load as they are), or 'imagenet' for torchvision's file in torch's hub "
+                      "cache. Without it the weights are random."),
+    click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                 help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
+                      "number re-initialises the classifier (for fine-tuning)."),
+    click.option("--batch", default="1", show_default=True,
+                 help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32."),
+    click.option("--image-size", type=int, default=None,
+                 help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR)."),
+]
+
+
 def _model_options(f):
     """--model, --weights, --num-classes, --batch, --image-size."""
-
-    @click.option("--model", "model_name", default="densenet121", show_default=True,
-                  help="Preset name (see `densenet-trt models`).")
-    @click.option("--weights", type=str, default=None,
-                  help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
-                       "load as they are), or 'imagenet' for torchvision's file in torch's hub "
-                       "cache. Without it the weights are random.")
-    @click.option("--num-classes", type=click.IntRange(min=1), default=None,
-                  help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
-                       "number re-initialises the classifier (for fine-tuning).")
-    @click.option("--batch", default="1", show_default=True,
-                  help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32.")
-    @click.option("--image-size", type=int, default=None,
-                  help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR).")
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        return f(*args, **kwargs)
-
-    return wrapper
+    for option in reversed(_MODEL_OPTIONS):
+        f = option(f)
+    return f
 
 
 def _say(quiet: bool):

@@ -72,7 +72,6 @@ import resource
 import secrets
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -80,10 +79,10 @@ import numpy as np
 import torch
 
 from . import __version__
-from .artifact import atomic_path, check_writable, cpu_name, device_info, sha256_file
+from .artifact import atomic_path, check_writable, cpu_name, device_info
 from .backends._torch import torch_precisions
 from .backends.base import DTYPES, Engine
-from .build import Progress, load, quiet, reference_model, torch_threads
+from .build import Progress, engine_reference, load, quiet, torch_threads
 from .errors import DenseNetTRTError
 from .export import example_input
 
@@ -591,6 +590,7 @@ def profile(
 
     with torch_threads(settings.threads), _tf32_off():
         loaded: list[tuple[Engine, float]] = []
+        references: list[torch.nn.Module] = []  # the eager models, made once per engine
         for path in engines:
             progress(f"loading {path}")
             start = time.perf_counter()
@@ -598,7 +598,9 @@ def profile(
             loaded.append((engine, time.perf_counter() - start))
             _check_device_options(engine, settings)
             if settings.vs == "eager":
-                _eager_weights(engine)
+                references.append(engine_reference(
+                    engine, "put the checkpoint back there for the eager baseline, or profile "
+                    "without it (--vs none)"))
         plan, skipped = _plan(loaded, settings.batches)
         if not plan:
             reasons = "; ".join(s.reason for s in skipped)
@@ -610,7 +612,7 @@ def profile(
         inputs: dict[tuple[int, int, int], torch.Tensor] = {}
         rows: list[Row] = []
         for index, (engine, _) in enumerate(loaded):
-            eager = _eager_runners(engine, infos[index].eager) if settings.vs == "eager" else {}
+            eager = _eager_runners(engine, references[index], infos[index].eager) if references else {}
             for n in plan.get(index, []):
                 key = (n, engine.in_channels, engine.image_size)
                 if key not in inputs:
@@ -744,32 +746,11 @@ def _engine_info(engine: Engine, load_seconds: float) -> EngineInfo:
     )
 
 
-def _eager_weights(engine: Engine) -> Path | None:
-    """The checkpoint the engine was built from (None for seeded random weights), checked."""
-    record = engine.manifest["model"]["weights"]
-    if record is None:
-        return None
-    path = Path(record["file"])
-    if not path.is_file():
-        raise DenseNetTRTError(
-            f"{engine.path} was built from {path}, which is not there; put the checkpoint back "
-            "there for the eager baseline, or profile without it (--vs none)"
-        )
-    if sha256_file(path) != record["sha256"]:
-        raise DenseNetTRTError(
-            f"{path} is not the checkpoint {engine.path} was built from (sha256 differs); restore "
-            "it, or profile without the eager baseline (--vs none)"
-        )
-    return path
-
-
-def _eager_runners(engine: Engine, precisions: list[str]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Eager PyTorch runners of the engine's model and weights, one per precision, on its device."""
-    record = engine.manifest["model"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        net = reference_model(record["name"], _eager_weights(engine), record["num_classes"], record["seed"],
-                          record["overrides"])
+def _eager_runners(
+    engine: Engine, net: torch.nn.Module, precisions: list[str]
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Eager PyTorch runners of ``net`` (the engine's model and weights), one per precision, on
+    the engine's device."""
     device = engine.manifest["device"]["type"]
     runners = {}
     for precision in precisions:
