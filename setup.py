@@ -11,6 +11,8 @@ for line in (here / "densenet_trt" / "__init__.py").read_text().splitlines():
 onnx = ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.20"]
 openvino = ["openvino>=2025.0"]
 plot = ["matplotlib>=3.7"]
+# ModelOpt 0.47 imports requests and huggingface_hub without declaring them.
+quantize = ["nvidia-modelopt==0.47.0", "requests>=2.28", "huggingface_hub>=0.20"]
 
 setup(
     name="densenet-trt",
@@ -26,16 +28,20 @@ setup(
         "numpy>=1.24",
         "click>=8.1",
         "safetensors>=0.4",
+        "pillow>=10",
     ],
     extras_require={
         "onnx": onnx,
         "openvino": openvino,
         "plot": plot,
-        "cpu": onnx + openvino + plot,
+        "quantize": quantize,
+        "cpu": onnx + openvino + plot + quantize,
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
-        "tensorrt": ["torch-tensorrt==2.14.0"],
+        "tensorrt": ["torch-tensorrt==2.14.0"] + quantize,
         # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
-        "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40"] + onnx + plot,
+        # scikit-learn: the digits the INT8 accuracy tests run on.
+        "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40", "scikit-learn>=1.3"]
+        + onnx + plot + quantize,
     },
     entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
     classifiers=[

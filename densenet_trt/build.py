@@ -33,6 +33,7 @@ from .artifact import (
 )
 from .backends import choose_backend, get_backend
 from .backends.base import Backend, Engine
+from .data import Preprocessing, preprocessing
 from .errors import DenseNetTRTError
 from .export import INPUT_NAME, OUTPUT_NAME, example_input
 from .models import DenseNet, create_model, get_model_info
@@ -83,6 +84,8 @@ def build(
     verify: bool = True,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    calibration: str | os.PathLike | None = None,
+    preprocess: Preprocessing | None = None,
     progress: Progress = quiet,
 ) -> Artifact:
     """Build preset ``model`` into a verified engine folder ``output/name``.
@@ -90,7 +93,7 @@ def build(
     Args:
         weights: checkpoint path (or ``"imagenet"``); without it the weights are random, drawn
             with ``seed`` so that ``verify`` can draw them again.
-        precision: fp32, fp16 or bf16 (int8 comes with ``calibrate``).
+        precision: fp32, fp16, bf16, or int8 with ``calibration``.
         backend: ``auto`` or one of ``densenet_trt.backends.BACKENDS``.
         device: ``cpu`` or ``cuda``; default: the backend's preferred device here.
         batch: ``N`` or ``MIN:OPT:MAX``.
@@ -99,17 +102,24 @@ def build(
         options: backend settings (TensorRT: workspace_size, optimization_level, ...).
         verify: run the accuracy gate; ``False`` skips it and says so in the manifest.
         overrides: DenseNet arguments that replace the preset's (recorded in the manifest).
+        calibration: for int8, a folder written by ``densenet_trt.quantize.calibrate`` (the
+            ``calibrate`` command) for this model, weights and image size.
+        preprocess: how images become the engine's input, recorded in the manifest for
+            ``predict``; default: the preset family's (imagenet or cifar) at the image size,
+            where its channels match the model's.
         progress: called with a line as each stage starts.
     """
     info = get_model_info(model)
     batch = BatchRange.parse(batch)
     blocks = len((overrides or {}).get("block_config", info.config["block_config"]))
     size = check_image_size(info, image_size, blocks)
-    if check_precision(precision) == "int8":
+    if check_precision(precision) == "int8" and calibration is None:
         raise DenseNetTRTError(
-            "int8 needs a calibration, which `densenet-trt calibrate` will make (issue 4); "
-            "build fp32, fp16 or bf16 for now"
+            "int8 needs a calibration: make one with `densenet-trt calibrate --model "
+            f"{model} --data PATH` and pass it with --calibration"
         )
+    if calibration is not None and precision != "int8":
+        raise DenseNetTRTError(f"--calibration is for --precision int8, not {precision}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
 
@@ -154,6 +164,15 @@ def build(
         progress("no --weights: random weights (speed is real, predictions are not)")
     overrides = dict(overrides or {})
     net = reference_model(model, weights_path, num_classes, seed, overrides)
+    record = model_record(model, net, weights_path, seed, overrides)
+    quantized, cal = None, None
+    if calibration is not None:
+        from .quantize import load_calibration
+
+        cal = load_calibration(calibration)
+        cal.check_model(record, size, net.in_channels)
+        quantized = cal.quantized_model(net)
+        progress(f"int8 from calibration {cal.path} ({cal.method})")
 
     out_dir = Path(output)
     try:
@@ -166,7 +185,6 @@ def build(
     if target.exists() and not force:
         raise DenseNetTRTError(f"{target} exists; pass --force to replace it")
 
-
     spec = BuildSpec(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels,
         device=device, format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
@@ -174,15 +192,7 @@ def build(
     manifest: dict[str, Any] = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "model": {
-            "name": model,
-            "config": {**net.config, "block_config": list(net.config["block_config"])},
-            "num_classes": net.classifier.out_features,
-            "weights": None if weights_path is None else {
-                "file": str(Path(weights_path).resolve()), "sha256": sha256_file(weights_path)},
-            "seed": seed,
-            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-        },
+        "model": record,
         "backend": chosen.name,
         "format": fmt,
         "precision": precision,
@@ -194,6 +204,8 @@ def build(
         "output": {"name": OUTPUT_NAME, "dtype": "float32",
                    "shape": ["batch" if batch.dynamic else batch.min, net.classifier.out_features]},
         "threads": threads,
+        "preprocessing": _preprocessing(info.family, size, net.in_channels, preprocess),
+        "calibration": None if cal is None else cal.record(),
         "device": device_info(device),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__, **chosen.versions()},
     }
@@ -203,7 +215,7 @@ def build(
                  f"{size}x{size}, {device})")
         start = time.perf_counter()
         # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        manifest["backend_settings"] = chosen.build(copy.deepcopy(net), spec, folder)
+        manifest["backend_settings"] = chosen.build(copy.deepcopy(quantized or net), spec, folder)
         manifest["build"] = {
             "seconds": round(time.perf_counter() - start, 3),
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -214,20 +226,61 @@ def build(
         if verify:
             progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, batch.sizes()))}")
             engine = Engine(folder, manifest, chosen.load(folder, manifest))
-            results = gate(net, engine, batch.sizes(), seed_base=0)
-            manifest["accuracy"] = {"verified": True, **_accuracy_record(results)}
-            failed = [(n, c) for n, c in results if not c.passes()]
-            if failed:
-                n, c = failed[0]
-                raise DenseNetTRTError(
-                    f"the {precision} engine differs from eager PyTorch beyond the {precision} "
-                    f"tolerance at batch {n}: {c}; nothing was written (--no-verify keeps it anyway)"
-                )
+            if cal is None:
+                results = gate(net, engine, batch.sizes(), seed_base=0)
+                manifest["accuracy"] = {"verified": True, **_accuracy_record(results)}
+                checks = [("eager PyTorch", f"the {precision} tolerance", "", results)]
+            else:
+                simulated, results = int8_gate(net, quantized, engine, batch.sizes(), cal)
+                manifest["accuracy"] = {"verified": True, **_accuracy_record(results),
+                                        "vs_fake_quantized": _accuracy_record(simulated)}
+                checks = [
+                    ("ModelOpt's fake-quantized model", "the int8 tolerance",
+                     f"; {chosen.name} does not reproduce the calibrated INT8 arithmetic (keeping "
+                     "the layer it strays on in float, e.g. `calibrate --exclude stem`, can help)",
+                     simulated),
+                    ("eager float32 PyTorch", "the calibration's tolerance", "", results),
+                ]
+            for reference, tolerance, hint, checked in checks:
+                failed = [(n, c) for n, c in checked if not c.passes()]
+                if failed:
+                    n, c = failed[0]
+                    raise DenseNetTRTError(
+                        f"the {precision} engine differs from {reference} beyond {tolerance} at "
+                        f"batch {n}: {c}{hint}; nothing was written (--no-verify keeps it anyway)"
+                    )
         else:
             manifest["accuracy"] = {"verified": False, "reason": "built with --no-verify"}
         write_manifest(folder, manifest)
     progress(f"wrote {target}")
     return Artifact(target, manifest)
+
+
+def _preprocessing(family: str, size: int, in_channels: int, given: Preprocessing | None) -> dict | None:
+    steps = given or preprocessing(family, size)
+    if steps.crop != size or steps.channels != in_channels:
+        if given is not None:
+            raise DenseNetTRTError(
+                f"the preprocessing gives {steps.channels}x{steps.crop}x{steps.crop} images but the "
+                f"model takes {in_channels}x{size}x{size}"
+            )
+        return None
+    return steps.as_dict()
+
+
+def model_record(
+    name: str, net: DenseNet, weights: Path | None, seed: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """What a manifest or calibration report says about the model: enough to make it again."""
+    return {
+        "name": name,
+        "config": {**net.config, "block_config": list(net.config["block_config"])},
+        "num_classes": net.classifier.out_features,
+        "weights": None if weights is None else {
+            "file": str(Path(weights).resolve()), "sha256": sha256_file(weights)},
+        "seed": seed,
+        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+    }
 
 
 def _other_backends_hint(precision: str, current: str) -> str:
@@ -280,6 +333,23 @@ def gate(net: torch.nn.Module, engine: Engine, sizes: list[int], seed_base: int)
             ref = net(x)
         results.append((n, compare(ref, engine(x), tol)))
     return results
+
+
+def int8_gate(
+    net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int], calibration
+) -> tuple[list[tuple[int, Comparison]], list[tuple[int, Comparison]]]:
+    """An int8 engine on the calibration's gate inputs (real images where it had them), at each
+    batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
+    within the int8 tolerance) and against eager float32 (within the calibration's tolerance)."""
+    inputs = calibration.gate_inputs()
+    simulated, floating = [], []
+    for n in sizes:
+        x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
+        out = engine(x)
+        with torch.no_grad():
+            simulated.append((n, compare(quantized(x), out, TOLERANCES["int8"])))
+            floating.append((n, compare(net(x), out, calibration.tolerance)))
+    return simulated, floating
 
 
 def _accuracy_record(results: list[tuple[int, Comparison]]) -> dict[str, Any]:
@@ -363,10 +433,28 @@ def verify_engine(
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
     engine = load(path)
     net = engine_reference(engine, "pass its path with --weights", weights)
+    sizes = _chunks(samples, engine.batch_min, engine.batch_opt)
+    if engine.precision == "int8":
+        cal = engine_calibration(engine)
+        progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
+        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal)
+        return simulated + floating
     seed = secrets.randbelow(2**31) if seed is None else seed
     progress(f"comparing {samples} samples (seed {seed}) with eager float32 PyTorch")
-    sizes = _chunks(samples, engine.batch_min, engine.batch_opt)
     return gate(net, engine, sizes, seed_base=seed)
+
+
+def engine_calibration(engine: Engine):
+    """The calibration an int8 engine was built from, checked against its manifest."""
+    from .quantize import REPORT_FILE, load_calibration
+
+    record = engine.manifest["calibration"]
+    cal = load_calibration(record["path"])
+    if sha256_file(cal.path / REPORT_FILE) != record["report_sha256"]:
+        raise DenseNetTRTError(
+            f"{cal.path} is not the calibration {engine.path} was built from (its report differs)"
+        )
+    return cal
 
 
 def _chunks(samples: int, smallest: int, preferred: int) -> list[int]:

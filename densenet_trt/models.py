@@ -347,7 +347,7 @@ def _imagenet(name, k, blocks, init, top1, source, pretrained_file=None, extra=(
     )
 
 
-def _cifar(name, depth, k, bc, c10_err, c100_err):
+def _cifar(name, depth, k, bc, c10_err=None, c100_err=None):
     per_block = (depth - 4) // (6 if bc else 3)
     config = dict(
         growth_rate=k, block_config=(per_block,) * 3,
@@ -355,7 +355,7 @@ def _cifar(name, depth, k, bc, c10_err, c100_err):
         compression=0.5 if bc else 1.0, drop_rate=0.0, num_classes=10, stem="cifar",
     )
     source = "paper Table 2"
-    refs = (
+    refs = () if c10_err is None else (
         Reference("CIFAR-10+ error", c10_err, source),
         Reference("CIFAR-100+ error", c100_err, source),
     )
@@ -374,6 +374,8 @@ _imagenet("densenet169", 32, (6, 12, 32, 32), 64, 75.600, _TV, "densenet169-b277
 _imagenet("densenet201", 32, (6, 12, 48, 32), 64, 76.896, _TV, "densenet201-c1103571.pth",
           (Reference("ImageNet top-1 error", 22.58, "paper Table 3"),))
 _imagenet("densenet264", 32, (6, 12, 64, 48), 64, 100 - 22.15, "paper Table 3, 100 - error")
+# Not in the paper: the smallest DenseNet-BC (6 bottleneck layers a block), for small data.
+_cifar("densenet_bc40_k12", 40, 12, True)
 _cifar("densenet40_k12", 40, 12, False, 5.24, 24.42)
 _cifar("densenet100_k12", 100, 12, False, 4.10, 20.20)
 _cifar("densenet100_k24", 100, 24, False, 3.74, 19.25)
@@ -466,6 +468,7 @@ def create_model(
         name: a preset of ``list_models()``.
         num_classes: classifier outputs; by default the checkpoint's, else the preset's. A
             different number than the checkpoint's re-initialises the classifier, with a warning.
+            The input channels likewise come from the checkpoint (a grayscale model has 1).
         weights: a checkpoint path (``.pth``, ``.pt``, ``.safetensors``), or ``"imagenet"`` for
             torchvision's checkpoint already in torch's hub cache (never downloaded). ``None``
             leaves the weights random.
@@ -478,6 +481,8 @@ def create_model(
         state = _weights.read_state_dict(path)
         if num_classes is None:
             num_classes = _weights.checkpoint_num_classes(state)
+        if "in_channels" not in overrides and _weights.checkpoint_in_channels(state) is not None:
+            overrides["in_channels"] = _weights.checkpoint_in_channels(state)
     model = DenseNet(**model_config(name, num_classes, **overrides))
     if state is not None:
         _weights.load_weights(model, state, source=str(path))

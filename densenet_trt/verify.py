@@ -32,6 +32,11 @@ TOLERANCES = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-4, min_cosine=0.99999, min_top1=1.0),
     "fp16": Tolerance(atol=1e-3, rtol=2e-2, min_cosine=0.999, min_top1=1.0),
     "bf16": Tolerance(atol=1e-2, rtol=8e-2, min_cosine=0.99, min_top1=1.0),
+    # int8 engines against ModelOpt's fake-quantized model: the same scales, but INT8 kernels
+    # round and accumulate differently, and a value that lands on the other side of a rounding
+    # step moves by a whole step in every later layer. Against float32 an int8 engine is judged
+    # by its calibration's own tolerance.
+    "int8": Tolerance(atol=2e-2, rtol=5e-2, min_cosine=0.995, min_top1=1.0),
 }
 
 

@@ -93,6 +93,11 @@ def checkpoint_num_classes(state: Mapping[str, torch.Tensor]) -> int | None:
     return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
 
 
+def checkpoint_in_channels(state: Mapping[str, torch.Tensor]) -> int | None:
+    weight = state.get("features.conv0.weight")
+    return int(weight.shape[1]) if weight is not None and weight.dim() == 4 else None
+
+
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Copy ``state`` into ``model``.
 

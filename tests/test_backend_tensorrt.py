@@ -143,17 +143,16 @@ def test_timing_cache_defaults_to_the_engines_folder_and_an_explicit_path_wins()
     assert compile_kwargs(in_folder, explicit)["timing_cache_path"] == "/tmp/t.cache"
 
 
-def test_int8_is_left_to_calibration():
-    with pytest.raises(DenseNetTRTError, match="densenet-trt calibrate"):
-        compile_kwargs(spec("int8"), TensorRTSettings())
-    with pytest.raises(DenseNetTRTError, match="densenet-trt calibrate"):
-        input_shapes(spec("int8"))
+def test_int8_engines_take_float32_around_the_qdq_pairs():
+    assert input_shapes(spec("int8"))["dtype"] == torch.float32
+    assert "enabled_precisions" not in compile_kwargs(spec("int8"), TensorRTSettings())
 
 
 def test_precision_dtypes():
     assert precision_dtype("fp32") == torch.float32
     assert precision_dtype("fp16") == torch.float16
     assert precision_dtype("bf16") == torch.bfloat16
+    assert precision_dtype("int8") == torch.float32
 
 
 # --- the 2.14.0 API, read from its source -----------------------------------------------------
@@ -288,9 +287,9 @@ def test_other_versions_are_refused_saying_what_is_supported_and_why(version):
 
 def test_bf16_needs_ampere():
     turing = precisions_for((7, 5))
-    assert set(turing) == {"fp32", "fp16"}
-    assert set(precisions_for((8, 0))) == {"fp32", "fp16", "bf16"}
-    assert set(precisions_for((9, 0))) == {"fp32", "fp16", "bf16"}
+    assert set(turing) == {"fp32", "fp16", "int8"}
+    assert set(precisions_for((8, 0))) == {"fp32", "fp16", "bf16", "int8"}
+    assert set(precisions_for((9, 0))) == {"fp32", "fp16", "bf16", "int8"}
     assert all(note for note in turing.values())
 
 

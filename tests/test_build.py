@@ -113,9 +113,11 @@ def test_auto_build_says_which_backend_and_why(tmp_path):
     "kwargs, message",
     [
         (dict(backend="tvm"), "unknown backend 'tvm'; choose auto or one of tensorrt"),
-        (dict(backend="onnxruntime", precision="bf16"), "onnxruntime cannot do bf16 on this cpu; it can do fp32"),
+        (dict(backend="onnxruntime", precision="bf16"), "onnxruntime cannot do bf16 on this cpu; it can do fp32, int8"),
         (dict(backend="torchscript", precision="fp16"), "torchscript cannot do fp16 on this cpu; it can do fp32, bf16"),
-        (dict(precision="int8"), "int8 needs a calibration"),
+        (dict(precision="int8"), "int8 needs a calibration: make one with `densenet-trt calibrate"),
+        (dict(calibration="somewhere"), "--calibration is for --precision int8, not fp32"),
+        (dict(precision="int8", calibration="nowhere"), "nowhere is not a calibration folder"),
         (dict(precision="fp64"), "unknown precision"),
         (dict(format="engine"), "onnxruntime has no format 'engine'; it writes onnx"),
         (dict(batch="4:2:8"), "1 <= min <= opt <= max"),

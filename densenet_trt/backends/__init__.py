@@ -26,6 +26,7 @@ CPU_PREFERENCE = {
     "fp32": ("onnxruntime", "openvino", "inductor", "torchscript"),
     "bf16": ("openvino", "inductor", "torchscript"),
     "fp16": ("openvino",),
+    "int8": ("openvino", "onnxruntime"),
 }
 
 

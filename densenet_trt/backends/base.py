@@ -13,7 +13,8 @@ from torch import nn
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The dtype of the model and its inputs per precision; int8 models are float32 with Q/DQ inside.
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 
 
 @dataclasses.dataclass(frozen=True)

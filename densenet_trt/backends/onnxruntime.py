@@ -2,7 +2,8 @@
 with all graph optimizations, or its CUDA provider where onnxruntime-gpu is installed.
 
 The artifact is a plain `model.onnx` (input ``input``, output ``logits``, dynamic batch) that
-any ONNX runtime can load.
+any ONNX runtime can load. INT8 engines are ModelOpt's Q/DQ ONNX of a calibrated model, run by
+ONNX Runtime's QDQ kernels.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..export import INPUT_NAME, OUTPUT_NAME, capture_onnx
+from ..quantize import capture_qdq_onnx
 from ..spec import BuildSpec
 from .base import DTYPES, Availability
 
@@ -49,10 +51,11 @@ class OnnxRuntimeBackend:
         return Availability(True)
 
     def precisions(self, device: str) -> dict[str, str]:
+        int8 = {"int8": "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`"}
         if device == "cpu":
-            return {"fp32": "float32"}
+            return {"fp32": "float32", **int8}
         if device == "cuda" and device in self.devices:
-            return {"fp32": "float32", "fp16": "float16 weights and activations"}
+            return {"fp32": "float32", "fp16": "float16 weights and activations", **int8}
         return {}
 
     def versions(self) -> dict[str, str]:
@@ -61,8 +64,11 @@ class OnnxRuntimeBackend:
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         import onnx
 
-        model = model.to(dtype=DTYPES[spec.precision])
-        proto = capture_onnx(model, spec.batch, spec.image_size, dtype=DTYPES[spec.precision])
+        if spec.precision == "int8":
+            proto = capture_qdq_onnx(model, spec.batch, spec.image_size)
+        else:
+            model = model.to(dtype=DTYPES[spec.precision])
+            proto = capture_onnx(model, spec.batch, spec.image_size, dtype=DTYPES[spec.precision])
         onnx.save(proto, str(folder / FILE))
         return {"provider": _PROVIDERS[spec.device], "graph_optimization_level": "ORT_ENABLE_ALL"}
 

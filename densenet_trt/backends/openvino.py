@@ -3,7 +3,8 @@ weights), compiled for the CPU plugin at load time with the precision pinned.
 
 OpenVINO's CPU plugin runs in bf16 by default on CPUs with BF16 support, so every engine sets
 ``INFERENCE_PRECISION_HINT`` explicitly (f32 for fp32), and dynamic quantization is turned off:
-precision never changes silently.
+precision never changes silently. INT8 engines are ModelOpt's Q/DQ ONNX of a calibrated model:
+OpenVINO runs the quantized convolutions with INT8 kernels and everything else in f32.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..export import capture_onnx
+from ..quantize import capture_qdq_onnx
 from ..spec import BuildSpec
 from .base import Availability
 
 FILE = "model.xml"
-HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 # The CPU's OPTIMIZATION_CAPABILITIES entry each reduced precision needs.
-_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
+_NOTES = {"int8": "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`; f32 between the INT8 layers"}
 
 
 def _capabilities() -> list[str]:
@@ -56,7 +59,9 @@ class OpenVinoBackend:
         out = {"fp32": "INFERENCE_PRECISION_HINT=f32"}
         for precision, cap in _CAPABILITY.items():
             if cap in caps:
-                out[precision] = f"INFERENCE_PRECISION_HINT={HINTS[precision]} (this CPU has native {cap})"
+                out[precision] = _NOTES.get(
+                    precision, f"INFERENCE_PRECISION_HINT={HINTS[precision]} (this CPU has native {cap})"
+                )
         return out
 
     def versions(self) -> dict[str, str]:
@@ -67,7 +72,8 @@ class OpenVinoBackend:
         import openvino
 
         onnx_path = folder / "capture.onnx"
-        onnx.save(capture_onnx(model, spec.batch, spec.image_size), str(onnx_path))
+        capture = capture_qdq_onnx if spec.precision == "int8" else capture_onnx
+        onnx.save(capture(model, spec.batch, spec.image_size), str(onnx_path))
         ov_model = openvino.convert_model(str(onnx_path))
         onnx_path.unlink()
         shape = [openvino.Dimension(spec.batch.min, spec.batch.max), spec.in_channels,

@@ -22,7 +22,15 @@ Precision
     before ``torch.export`` and declaring inputs of that dtype, so every layer runs in the
     precision asked for. The runner casts the float32 input to that dtype on the GPU. FP32 runs
     in true FP32: TF32 is off unless ``allow_tf32`` is set. BF16 needs compute capability 8.0
-    (Ampere) or newer. INT8 comes from ``densenet-trt calibrate`` (Q/DQ nodes), not from here.
+    (Ampere) or newer.
+
+    INT8 is explicit: the model ``build`` gets for int8 carries ModelOpt's fake-quantizers
+    (``densenet-trt calibrate``). It is captured with ``torch.export(strict=False)`` under
+    ModelOpt's ``export_torch_mode()``, where on the GPU each quantizer traces as Torch-TensorRT's
+    ``tensorrt.quantize_op`` and converts to a TensorRT Q/DQ pair (the path of Torch-TensorRT's
+    ``examples/dynamo/vgg16_ptq.py``). Layers between the Q/DQ pairs (BatchNorm, ReLU, the
+    concatenations) run in float32, as in that example: mixing in fp16 would need a half model
+    whose quantizers and accuracy cannot be checked without a GPU, so it is not offered.
 
 Formats (files inside the artifact folder)
     ``exported-program`` (``model.ep``, default): ``torch_tensorrt.load(path).module()``.
@@ -141,16 +149,13 @@ def precisions_for(compute_capability: tuple[int, int]) -> dict[str, str]:
     }
     if tuple(compute_capability) >= AMPERE:
         found["bf16"] = "bfloat16 model and inputs (a strongly typed TensorRT network)"
+    found["int8"] = "ModelOpt Q/DQ from `densenet-trt calibrate`; float32 between them"
     return found
 
 
 def precision_dtype(precision: str) -> torch.dtype:
-    """The dtype the model and its inputs are cast to for ``precision``."""
-    if precision == "int8":
-        raise DenseNetTRTError(
-            "precision int8 comes from `densenet-trt calibrate` (ModelOpt Q/DQ nodes), which is "
-            "not built yet; use fp32, fp16 or bf16"
-        )
+    """The dtype the model and its inputs are cast to for ``precision`` (int8: float32 around
+    the Q/DQ pairs)."""
     if precision not in DTYPES:
         raise DenseNetTRTError(f"unknown precision {precision!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[precision]
@@ -237,7 +242,7 @@ def compile_kwargs(spec: BuildSpec, settings: TensorRTSettings) -> dict[str, Any
     """The keyword arguments, other than the program and its inputs, given to
     ``torch_tensorrt.dynamo.compile`` (and to ``convert_exported_program_to_serialized_trt_engine``).
     Precision is not among them: it is the dtype of the model and of its inputs."""
-    precision_dtype(spec.precision)  # refuses int8 and unknown precisions
+    precision_dtype(spec.precision)  # refuses unknown precisions
     kwargs: dict[str, Any] = {
         "disable_tf32": not settings.allow_tf32,
         "require_full_compilation": settings.require_full_compilation,
@@ -368,9 +373,15 @@ class TensorRTBackend:
             )
         kwargs = compile_kwargs(spec, settings)
         model = copy.deepcopy(model).eval().to("cuda", dtype)
-        program = capture_exported_program(model, spec.batch, spec.image_size, dtype, "cuda")
         example = example_input(capture_batch(spec.batch), spec.image_size, spec.in_channels, dtype=dtype).cuda()
         dynamic_shapes = batch_dynamic_shapes(spec.batch)
+        if spec.precision == "int8":
+            from modelopt.torch.quantization.utils import export_torch_mode
+
+            with torch.no_grad(), export_torch_mode():
+                program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
+        else:
+            program = capture_exported_program(model, spec.batch, spec.image_size, dtype, "cuda")
         with torch.no_grad():
             inputs = [torch_tensorrt.Input(**input_shapes(spec))]
             path = folder / FILES[fmt]

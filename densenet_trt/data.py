@@ -1,0 +1,314 @@
+"""Images in: calibration and evaluation data, and the preprocessing an engine expects.
+
+A dataset is float32 ``(N, C, H, W)`` images, already preprocessed, with optional integer
+labels. It comes from an image folder (recursive; JPEG, PNG, BMP, WebP through Pillow),
+preprocessed with a preset or explicit size, mean and std; from a ``.npz`` holding ``images``
+and optional ``labels``; from a ``.npy`` of images; or, for smoke tests only, from random
+numbers (``synthetic``). The same path, preprocessing, sample count and seed always give the
+same arrays, so the same calibration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import DenseNetTRTError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SHOW_BAD = 5  # bad files named in an error
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """Resize the shorter side to ``resize`` (bilinear, antialiased), center-crop ``crop`` x
+    ``crop``, scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel. One mean
+    value means grayscale input, three mean RGB."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.mean) not in (1, 3) or len(self.std) != len(self.mean):
+            raise DenseNetTRTError(
+                f"mean and std need 1 (grayscale) or 3 (RGB) values each, got {len(self.mean)} and {len(self.std)}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise DenseNetTRTError(f"std values must be positive, got {list(self.std)}")
+        if not 1 <= self.crop <= self.resize:
+            raise DenseNetTRTError(f"crop {self.crop} must be between 1 and the resize {self.resize}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Preprocessing:
+        return cls(int(record["resize"]), int(record["crop"]), tuple(record["mean"]), tuple(record["std"]))
+
+    def __call__(self, image) -> np.ndarray:
+        """A Pillow image as a float32 (C, crop, crop) array."""
+        from PIL import Image
+
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        w, h = image.size
+        scale = self.resize / min(w, h)
+        size = (max(self.crop, round(w * scale)), max(self.crop, round(h * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+        left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        mean = np.asarray(self.mean, np.float32)[:, None, None]
+        std = np.asarray(self.std, np.float32)[:, None, None]
+        return np.ascontiguousarray((array - mean) / std)
+
+
+PRESETS = {
+    # torchvision's ImageNet evaluation transform.
+    "imagenet": Preprocessing(256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # CIFAR-10 training-set statistics; the images are already 32x32.
+    "cifar": Preprocessing(32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+def preprocessing(
+    preset: str | None = None,
+    image_size: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+) -> Preprocessing:
+    """A preset, with ``image_size`` (the crop; the resize keeps the preset's ratio), ``mean``
+    and ``std`` replacing its values; without a preset all three are needed."""
+    if preset is not None and preset not in PRESETS:
+        raise DenseNetTRTError(f"unknown preprocessing preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if preset is None and (image_size is None or mean is None or std is None):
+        raise DenseNetTRTError(
+            "give a preprocessing preset (imagenet or cifar) or all of --image-size, --mean and --std"
+        )
+    base = PRESETS[preset] if preset else Preprocessing(image_size, image_size, tuple(mean), tuple(std))
+    if image_size is not None and image_size != base.crop:
+        if image_size < 1:
+            raise DenseNetTRTError(f"image size must be positive, got {image_size}")
+        base = dataclasses.replace(base, resize=round(image_size * base.resize / base.crop), crop=image_size)
+    if mean is not None or std is not None:
+        base = Preprocessing(base.resize, base.crop, tuple(mean or base.mean), tuple(std or base.std))
+    return base
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Preprocessed images, their labels where known, and where they came from."""
+
+    images: np.ndarray  # float32 (N, C, H, W)
+    labels: np.ndarray | None  # int64 (N,)
+    source: dict[str, Any]  # kind, path, preprocessing, skipped files, ...
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def fingerprint(self) -> str:
+        """sha256 of the images and labels: the same data gives the same fingerprint."""
+        digest = hashlib.sha256()
+        digest.update(str(self.images.shape).encode())
+        digest.update(np.ascontiguousarray(self.images).tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+        return digest.hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """What a report says about this dataset."""
+        return {
+            **self.source,
+            "samples": len(self),
+            "shape": list(self.images.shape[1:]),
+            "labels": self.labels is not None,
+            "sha256": self.fingerprint(),
+        }
+
+    def check_for_model(self, in_channels: int, image_size: int, what: str = "data") -> None:
+        """Refuse images the model cannot take."""
+        c, h, w = self.images.shape[1:]
+        if c != in_channels or h != image_size or w != image_size:
+            raise DenseNetTRTError(
+                f"the {what} has images of {c}x{h}x{w} (CxHxW) but the model takes "
+                f"{in_channels}x{image_size}x{image_size}; preprocess to that size "
+                f"(--image-size, or a --preprocess preset with {in_channels} channel(s))"
+            )
+
+    def check_labels(self, num_classes: int, what: str = "data") -> None:
+        if self.labels is not None and len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= num_classes):
+            raise DenseNetTRTError(
+                f"the {what} has labels from {self.labels.min()} to {self.labels.max()}, but the "
+                f"model has {num_classes} classes"
+            )
+
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """The images in order, ``batch_size`` at a time (the last batch may be smaller)."""
+        for start in range(0, len(self), batch_size):
+            yield self.images[start:start + batch_size]
+
+
+def load_data(
+    path: str | os.PathLike,
+    *,
+    preprocess: Preprocessing | None = None,
+    samples: int | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Dataset:
+    """The dataset at ``path``: an image folder (needs ``preprocess``), a ``.npz`` or a ``.npy``.
+
+    ``samples``: how many to take, a subset drawn with ``seed`` (all when None or more than
+    there are). ``skip_bad``: leave out image files Pillow cannot read (counted in the source
+    record) instead of failing.
+    """
+    path = Path(path)
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
+    if not path.exists():
+        raise DenseNetTRTError(f"data path {str(path)!r} does not exist")
+    if path.is_dir():
+        if preprocess is None:
+            raise DenseNetTRTError(
+                f"{path} is an image folder: give a --preprocess preset or --image-size, --mean and --std"
+            )
+        dataset = _load_folder(path, preprocess, samples, seed, skip_bad, progress)
+    elif path.suffix.lower() in (".npz", ".npy"):
+        dataset = _load_arrays(path, samples, seed)
+    else:
+        raise DenseNetTRTError(
+            f"{path} is neither an image folder nor a .npz/.npy file of preprocessed images"
+        )
+    if not np.isfinite(dataset.images).all():
+        bad = int((~np.isfinite(dataset.images)).reshape(len(dataset), -1).any(axis=1).sum())
+        raise DenseNetTRTError(f"{path} has NaN or Inf values in {bad} of its {len(dataset)} images")
+    return dataset
+
+
+def synthetic(samples: int, in_channels: int, image_size: int, seed: int = 0) -> Dataset:
+    """Standard-normal images: enough to exercise calibration, not to judge accuracy."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((samples, in_channels, image_size, image_size), dtype=np.float32)
+    return Dataset(images, None, {"kind": "synthetic", "seed": seed, "fit_for_accuracy": False})
+
+
+def _subset(total: int, samples: int | None, seed: int) -> np.ndarray:
+    """Indices of the samples to take, in a seeded random order."""
+    order = np.random.default_rng(seed).permutation(total)
+    return order if samples is None else order[:samples]
+
+
+def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "images" not in archive.files:
+                    raise DenseNetTRTError(
+                        f"{path} has no 'images' array (it has {', '.join(archive.files) or 'none'})"
+                    )
+                images = archive["images"]
+                labels = archive["labels"] if "labels" in archive.files else None
+        else:
+            images, labels = np.load(path, allow_pickle=False), None
+    except DenseNetTRTError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise DenseNetTRTError(f"cannot read {path} as a numpy file: {e}") from None
+    if images.ndim != 4:
+        raise DenseNetTRTError(f"images in {path} have shape {images.shape}; expected (N, C, H, W)")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DenseNetTRTError(
+            f"images in {path} are {images.dtype}; expected preprocessed float32 (normalised "
+            "like the model's training data)"
+        )
+    if len(images) == 0:
+        raise DenseNetTRTError(f"{path} holds no images")
+    if labels is not None:
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise DenseNetTRTError(
+                f"labels in {path} must be integers of shape ({len(images)},), got {labels.dtype} {labels.shape}"
+            )
+    index = np.sort(_subset(len(images), samples, seed))
+    images = np.ascontiguousarray(images[index], dtype=np.float32)
+    labels = None if labels is None else labels[index].astype(np.int64)
+    return Dataset(images, labels, {"kind": path.suffix.lower()[1:], "path": str(path.resolve())})
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, in sorted order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: Path, preprocess: Preprocessing) -> np.ndarray:
+    """One image file, preprocessed; DenseNetTRTError if Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return preprocess(image)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise DenseNetTRTError(f"{path}: {e}") from None
+
+
+def _load_folder(
+    folder: Path, preprocess: Preprocessing, samples: int | None, seed: int, skip_bad: bool,
+    progress: Callable[[str], None],
+) -> Dataset:
+    try:
+        files = image_files(folder)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot read folder {folder}: {e.strerror}") from None
+    if not files:
+        raise DenseNetTRTError(
+            f"{folder} has no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively"
+        )
+    classes = _classes(folder, files)
+    wanted = len(files) if samples is None else min(samples, len(files))
+    images, labels, bad = [], [], []
+    for i in _subset(len(files), None, seed):
+        if len(images) == wanted or (bad and not skip_bad and len(bad) >= SHOW_BAD):
+            break
+        try:
+            images.append(read_image(files[i], preprocess))
+        except DenseNetTRTError as e:
+            bad.append(str(e))
+            continue
+        if classes is not None:
+            labels.append(classes[files[i].relative_to(folder).parts[0]])
+        if len(images) % 500 == 0:
+            progress(f"read {len(images)}/{wanted} images")
+    if bad and not skip_bad:
+        raise DenseNetTRTError(
+            f"{len(bad)}{'+' if len(bad) >= SHOW_BAD else ''} unreadable image file(s) in {folder}, "
+            f"first: {'; '.join(bad[:SHOW_BAD])}; fix or remove them, or pass --skip-bad"
+        )
+    if not images:
+        raise DenseNetTRTError(f"none of the {len(files)} image files in {folder} could be read")
+    source = {
+        "kind": "folder", "path": str(folder.resolve()), "preprocessing": preprocess.as_dict(),
+        "skipped_bad_files": len(bad), "classes": sorted(classes, key=classes.get) if classes else None,
+    }
+    stacked = np.stack(images).astype(np.float32)
+    return Dataset(stacked, np.asarray(labels, np.int64) if classes is not None else None, source)
+
+
+def _classes(folder: Path, files: list[Path]) -> dict[str, int] | None:
+    """Class indices from the names of the first-level subfolders, sorted (torchvision's
+    ImageFolder order), when every image sits in one; else None (no labels)."""
+    tops = [f.relative_to(folder).parts for f in files]
+    if any(len(parts) != 2 for parts in tops):
+        return None
+    return {name: i for i, name in enumerate(sorted({parts[0] for parts in tops}))}

@@ -1,0 +1,514 @@
+"""INT8 post-training quantization with NVIDIA ModelOpt.
+
+TensorRT 11 has no implicit INT8 (no calibrators, no INT8 builder flag): INT8 is explicit, as
+QuantizeLinear/DequantizeLinear (Q/DQ) pairs whose scales come from calibration. ModelOpt
+(``modelopt.torch.quantization``) inserts fake-quantizers into the model and calibrates them:
+
+- ``max``: ModelOpt's INT8 default, ``INT8_DEFAULT_CFG``: per-channel weights, per-tensor
+  activations, each scaled by the largest magnitude seen.
+- ``entropy``, ``percentile``, ``mse``: the same weights; activation ranges from a histogram
+  (ModelOpt's ``HistogramCalibrator``), cut where the KL divergence, the given percentile or
+  the mean squared error says.
+
+A calibration is a folder: ``quantizers.pt`` (ModelOpt's own state, ``mto.modelopt_state``,
+plus the quantizers' amax buffers), ``gate.npz`` (a few inputs the build's accuracy gate runs)
+and ``report.json`` (the model and weights it belongs to, method, data fingerprint, per-layer
+amax, layers kept in float, and float against fake-quantized accuracy).
+
+Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO
+and ONNX Runtime, and through ``torch.export`` under ``export_torch_mode()`` for TensorRT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import fnmatch
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .artifact import atomic_dir, sha256_file
+from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
+from .errors import DenseNetTRTError
+from .export import INPUT_NAME, OUTPUT_NAME, capture_batch, example_input
+from .spec import BatchRange
+from .verify import Comparison, Tolerance, compare
+
+METHODS = ("max", "entropy", "percentile", "mse")
+SCHEMA = "densenet-trt/calibration"
+SCHEMA_VERSION = 1
+QUANTIZERS_FILE = "quantizers.pt"
+GATE_FILE = "gate.npz"
+REPORT_FILE = "report.json"
+GATE_SAMPLES = 8
+# Short names for --exclude.
+ALIASES = {"stem": "features.conv0", "classifier": "classifier"}
+INSTALL_HINT = "pip install 'densenet-trt[quantize]'"
+
+
+def available() -> str:
+    """Why ModelOpt cannot be used here ("" when it can)."""
+    missing = [m for m in ("modelopt", "requests", "huggingface_hub") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"INT8 calibration needs NVIDIA ModelOpt; not installed: {', '.join(missing)}; {INSTALL_HINT}"
+    return ""
+
+
+def _modelopt():
+    """``(mtq, mto)``, imported now, with ModelOpt's import-time chatter silenced."""
+    reason = available()
+    if reason:
+        raise DenseNetTRTError(reason)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import modelopt.torch.opt as mto
+        import modelopt.torch.quantization as mtq
+    return mtq, mto
+
+
+def check_method(method: str, percentile: float) -> None:
+    if method not in METHODS:
+        raise DenseNetTRTError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 < percentile <= 100:
+        raise DenseNetTRTError(f"percentile must be in (0, 100], got {percentile}")
+
+
+# The DenseNet layers ModelOpt's INT8 config quantizes (its BatchNorm quantizers stay off).
+LAYER_TYPES = (nn.Conv2d, nn.Linear, nn.AvgPool2d)
+
+
+def quantizable_layers(model: nn.Module) -> list[str]:
+    """Names of the layers ModelOpt puts quantizers on: convolutions, the classifier, pools."""
+    return [name for name, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+
+
+def resolve_exclude(model: nn.Module, patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """The layers that ``patterns`` (globs over layer names, or ``stem``/``classifier``) keep in
+    float; a pattern matching no quantizable layer is an error."""
+    layers = quantizable_layers(model)
+    chosen: list[str] = []
+    for pattern in patterns:
+        glob = ALIASES.get(pattern, pattern)
+        matched = [name for name in layers if fnmatch.fnmatchcase(name, glob)]
+        if not matched:
+            raise DenseNetTRTError(
+                f"--exclude {pattern!r} matches no quantized layer; layers are named like "
+                f"{', '.join(layers[:3])}, ..., {layers[-1]} (or use stem, classifier)"
+            )
+        chosen += [name for name in matched if name not in chosen]
+    return chosen
+
+
+def quant_config(method: str, exclude_layers: list[str]) -> dict[str, Any]:
+    """ModelOpt's INT8 config for ``method``, with ``exclude_layers`` left unquantized.
+    Histogram methods calibrate outside ``mtq.quantize`` (its ``max`` algorithm cannot pick
+    their cut), so their config has no algorithm."""
+    mtq, _ = _modelopt()
+    config = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
+    if method != "max":
+        for entry in config["quant_cfg"]:
+            if entry.get("quantizer_name") == "*input_quantizer":
+                entry["cfg"] = {**entry["cfg"], "calibrator": "histogram"}
+        config["algorithm"] = None
+    for layer in exclude_layers:
+        config["quant_cfg"].append({"quantizer_name": f"{layer}.*_quantizer", "enable": False})
+    return config
+
+
+def _quantizers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    mtq, _ = _modelopt()
+    for name, module in model.named_modules():
+        if isinstance(module, mtq.nn.TensorQuantizer):
+            yield name, module
+
+
+def _forward_all(batches: Callable[[], Iterator[torch.Tensor]]) -> Callable[[nn.Module], None]:
+    def loop(model: nn.Module) -> None:
+        with torch.no_grad():
+            for x in batches():
+                model(x)
+
+    return loop
+
+
+def quantize_model(
+    net: nn.Module, method: str, exclude_layers: list[str], batches: Callable[[], Iterator[torch.Tensor]],
+    percentile: float = 99.99,
+) -> nn.Module:
+    """A fake-quantized copy of ``net``, calibrated on ``batches()``."""
+    mtq, _ = _modelopt()
+    model = copy.deepcopy(net).eval()
+    config = quant_config(method, exclude_layers)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if method == "max":
+            return mtq.quantize(model, config, _forward_all(batches))
+        from modelopt.torch.quantization.calib import HistogramCalibrator
+        from modelopt.torch.quantization.model_calib import enable_stats_collection
+
+        model = mtq.quantize(model, config)
+        enable_stats_collection(model)
+        _forward_all(batches)(model)
+        for _, quantizer in _quantizers(model):
+            if quantizer._disabled:
+                continue
+            if isinstance(quantizer._calibrator, HistogramCalibrator):
+                options = {"percentile": percentile} if method == "percentile" else {}
+                quantizer.load_calib_amax(method, **options)
+            else:
+                quantizer.load_calib_amax()
+            quantizer.enable_quant()
+            quantizer.disable_calib()
+    return model
+
+
+def layer_report(model: nn.Module) -> dict[str, Any]:
+    """Per quantizer, its amax; and which layers run quantized and which stay in float."""
+    amax: dict[str, Any] = {}
+    quantized, floating = set(), set()
+    for name, quantizer in _quantizers(model):
+        layer, kind = name.rsplit(".", 1)
+        if kind == "output_quantizer" or not isinstance(model.get_submodule(layer), LAYER_TYPES):
+            continue
+        if quantizer.is_enabled and getattr(quantizer, "amax", None) is not None:
+            value = quantizer.amax.detach().float().flatten()
+            amax[name] = (
+                round(float(value), 6) if value.numel() == 1 else
+                {"channels": value.numel(), "min": round(float(value.min()), 6), "max": round(float(value.max()), 6)}
+            )
+            quantized.add(layer)
+        else:
+            floating.add(layer)
+    floating -= quantized
+    return {"quantized": sorted(quantized), "float": sorted(floating), "amax": amax}
+
+
+def _logits(model: nn.Module, dataset: Dataset, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(torch.from_numpy(x)) for x in dataset.batches(batch_size)])
+
+
+def gate_tolerance(comparison: Comparison) -> Tolerance:
+    """What an engine built from a calibration must meet against eager float32: twice the
+    distance of ModelOpt's fake-quantized model from it on the gate inputs."""
+    return Tolerance(
+        atol=max(2 * comparison.max_abs, 1e-3), rtol=0.0,
+        min_cosine=max(0.0, 1 - 2 * (1 - comparison.cosine)), min_top1=1.0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """A calibration folder and its report."""
+
+    path: Path
+    report: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.report["method"]
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(**self.report["gate"]["tolerance"])
+
+    def record(self) -> dict[str, Any]:
+        """What an engine's manifest says about the calibration it came from."""
+        return {
+            "path": str(self.path.resolve()),
+            "report_sha256": sha256_file(self.path / REPORT_FILE),
+            "method": self.method,
+            "exclude": self.report["exclude"],
+            "data_sha256": self.report["data"]["sha256"],
+        }
+
+    def check_model(self, model_record: dict[str, Any], image_size: int, in_channels: int) -> None:
+        """Refuse a model, weights or input size other than the one calibrated."""
+        mine = self.report["model"]
+        what = f"the calibration {self.path} was made for"
+        if mine["name"] != model_record["name"] or mine["config"] != model_record["config"]:
+            raise DenseNetTRTError(
+                f"{what} {mine['name']} {mine['config']}, not {model_record['name']} "
+                f"{model_record['config']}; calibrate this model"
+            )
+        if (mine["weights"] or {}).get("sha256") != (model_record["weights"] or {}).get("sha256"):
+            raise DenseNetTRTError(
+                f"{what} other weights ({_weights_text(mine)}) than these ({_weights_text(model_record)}); "
+                "calibrate with the same --weights"
+            )
+        if mine["weights"] is None and mine["seed"] != model_record["seed"]:
+            raise DenseNetTRTError(f"{what} random weights of seed {mine['seed']}, not {model_record['seed']}")
+        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
+            raise DenseNetTRTError(
+                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
+                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate at this --image-size"
+            )
+
+    def quantized_model(self, net: nn.Module) -> nn.Module:
+        """A copy of float ``net`` with this calibration's quantizers restored."""
+        _, mto = _modelopt()
+        from modelopt.torch.quantization.utils import set_quantizer_state_dict
+
+        state = torch.load(self.path / QUANTIZERS_FILE, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            model = mto.restore_from_modelopt_state(copy.deepcopy(net).eval(), state["modelopt_state"])
+            set_quantizer_state_dict(model, state["quantizers"])
+        return model.eval()
+
+    def gate_inputs(self) -> torch.Tensor:
+        with np.load(self.path / GATE_FILE, allow_pickle=False) as archive:
+            return torch.from_numpy(archive["images"])
+
+
+def _weights_text(record: dict[str, Any]) -> str:
+    weights = record["weights"]
+    return f"random, seed {record['seed']}" if weights is None else f"{Path(weights['file']).name}, sha256 {weights['sha256'][:12]}"
+
+
+def load_calibration(path: str | os.PathLike) -> Calibration:
+    """The calibration folder at ``path`` (or its report.json), after checking its files."""
+    path = Path(path)
+    folder = path.parent if path.name == REPORT_FILE else path
+    report_path = folder / REPORT_FILE
+    if not folder.is_dir() or not report_path.is_file():
+        raise DenseNetTRTError(
+            f"{path} is not a calibration folder (no {REPORT_FILE}); make one with `densenet-trt calibrate`"
+        )
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError) as e:
+        raise DenseNetTRTError(f"cannot read {report_path}: {e}") from None
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+        raise DenseNetTRTError(f"{report_path} is not a densenet-trt calibration report")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise DenseNetTRTError(
+            f"{report_path} has schema version {report.get('schema_version')}; this densenet-trt "
+            f"reads version {SCHEMA_VERSION}; calibrate again"
+        )
+    for name, digest in report["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise DenseNetTRTError(f"{file} is missing: the calibration is incomplete; calibrate again")
+        if sha256_file(file) != digest:
+            raise DenseNetTRTError(f"{file} is corrupt or was changed (sha256 differs); calibrate again")
+    return Calibration(folder, report)
+
+
+def calibrate_model(
+    net: nn.Module,
+    model_record: dict[str, Any],
+    data: Dataset,
+    output: str | os.PathLike,
+    *,
+    image_size: int,
+    method: str = "max",
+    percentile: float = 99.99,
+    exclude: tuple[str, ...] | list[str] = (),
+    batch_size: int = 32,
+    eval_data: Dataset | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Calibration:
+    """Calibrate float eval ``net`` (described by ``model_record``, as in an engine manifest)
+    on ``data`` and write the calibration folder ``output``."""
+    check_method(method, percentile)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DenseNetTRTError(f"batch size must be a positive integer, got {batch_size!r}")
+    if len(data) < batch_size:
+        raise DenseNetTRTError(
+            f"the data has {len(data)} samples, fewer than one batch of {batch_size}; give more "
+            "data or a smaller --batch-size"
+        )
+    num_classes = net.classifier.out_features
+    for what, dataset in (("calibration data", data), ("evaluation data", eval_data)):
+        if dataset is not None:
+            dataset.check_for_model(net.in_channels, image_size, what)
+            dataset.check_labels(num_classes, what)
+    exclude_layers = resolve_exclude(net, exclude)
+    output = Path(output)
+    if output.exists() and not force:
+        raise DenseNetTRTError(f"{output} exists; pass --force to replace it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot create folder {str(output.parent)!r}: {e.strerror}") from None
+
+    batches = len(data) // batch_size
+    progress(f"calibrating {model_record['name']} with {method} on {batches * batch_size} samples "
+             f"({batches} batches of {batch_size})")
+
+    def calibration_batches() -> Iterator[torch.Tensor]:
+        for i in range(batches):
+            yield torch.from_numpy(data.images[i * batch_size:(i + 1) * batch_size])
+
+    quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile)
+    layers = layer_report(quantized)
+    progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
+
+    held_out = eval_data if eval_data is not None else data
+    gate_set = Dataset(held_out.images[:GATE_SAMPLES], None, {})
+    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size))
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"densenet-trt": __version__, "torch": torch.__version__,
+                     "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
+        "model": model_record,
+        "image_size": image_size,
+        "in_channels": net.in_channels,
+        "method": method,
+        "percentile": percentile if method == "percentile" else None,
+        "weights_quantization": "int8 per output channel, max",
+        "activations_quantization": f"int8 per tensor, {method}",
+        "exclude": list(exclude),
+        "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
+                 "fit_for_accuracy": data.source.get("kind") != "synthetic"},
+        "layers": {"quantized": layers["quantized"], "float": layers["float"]},
+        "amax": layers["amax"],
+        "gate": {
+            "samples": len(gate_set),
+            "from": "evaluation data" if eval_data is not None else "calibration data",
+            "fake_quant_vs_float": gate_cmp.as_dict(),
+            "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp)),
+        },
+        "evaluation": evaluate(net, quantized, eval_data, batch_size, progress) if eval_data is not None else None,
+    }
+    if not report["data"]["fit_for_accuracy"]:
+        progress("synthetic data: this calibration exercises the pipeline; it is not fit for accuracy")
+
+    _, mto = _modelopt()
+    from modelopt.torch.quantization.utils import get_quantizer_state_dict
+
+    with atomic_dir(output, force) as folder:
+        torch.save(
+            {"modelopt_state": mto.modelopt_state(quantized), "quantizers": get_quantizer_state_dict(quantized)},
+            folder / QUANTIZERS_FILE,
+        )
+        np.savez(folder / GATE_FILE, images=gate_set.images)
+        report["files"] = {name: sha256_file(folder / name) for name in (QUANTIZERS_FILE, GATE_FILE)}
+        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    progress(f"wrote {output}")
+    return Calibration(output, report)
+
+
+def calibrate(
+    model: str = "densenet121",
+    *,
+    data: str | os.PathLike | Dataset,
+    weights: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    image_size: int | None = None,
+    preprocess: Preprocessing | None = None,
+    samples: int | None = 512,
+    eval_data: str | os.PathLike | Dataset | None = None,
+    eval_samples: int | None = None,
+    skip_bad: bool = False,
+    seed: int = 0,
+    method: str = "max",
+    percentile: float = 99.99,
+    exclude: tuple[str, ...] | list[str] = (),
+    batch_size: int = 32,
+    output: str | os.PathLike = "calibration",
+    name: str | None = None,
+    force: bool = False,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Calibration:
+    """Calibrate preset ``model`` for INT8 and write ``output/name`` (default
+    ``MODEL-METHOD-SIZE``), which ``build(precision="int8", calibration=...)`` reads.
+
+    Args:
+        data: an image folder, a ``.npz``/``.npy`` of preprocessed images, a ``Dataset``, or
+            ``"synthetic"`` (random images: a smoke test, not fit for accuracy).
+        preprocess: for image folders; default: the preset's family (imagenet or cifar) at
+            ``image_size``.
+        samples: calibration images to take (a subset drawn with ``seed``); None: all.
+        eval_data: held-out data; with labels, float and fake-quantized top-1 are reported.
+        exclude: layers kept in float: globs over layer names, or ``stem`` / ``classifier``.
+    """
+    from .build import model_record, reference_model
+    from .models import get_model_info
+    from .spec import check_image_size
+    from .weights import PRETRAINED_TAGS, pretrained_path
+
+    check_method(method, percentile)
+    info = get_model_info(model)
+    size = check_image_size(info, image_size)
+    weights_path = None
+    if weights is not None:
+        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
+    net = reference_model(model, weights_path, num_classes, 0, {})
+    if weights_path is None:
+        progress("no --weights: random weights (the calibration exercises the pipeline only)")
+    if preprocess is None:
+        preprocess = preprocessing(info.family, size)
+
+    def dataset(source, count: int | None, data_seed: int, what: str) -> Dataset:
+        if isinstance(source, Dataset):
+            return source
+        if str(source) == "synthetic":
+            return synthetic(count or 512, net.in_channels, size, data_seed)
+        progress(f"reading {what} {source}")
+        return load_data(source, preprocess=preprocess, samples=count, seed=data_seed,
+                         skip_bad=skip_bad, progress=progress)
+
+    calibration_set = dataset(data, samples, seed, "calibration data")
+    held_out = None if eval_data is None else dataset(eval_data, eval_samples, seed + 1, "evaluation data")
+    record = model_record(model, net, weights_path, 0, {})
+    output = Path(output) / (name or f"{model}-{method}-{size}")
+    return calibrate_model(
+        net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
+        exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,
+    )
+
+
+def evaluate(
+    net: nn.Module, quantized: nn.Module, dataset: Dataset, batch_size: int,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Float against fake-quantized predictions on ``dataset``: top-1 where it has labels, and
+    how often the two agree."""
+    progress(f"evaluating float and fake-quantized on {len(dataset)} held-out samples")
+    ref = _logits(net, dataset, batch_size).argmax(1)
+    out = _logits(quantized, dataset, batch_size).argmax(1)
+    result: dict[str, Any] = {"data": dataset.record(), "agreement": float((ref == out).double().mean())}
+    if dataset.labels is not None:
+        labels = torch.from_numpy(dataset.labels)
+        result["float_top1"] = float((ref == labels).double().mean())
+        result["int8_top1"] = float((out == labels).double().mean())
+    return result
+
+
+def capture_qdq_onnx(model: nn.Module, batch: BatchRange, image_size: int, opset: int = 17):
+    """The fake-quantized ``model`` as ONNX with QuantizeLinear/DequantizeLinear pairs, input
+    ``input``, output ``logits``, batch dimension dynamic where ``batch`` is.
+
+    ModelOpt's quantizers export through the TorchScript-based ONNX exporter (their ONNX
+    symbolic functions); torch.export cannot trace them on the CPU (their range checks branch
+    on tensor values), so the dynamo exporter the float models use is not an option here."""
+    import onnx
+
+    x = example_input(capture_batch(batch), image_size, model.in_channels)
+    buffer = io.BytesIO()
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch.dynamic else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), (x,), buffer, dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+        )
+    return onnx.load_from_string(buffer.getvalue())
