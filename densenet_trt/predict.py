@@ -1,0 +1,166 @@
+"""Classify image files with a built engine: each image preprocessed as the engine's manifest
+says, run in batches within the engine's range, and the top-k classes with their softmax
+probabilities."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .backends.base import Engine
+from .data import IMAGE_SUFFIXES, Preprocessing, image_files, read_image
+from .errors import DenseNetTRTError
+
+Progress = Callable[[str], None]
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Guess:
+    """One of an image's top-k classes."""
+
+    index: int
+    label: str | None  # the class name where labels were given
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """An image and its top-k classes, most probable first."""
+
+    path: Path
+    top: list[Guess]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "top": [dataclasses.asdict(g) for g in self.top]}
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names, one per line of the UTF-8 text file at ``path`` (stripped; no blank lines)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DenseNetTRTError(f"labels file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise DenseNetTRTError(f"labels file {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot read labels file {path}: {e.strerror}") from None
+    names = [line.strip() for line in text.splitlines()]
+    if not names:
+        raise DenseNetTRTError(f"labels file {path} is empty; it needs one class name per line")
+    blank = [i for i, name in enumerate(names, 1) if not name]
+    if blank:
+        raise DenseNetTRTError(
+            f"labels file {path} has a blank line (line {blank[0]}); it needs one class name per line"
+        )
+    return names
+
+
+def engine_preprocessing(engine: Engine) -> Preprocessing:
+    """How images become ``engine``'s input, from its manifest."""
+    record = engine.manifest.get("preprocessing")
+    if record is None:
+        raise DenseNetTRTError(
+            f"the engine {engine.path} does not record how to preprocess images: rebuild it with "
+            "--preprocess or --mean/--std"
+        )
+    return Preprocessing.from_dict(record)
+
+
+def expand_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files: each path a file, or a folder searched recursively for image files."""
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            try:
+                found = image_files(path)
+            except OSError as e:
+                raise DenseNetTRTError(f"cannot read folder {path}: {e.strerror}") from None
+            if not found:
+                raise DenseNetTRTError(
+                    f"{path} has no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively"
+                )
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise DenseNetTRTError(f"image {str(path)!r} does not exist")
+    if not files:
+        raise DenseNetTRTError("no images given")
+    return files
+
+
+def classify(
+    engine: str | os.PathLike | Engine,
+    paths: Iterable[str | os.PathLike],
+    top_k: int = 5,
+    labels: str | os.PathLike | Sequence[str] | None = None,
+    batch_size: int | None = None,
+    progress: Progress = quiet,
+) -> list[Prediction]:
+    """The top ``top_k`` classes of each image in ``paths`` (files, or folders searched
+    recursively), in order, with ``engine`` (a built engine's path, or one loaded with
+    ``densenet_trt.load``).
+
+    Args:
+        labels: class names, a list or a file with one per line, as many as the engine's classes.
+        batch_size: images per run, within the engine's batch range; default its opt batch. A
+            last batch below the engine's min batch is padded up to it (the padding's results
+            are dropped).
+        progress: called with a line when the images have been found.
+    """
+    if not isinstance(engine, Engine):
+        from .build import load
+
+        engine = load(engine)
+    steps = engine_preprocessing(engine)
+    classes = engine.manifest["model"]["num_classes"]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
+        raise DenseNetTRTError(f"top-k must be between 1 and the engine's {classes} classes, got {top_k!r}")
+    names = _label_names(labels, classes)
+    size = engine.batch_opt if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or not engine.batch_min <= size <= engine.batch_max:
+        raise DenseNetTRTError(
+            f"batch size {size!r} is outside this engine's range {engine.batch_min}..{engine.batch_max}"
+        )
+    files = expand_images(paths)
+
+    progress(f"classifying {len(files)} image(s) with {engine.path} in batches of {size}")
+    predictions = []
+    for start in range(0, len(files), size):
+        chunk = files[start:start + size]
+        batch = np.stack([read_image(f, steps) for f in chunk])
+        if len(chunk) < engine.batch_min:
+            padding = np.zeros((engine.batch_min - len(chunk), *batch.shape[1:]), np.float32)
+            batch = np.concatenate([batch, padding])
+        probabilities = torch.softmax(engine(batch)[:len(chunk)].double(), dim=1)
+        top = torch.topk(probabilities, top_k, dim=1)
+        for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
+            predictions.append(Prediction(path, [
+                Guess(i, None if names is None else names[i], p) for i, p in zip(indices, values)
+            ]))
+    return predictions
+
+
+def _label_names(labels: str | os.PathLike | Sequence[str] | None, classes: int) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, os.PathLike)):
+        names, source = read_labels(labels), f"labels file {labels}"
+    else:
+        names, source = [str(name) for name in labels], "the labels"
+    if len(names) != classes:
+        raise DenseNetTRTError(
+            f"{source} has {len(names)} class names but the engine has {classes} classes"
+        )
+    return names

@@ -1,0 +1,238 @@
+"""predict: classifying image files with a built engine (library, CLI and the Python example),
+on small random-weight engines and on the digits checkpoint."""
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import densenet_trt
+from densenet_trt import DenseNetTRTError
+from densenet_trt.cli import main
+from densenet_trt.data import Preprocessing, image_files, read_image
+from densenet_trt.predict import classify, read_labels
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT = REPO / "tests" / "data" / "digits_densenet_bc40_k12.pth"
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """A small random-weight engine, 3x32x32 (CIFAR preprocessing), batch 2 to 3: a last batch
+    of one image is padded."""
+    artifact = densenet_trt.build("densenet_bc40_k12", backend="onnxruntime", batch="2:3:3",
+                                  output=tmp_path_factory.mktemp("engines"),
+                                  overrides={"block_config": (2, 2, 2)})
+    return densenet_trt.load(artifact.path)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Four RGB images of different sizes, PNG and JPEG, one in a subfolder."""
+    folder = tmp_path_factory.mktemp("images")
+    (folder / "more").mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in [("a.png", (32, 32)), ("b.jpg", (40, 56)), ("c.png", (64, 48)), ("more/d.jpeg", (33, 35))]:
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.fixture
+def labels_file(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(NAMES) + "\n", encoding="utf-8")
+    return path
+
+
+def reference(engine, path, k):
+    """Top-k of one image run alone (twice over, the engine's smallest batch)."""
+    x = read_image(path, Preprocessing.from_dict(engine.manifest["preprocessing"]))
+    probabilities = torch.softmax(engine(np.stack([x, x]))[0].double(), 0)
+    top = torch.topk(probabilities, k)
+    return top.indices.tolist(), top.values.numpy()
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_classify_a_folder_in_batches_as_each_image_alone(engine, images, batch_size):
+    predictions = classify(engine.path, [images], top_k=3, batch_size=batch_size)
+    assert [p.path for p in predictions] == image_files(images) and len(predictions) == 4
+    for prediction in predictions:
+        indices, probabilities = reference(engine, prediction.path, 3)
+        assert [g.index for g in prediction.top] == indices
+        np.testing.assert_allclose([g.probability for g in prediction.top], probabilities, atol=1e-6)
+        assert all(g.label is None for g in prediction.top)
+
+
+def test_classify_files_with_labels_and_a_loaded_engine(engine, images, labels_file):
+    files = [images / "c.png", images / "a.png"]
+    from_file = classify(engine, files, top_k=10, labels=labels_file)
+    assert [p.path for p in from_file] == files
+    for prediction in from_file:
+        assert [g.label for g in prediction.top] == [NAMES[g.index] for g in prediction.top]
+        assert sorted(g.index for g in prediction.top) == list(range(10))
+        assert sum(g.probability for g in prediction.top) == pytest.approx(1.0)
+        probabilities = [g.probability for g in prediction.top]
+        assert probabilities == sorted(probabilities, reverse=True)
+    assert classify(engine, files, top_k=10, labels=NAMES) == from_file
+
+
+def test_read_labels(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("  café \nthé\r\nn°3", encoding="utf-8")
+    assert read_labels(path) == ["café", "thé", "n°3"]
+    path.write_text("a\n\nb\n", encoding="utf-8")
+    with pytest.raises(DenseNetTRTError, match="blank line \\(line 2\\)"):
+        read_labels(path)
+    path.write_bytes(b"caf\xe9\n")
+    with pytest.raises(DenseNetTRTError, match="is not UTF-8"):
+        read_labels(path)
+    path.write_text("")
+    with pytest.raises(DenseNetTRTError, match="is empty"):
+        read_labels(path)
+    with pytest.raises(DenseNetTRTError, match="does not exist"):
+        read_labels(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("record", ["absent", None])
+def test_an_engine_without_preprocessing(engine, images, tmp_path, record):
+    folder = shutil.copytree(engine.path, tmp_path / "engine")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if record == "absent":
+        del manifest["preprocessing"]
+    else:
+        manifest["preprocessing"] = record
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DenseNetTRTError, match="rebuild it with --preprocess or --mean/--std"):
+        classify(folder, [images])
+
+
+def test_errors(engine, images, tmp_path, labels_file):
+    def fails(match, paths=(images,), **kwargs):
+        with pytest.raises(DenseNetTRTError, match=match) as raised:
+            classify(engine, list(paths), **kwargs)
+        assert "\n" not in str(raised.value)
+
+    fails("top-k must be between 1 and the engine's 10 classes, got 0", top_k=0)
+    fails("top-k must be between 1 and the engine's 10 classes, got 11", top_k=11)
+    short = tmp_path / "short.txt"
+    short.write_text("\n".join(NAMES[:9]))
+    fails("has 9 class names but the engine has 10 classes", labels=short)
+    fails("has 11 class names", labels=NAMES + ["ten"])
+    fails("batch size 4 is outside this engine's range 2..3", batch_size=4)
+    fails("batch size 1 is outside", batch_size=1)
+    fails("image '.*nope.png' does not exist", paths=[images / "a.png", tmp_path / "nope.png"])
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    fails("empty has no image files .* searched recursively", paths=[tmp_path / "empty"])
+    fails("no images given", paths=[])
+    (tmp_path / "broken.png").write_text("not an image")
+    fails("broken.png", paths=[images / "a.png", tmp_path / "broken.png"])
+
+
+def test_cli_prints_paths_and_top_k(engine, images, labels_file):
+    result = run("predict", engine.path, images / "a.png", images / "more", "--labels", labels_file,
+                 "--top-k", "2")
+    assert result.exit_code == 0, result.output
+    expected = classify(engine, [images / "a.png", images / "more"], top_k=2, labels=labels_file)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6
+    for i, prediction in enumerate(expected):
+        assert lines[3 * i] == str(prediction.path)
+        for line, guess in zip(lines[3 * i + 1:3 * i + 3], prediction.top):
+            name, percent = line.split()
+            assert line.startswith("  ") and name == guess.label
+            assert percent == f"{guess.probability:.2%}"
+    indices = run("predict", engine.path, images / "a.png", "--top-k", "1")
+    assert indices.stdout.splitlines()[1].split()[0] == str(expected[0].top[0].index)
+
+
+def test_cli_json(engine, images):
+    result = run("predict", engine.path, images, "--json", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows == [p.as_dict() for p in classify(engine, [images])]
+    assert [len(r["top"]) for r in rows] == [5] * 4 and set(rows[0]["top"][0]) == {"index", "label", "probability"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.png"], "image 'missing.png' does not exist"),
+        (["IMAGES", "--top-k", "0"], "top-k must be between 1 and the engine's 10 classes"),
+        (["IMAGES", "--batch-size", "8"], "batch size 8 is outside this engine's range 2..3"),
+        (["IMAGES", "--labels", "missing.txt"], "labels file 'missing.txt' does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line(engine, images, args, message):
+    result = run("predict", engine.path, *[images if a == "IMAGES" else a for a in args])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr
+
+
+def test_python_example_classify_folder(engine, images, labels_file):
+    script = REPO / "examples" / "python" / "classify_folder.py"
+    out = subprocess.run([sys.executable, str(script), str(engine.path), str(images), "--labels", str(labels_file)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    expected = classify(engine, [images], top_k=5, labels=labels_file)
+    assert len(lines) == 6 * len(expected)
+    for i, prediction in enumerate(expected):
+        assert lines[6 * i] == str(prediction.path)
+        assert [line.split() for line in lines[6 * i + 1:6 * i + 6]] == [
+            [g.label, f"{g.probability:.2%}"] for g in prediction.top]
+
+
+def _digits_module():
+    spec = importlib.util.spec_from_file_location("digits", REPO / "examples" / "digits" / "digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trained_digits_checkpoint_classifies_digit_images(tmp_path):
+    """The DenseNet-BC trained on scikit-learn's digits, built with its grayscale preprocessing,
+    on 20 digits of the held-out split written as 8x8 PNGs."""
+    from sklearn.datasets import load_digits
+
+    digits = _digits_module()
+    steps = Preprocessing(resize=digits.IMAGE_SIZE, crop=digits.IMAGE_SIZE, mean=(digits.MEAN,), std=(digits.STD,))
+    artifact = densenet_trt.build("densenet_bc40_k12", weights=CHECKPOINT, backend="onnxruntime", batch="1:8:8",
+                                  output=tmp_path / "engines", preprocess=steps)
+    assert artifact.manifest["preprocessing"] == steps.as_dict() and artifact.manifest["in_channels"] == 1
+
+    data = load_digits()
+    start, stop = digits.SPLITS["test"]
+    index = np.random.default_rng(0).permutation(len(data.images))[start:stop][:20]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for n, i in enumerate(index):
+        pixels = np.round(data.images[i] * 255 / 16).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{n:02d}_{data.target[i]}.png")
+
+    # The PNGs preprocessed as the manifest says are the training preprocessing, but for rounding
+    # to 8 bits twice (the PNG, and Pillow's resize of an 8-bit image): about a grey level each.
+    expected, labels = digits.load_split("test")
+    files = image_files(folder)
+    preprocessed = np.stack([read_image(f, steps) for f in files])
+    assert np.abs(preprocessed - expected[:20]).max() < 2 / 255 / digits.STD
+
+    predictions = classify(artifact.path, [folder], top_k=3, labels=[str(d) for d in range(10)])
+    truth = [f.stem.split("_")[1] for f in files]
+    assert truth == [str(label) for label in labels[:20]]
+    correct = sum(p.top[0].label == t for p, t in zip(predictions, truth))
+    print(f"digits: {correct}/20 top-1 correct")
+    assert correct >= 16
