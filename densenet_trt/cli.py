@@ -67,6 +67,46 @@ def _model_options(f):
     return f
 
 
+def _floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 0.485,0.456,0.406)")
+
+
+_PREPROCESS_OPTIONS = [
+    click.option("--preprocess", type=click.Choice(["imagenet", "cifar"]), default=None,
+                 help="How images become input: resize, center crop and normalise as torchvision's "
+                      "ImageNet evaluation (256 -> 224) or CIFAR (32x32); default: the model's family."),
+    click.option("--mean", callback=_floats, default=None,
+                 help="Per-channel mean (in [0, 1] units) replacing the preset's, comma-separated; "
+                      "one value means grayscale (e.g. --mean 0.305 --std 0.323)."),
+    click.option("--std", callback=_floats, default=None, help="Per-channel std, like --mean."),
+]
+
+
+def _preprocess_options(f):
+    """--preprocess, --mean, --std."""
+    for option in reversed(_PREPROCESS_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _preprocessing(model_name: str, image_size: int | None, preset, mean, std):
+    """The Preprocessing the options ask for, or None where they ask for nothing."""
+    if preset is None and mean is None and std is None:
+        return None
+    from .data import preprocessing
+    from .models import get_model_info
+    from .spec import check_image_size
+
+    info = get_model_info(model_name)
+    size = check_image_size(info, image_size)
+    return preprocessing(preset or (None if mean and std else info.family), size, mean, std)
+
+
 def _say(quiet: bool):
     return (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
 
@@ -107,7 +147,8 @@ def models(as_json: bool) -> None:
     click.echo(header)
     click.echo("-" * len(header))
     for row in rows:
-        ref = get_model_info(row["name"]).references[0]
+        refs = get_model_info(row["name"]).references
+        ref = refs[0] if refs else "no published figure"
         size = f"{row['image_size']}x{row['image_size']}"
         click.echo(
             f"{row['name']:<20} {row['parameters']:>12,} {row['macs'] / 1e9:>6.2f} G {size:>7} "
@@ -185,13 +226,17 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
               help="TensorRT: engine runs on any Ampere or newer GPU (slower).")
 @click.option("--version-compatible", is_flag=True,
               help="TensorRT: engine runs on later TensorRT versions.")
+@_preprocess_options
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
+                   "image size (e.g. calibration/densenet121-max-224).")
 @click.option("--force", is_flag=True, help="Replace an existing engine folder of the same name.")
 @click.option("--no-verify", is_flag=True, help="Skip the accuracy gate (recorded in the manifest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
           name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
-          version_compatible, force, no_verify, as_json, quiet):
+          version_compatible, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
     """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
     with its manifest as a folder in OUTPUT.
 
@@ -200,6 +245,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
       densenet-trt build --precision fp16                      # TensorRT on an NVIDIA GPU
       densenet-trt build --model densenet121 --weights densenet121-a639ec97.pth --batch 1:8:32
       densenet-trt build --backend openvino --precision bf16 --threads 2
+      densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
     from .build import build as build_engine
     from .spec import BatchRange
@@ -218,14 +264,17 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     artifact = build_engine(
         model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
         device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
-        threads=threads, options=options, force=force, verify=not no_verify, progress=_say(quiet),
+        threads=threads, options=options, force=force, verify=not no_verify,
+        calibration=calibration, preprocess=_preprocessing(model_name, image_size, preprocess, mean, std),
+        progress=_say(quiet),
     )
     if as_json:
         click.echo(json.dumps(artifact.manifest, indent=2))
         return
     m = artifact.manifest
     acc = m["accuracy"]
-    check = "not verified (--no-verify)" if not acc["verified"] else "matches eager PyTorch: " + "; ".join(
+    reference = "eager PyTorch" if m["precision"] != "int8" else "eager float32 within the calibration's tolerance"
+    check = "not verified (--no-verify)" if not acc["verified"] else f"matches {reference}: " + "; ".join(
         f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
         for r in acc["results"]
     )
@@ -299,6 +348,88 @@ def verify(engine, samples, weights, seed, quiet):
         raise DenseNetTRTError(f"engine differs from eager PyTorch at batch {failed[0][0]}: {failed[0][1]}")
     click.echo(f"{engine}: {sum(n for n, _ in results)} fresh samples match eager PyTorch "
                "within the engine's precision tolerance")
+
+
+@main.command()
+@_MODEL_OPTIONS[0]
+@_MODEL_OPTIONS[1]
+@_MODEL_OPTIONS[2]
+@_MODEL_OPTIONS[4]
+@click.option("--data", type=str, default=None,
+              help="Calibration images: a folder (recursive; JPEG, PNG, BMP, WebP; labels from "
+                   "class subfolders), or a .npz with 'images' (N,C,H,W float32, preprocessed) and "
+                   "optional 'labels', or a .npy of images.")
+@click.option("--synthetic", is_flag=True,
+              help="Random images instead of --data: a smoke test of the pipeline, not fit for accuracy.")
+@click.option("--eval-data", type=str, default=None,
+              help="Held-out data like --data; with labels, float and INT8 (fake-quantized) top-1 "
+                   "are reported. Its first images also feed the build's accuracy gate.")
+@_preprocess_options
+@click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Calibration images to use, drawn with --seed from the data.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Images per calibration batch; the data must hold at least one batch.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sample draw: the same data and seed give the same calibration.")
+@click.option("--method", type=click.Choice(["max", "entropy", "percentile", "mse"]), default="max",
+              show_default=True,
+              help="max: ModelOpt's INT8 default (per-channel weight and per-tensor activation "
+                   "ranges from the largest values seen); entropy, percentile: activation ranges "
+                   "cut from a histogram (KL divergence, --percentile); mse: ModelOpt's mse "
+                   "algorithm (weight ranges searched for the least squared error).")
+@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=99.99,
+              show_default=True, help="--method percentile: the percentile of |activation| kept.")
+@click.option("--exclude", multiple=True,
+              help="Keep layers in float: a glob over layer names (features.denseblock1.*) or "
+                   "stem / classifier; repeatable.")
+@click.option("--skip-bad", is_flag=True,
+              help="Image folders: leave out files that cannot be read (counted in the report) "
+                   "instead of failing.")
+@click.option("--output", "-o", default="calibration", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder the calibration folder goes in.")
+@click.option("--name", default=None, help="Calibration folder name; default MODEL-METHOD-SIZE.")
+@click.option("--force", is_flag=True, help="Replace an existing calibration folder of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON when done.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eval_data, preprocess,
+              mean, std, samples, batch_size, seed, method, percentile, exclude, skip_bad, output,
+              name, force, as_json, quiet):
+    """Calibrate a DenseNet for INT8 with NVIDIA ModelOpt and write a calibration folder
+    (ModelOpt's quantizer state, gate inputs and a JSON report) for `build --precision int8`.
+
+    \b
+    Examples:
+      densenet-trt calibrate --model densenet121 --weights imagenet --data val/ --samples 512
+      densenet-trt calibrate --model densenet121 --data calib.npz --method percentile \\
+          --percentile 99.9 --exclude stem --exclude classifier --eval-data holdout.npz
+      densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
+    """
+    from .quantize import calibrate as run_calibration
+
+    if (data is None) == (not synthetic):
+        raise DenseNetTRTError("give --data PATH, or --synthetic for a smoke test (not both)")
+    say = _say(quiet)
+    steps = _preprocessing(model_name, image_size, preprocess, mean, std)
+    cal = run_calibration(
+        model_name, data="synthetic" if synthetic else data, weights=weights, num_classes=num_classes,
+        image_size=image_size, preprocess=steps, samples=samples, eval_data=eval_data,
+        skip_bad=skip_bad, seed=seed, method=method, percentile=percentile, exclude=exclude,
+        batch_size=batch_size, output=output, name=name, force=force, progress=say,
+    )
+    r = cal.report
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    ev = r["evaluation"]
+    accuracy = ""
+    if ev and "float_top1" in ev:
+        accuracy = (f"; top-1 on {ev['data']['samples']} held-out: float {ev['float_top1']:.2%}, "
+                    f"int8 {ev['int8_top1']:.2%}")
+    elif ev:
+        accuracy = f"; float and int8 agree on {ev['agreement']:.2%} of {ev['data']['samples']} held-out"
+    fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
+    click.echo(f"wrote {cal.path}: {r['method']} on {r['data']['used']} samples, "
+               f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
 
 
 def _batch_list(ctx, param, value: str) -> list[int]:
@@ -393,3 +524,39 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
     folder = run_export(engine, repository, model_name=model_name, max_batch_size=max_batch_size,
                         instances=instances, dynamic_batching=dynamic_batching, force=force)
     click.echo(f"wrote {folder} (config.pbtxt, 1/)")
+
+
+@main.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Class names, one per line (UTF-8), as many as the engine's classes; default: "
+                   "class indices.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list: per image its path and top classes (index, label, probability).")
+@click.option("--batch-size", type=int, default=None,
+              help="Images per run, within the engine's batch range; default: its opt batch.")
+def predict(engine, images, labels, top_k, as_json, batch_size):
+    """Classify image files (or folders of them, searched recursively) with a built engine: each
+    image preprocessed as the engine's manifest says, and its top classes with their softmax
+    probabilities.
+
+    \b
+    Example:
+      densenet-trt predict engines/densenet121-onnxruntime-fp32-b1-8-32-224 cat.jpg photos/ \\
+          --labels imagenet_classes.txt --top-k 3
+    """
+    from .predict import classify
+
+    predictions = classify(engine, images, top_k=top_k, labels=labels, batch_size=batch_size,
+                           progress=_say(as_json))
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in predictions], indent=2))
+        return
+    names = [[g.label if g.label is not None else str(g.index) for g in p.top] for p in predictions]
+    width = max(len(name) for row in names for name in row)
+    for prediction, row in zip(predictions, names):
+        click.echo(str(prediction.path))
+        for name, guess in zip(row, prediction.top):
+            click.echo(f"  {name:<{width}}  {guess.probability:7.2%}")

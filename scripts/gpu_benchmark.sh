@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build densenet121 with every backend that runs on this machine, in fp32 and fp16/bf16, and
-# profile each at batch 1 and 32 against eager PyTorch. Runs the package from this source tree
+# Build densenet121 with every backend that runs on this machine, in fp32, fp16/bf16 and int8,
+# and profile each at batch 1 and 32 against eager PyTorch. Runs the package from this source tree
 # (PYTHONPATH, no pip, no network) on the Python found here, which needs PyTorch, click and
 # numpy (onnx, onnxscript and onnxruntime add the onnxruntime backend; matplotlib the plot).
 #
@@ -10,7 +10,9 @@
 # machine's measured matrix-multiply rate, the floor for docs/benchmarks.md), and the engines
 # under OUTDIR/engines. Inductor builds take minutes, so on a GPU it builds fp16 only
 # (torchscript gives the PyTorch fp32 engine); on a CPU fp32 and bf16. A backend or precision this machine cannot run is skipped with its one-line
-# reason. On a machine without a GPU it profiles the CPU backends instead.
+# reason. On a machine without a GPU it profiles the CPU backends instead. INT8 engines need
+# nvidia-modelopt: the model is calibrated once on synthetic data (speed does not depend on the
+# calibration data; accuracy is measured on real data by examples/digits/evaluate_int8.py).
 # Settings (environment): PYTHON (python3), MODEL (densenet121), BATCHES (1,32), RANGE (1:1:32),
 # ITERATIONS (20), BUILD_TIMEOUT (seconds per build, 240), DEVICE (cuda if visible, else cpu).
 set -u
@@ -44,14 +46,28 @@ else
     candidates+=("inductor cpu fp32" "inductor cpu bf16")
 fi
 candidates+=("onnxruntime cpu fp32" "openvino cpu fp32" "openvino cpu bf16")
+candidates+=("tensorrt cuda int8" "onnxruntime cpu int8" "openvino cpu int8")
+calibration=()
+echo "== calibrate $model for int8 (synthetic data)"
+if "$py" -m densenet_trt calibrate --model "$model" --synthetic --samples 64 --batch-size 16 \
+    --output "$out/calibration" --name "$model-synthetic" --force --quiet; then
+    calibration=(--calibration "$out/calibration/$model-synthetic")
+else
+    echo "   skipped: int8 engines (reason above)"
+fi
 built=()
 for candidate in "${candidates[@]}"; do
     read -r backend dev precision <<< "$candidate"
     name="$model-$backend-$dev-$precision"
+    extra=()
+    if [ "$precision" = int8 ]; then
+        [ ${#calibration[@]} -eq 0 ] && continue
+        extra=("${calibration[@]}")
+    fi
     echo "== build $backend $precision on $dev"
     if timeout "${BUILD_TIMEOUT:-240}" "$py" -m densenet_trt build --model "$model" --backend "$backend" \
         --device "$dev" --precision "$precision" --batch "$range" --output "$out/engines" --name "$name" \
-        --force --quiet; then
+        "${extra[@]}" --force --quiet; then
         built+=("$out/engines/$name")
     else
         echo "   skipped: $backend $precision on $dev (reason above; 124 = over BUILD_TIMEOUT)"

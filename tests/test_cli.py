@@ -127,7 +127,7 @@ def test_info_of_a_corrupt_engine_says_why_it_cannot_run(tmp_path):
     [
         (["--backend", "tensorrt"], "backend tensorrt is not available"),
         (["--precision", "int8"], "int8 needs a calibration"),
-        (["--backend", "onnxruntime", "--precision", "bf16"], "it can do fp32; bf16 is available here with"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "it can do fp32, int8; bf16 is available here with"),
         (["--workspace-gb", "-1"], "workspace-gb"),
         (["--opt-level", "7"], "opt-level"),
     ],

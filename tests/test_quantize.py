@@ -1,11 +1,14 @@
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from densenet_trt import DenseNetTRTError, build
 from densenet_trt.build import reference_model
+from densenet_trt.cli import main
 from densenet_trt.data import synthetic
 from densenet_trt.quantize import (
     QUANTIZERS_FILE,
@@ -17,6 +20,7 @@ from densenet_trt.quantize import (
     resolve_exclude,
 )
 from densenet_trt.spec import BatchRange
+from PIL import Image
 
 pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
 
@@ -68,12 +72,22 @@ def test_same_inputs_give_the_same_calibration(tmp_path, cal):
     assert again.report["data"]["sha256"] == cal.report["data"]["sha256"]
 
 
-@pytest.mark.parametrize("method", ["percentile", "mse"])
-def test_histogram_methods(tmp_path, method, cal):
-    other = small_calibration(tmp_path, method=method, percentile=99.0)
-    assert other.report["method"] == method
+def test_percentile_cuts_activation_ranges(tmp_path, cal):
+    other = small_calibration(tmp_path, method="percentile", percentile=99.0, exclude=["stem"])
+    assert other.report["method"] == "percentile" and other.report["percentile"] == 99.0
     name = "features.denseblock1.denselayer1.conv1.input_quantizer"
     assert other.report["amax"][name] < cal.report["amax"][name]  # the max is the widest range
+    weight = "features.denseblock1.denselayer1.conv1.weight_quantizer"
+    assert other.report["amax"][weight] == cal.report["amax"][weight]
+
+
+def test_mse_searches_weight_ranges(tmp_path, cal):
+    other = small_calibration(tmp_path, method="mse", exclude=["stem"])
+    name = "features.denseblock1.denselayer1.conv1.input_quantizer"
+    weight = "features.denseblock1.denselayer1.conv1.weight_quantizer"
+    assert other.report["amax"][name] == cal.report["amax"][name]
+    assert other.report["amax"][weight] != cal.report["amax"][weight]
+    assert other.report["weights_quantization"] == "int8 per output channel, mse"
 
 
 def test_qdq_onnx_has_quantize_dequantize_pairs(cal):
@@ -154,3 +168,49 @@ def test_exclude_aliases():
     net = reference_model(MODEL, None, None, 0, {})
     assert resolve_exclude(net, ["stem", "classifier", "features.conv0"]) == ["features.conv0", "classifier"]
     assert len(resolve_exclude(net, ["features.transition*"])) == 4  # two convs, two pools
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["calibrate", "--model", MODEL, *map(str, args)])
+
+
+def test_cli_calibrates_an_image_folder_skipping_bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        folder = tmp_path / "images" / str(i % 2)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    (tmp_path / "images" / "0" / "bad.png").write_bytes(b"\x89PNG broken")
+    result = run_cli("--data", tmp_path / "images", "--batch-size", "8", "-o", tmp_path / "cal", "--quiet")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "unreadable image file(s)" in result.output and "bad.png" in result.output
+    assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
+    result = run_cli("--data", tmp_path / "images", "--eval-data", tmp_path / "images", "--batch-size", "8",
+                     "--skip-bad", "-o", tmp_path / "cal", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["data"]["skipped_bad_files"] == 1 and report["data"]["samples"] == 20
+    assert report["data"]["preprocessing"]["crop"] == 32 and report["data"]["classes"] == ["0", "1"]
+    assert set(report["evaluation"]) >= {"float_top1", "int8_top1", "agreement"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "give --data PATH, or --synthetic"),
+        (("--synthetic", "--data", "x.npz"), "give --data PATH, or --synthetic"),
+        (("--data", "{tmp}"), "has no image files"),
+        (("--data", "{tmp}/nan.npz"), "NaN or Inf values"),
+        (("--synthetic", "--samples", "4"), "4 samples, fewer than one batch of 32"),
+        (("--synthetic", "--exclude", "nothing"), "matches no quantized layer"),
+        (("--data", "{tmp}/gray.npz"), "images of 1x32x32 .* takes 3x32x32"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    np.savez(tmp_path / "nan.npz", images=np.full((4, 3, 32, 32), np.inf, np.float32))
+    np.savez(tmp_path / "gray.npz", images=np.zeros((40, 1, 32, 32), np.float32))
+    result = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], "-o", tmp_path / "cal", "--quiet")
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert re.search(message, result.output), result.output
+    assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
