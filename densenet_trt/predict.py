@@ -7,21 +7,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from .backends.base import Engine
+from .build import Progress, load, quiet
 from .data import IMAGE_SUFFIXES, Preprocessing, image_files, read_image
 from .errors import DenseNetTRTError
-
-Progress = Callable[[str], None]
-
-
-def quiet(message: str) -> None:
-    pass
-
 
 @dataclasses.dataclass(frozen=True)
 class Guess:
@@ -120,8 +114,6 @@ def classify(
         progress: called with a line when the images have been found.
     """
     if not isinstance(engine, Engine):
-        from .build import load
-
         engine = load(engine)
     steps = engine_preprocessing(engine)
     classes = engine.manifest["model"]["num_classes"]

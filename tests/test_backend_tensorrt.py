@@ -440,3 +440,20 @@ def test_settings_reach_the_build(tmp_path, small_model):
     x = example_input(2, 32)
     with torch.no_grad():
         assert compare(small_model(x), engine(x), TOLERANCES["fp32"]).passes()
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("fmt", ["exported-program", "engine"])
+def test_int8_from_a_modelopt_calibration(tmp_path, fmt):
+    pytest.importorskip("modelopt", reason="INT8 needs nvidia-modelopt")
+    from densenet_trt import build
+    from densenet_trt.quantize import calibrate
+
+    cal = calibrate("densenet_bc100_k12", data="synthetic", samples=32, batch_size=16,
+                    output=tmp_path / "cal", name="c")
+    artifact = build("densenet_bc100_k12", backend="tensorrt", precision="int8", calibration=cal.path,
+                     batch="1:2:4", format=fmt, output=tmp_path / "engines")
+    accuracy = artifact.manifest["accuracy"]
+    assert accuracy["passed"] and accuracy["vs_fake_quantized"]["passed"]
+    assert artifact.manifest["calibration"]["method"] == "max"
