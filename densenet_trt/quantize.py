@@ -48,7 +48,7 @@ from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .export import INPUT_NAME, OUTPUT_NAME, capture_batch, example_input
 from .spec import BatchRange
-from .verify import Comparison, Tolerance, compare
+from .verify import TOLERANCES, Comparison, Tolerance, compare
 
 METHODS = ("max", "entropy", "percentile", "mse")
 HISTOGRAM_METHODS = ("entropy", "percentile")
@@ -209,10 +209,12 @@ def _logits(model: nn.Module, dataset: Dataset, batch_size: int) -> torch.Tensor
 
 def gate_tolerance(comparison: Comparison) -> Tolerance:
     """What an engine built from a calibration must meet against eager float32: twice the
-    distance of ModelOpt's fake-quantized model from it on the gate inputs."""
+    distance of ModelOpt's fake-quantized model from it on the gate inputs, plus what the int8
+    tolerance allows the INT8 kernels against the fake-quantized model."""
+    kernels = TOLERANCES["int8"]
     return Tolerance(
-        atol=max(2 * comparison.max_abs, 1e-3), rtol=0.0,
-        min_cosine=max(0.0, 1 - 2 * (1 - comparison.cosine)), min_top1=1.0,
+        atol=2 * comparison.max_abs + kernels.atol, rtol=kernels.rtol,
+        min_cosine=max(0.0, kernels.min_cosine - 2 * (1 - comparison.cosine)), min_top1=1.0,
     )
 
 

@@ -31,8 +31,18 @@ PAPER_CIFAR_PARAMS = {
 }
 
 
+# Not in the paper: the smallest DenseNet-BC, for the digits of the INT8 tests (10 classes, 3 channels).
+EXTRA_PARAMS = {"densenet_bc40_k12": 176_122}
+
+
 def test_registry_lists_every_preset():
-    assert set(list_models()) == set(TORCHVISION_PARAMS) | set(PAPER_CIFAR_PARAMS)
+    assert set(list_models()) == set(TORCHVISION_PARAMS) | set(PAPER_CIFAR_PARAMS) | set(EXTRA_PARAMS)
+
+
+def test_extra_presets_have_no_published_figure():
+    for name, params in EXTRA_PARAMS.items():
+        assert preset_stats(name)["parameters"] == params
+        assert get_model_info(name).references == ()
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
