@@ -428,7 +428,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
     elif ev:
         accuracy = f"; float and int8 agree on {ev['agreement']:.2%} of {ev['data']['samples']} held-out"
     fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
-    click.echo(f"wrote {cal.path}: {r['method']} on {r['data']['used']} samples, "
+    click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
                f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
 
 

@@ -153,6 +153,7 @@ def _forward_all(batches: Callable[[], Iterator[torch.Tensor]]) -> Callable[[nn.
 def quantize_model(
     net: nn.Module, method: str, exclude_layers: list[str], batches: Callable[[], Iterator[torch.Tensor]],
     percentile: float = 99.99,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> nn.Module:
     """A fake-quantized copy of ``net``, calibrated on ``batches()``."""
     mtq, _ = _modelopt()
@@ -168,6 +169,9 @@ def quantize_model(
         model = mtq.quantize(model, config)
         enable_stats_collection(model)
         _forward_all(batches)(model)
+        histograms = sum(isinstance(q._calibrator, HistogramCalibrator) for _, q in _quantizers(model)
+                         if not q._disabled)
+        progress(f"computing {method} ranges from {histograms} activation histograms")
         for _, quantizer in _quantizers(model):
             if quantizer._disabled:
                 continue
@@ -363,7 +367,7 @@ def calibrate_model(
         for i in range(batches):
             yield torch.from_numpy(data.images[i * batch_size:(i + 1) * batch_size])
 
-    quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile)
+    quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
 
