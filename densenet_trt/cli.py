@@ -316,10 +316,13 @@ def info(engine, as_json):
         ("built", f"{m['build']['time_utc']} in {m['build']['seconds']:.1f} s"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m["versions"].items())),
         ("accuracy", "passed the gate" if acc.get("passed") else acc.get("reason", "failed")),
+        *([("calibration", f"{cal['path']} ({cal['method']}"
+                           + (f", float: {', '.join(cal['exclude'])})" if cal["exclude"] else ")"))]
+          if (cal := m.get("calibration")) else []),
         ("runs here", "yes" if problem is None else f"no: {problem}"),
     ]
     for key, value in rows:
-        click.echo(f"{key:>10}  {value}")
+        click.echo(f"{key:>11}  {value}")
 
 
 @main.command()

@@ -81,6 +81,8 @@ def test_verify_reruns_the_int8_gate(work, calibration):
                    batch="1:4:8", output=work / "engines", name="verify-int8")
     result = CliRunner().invoke(main, ["verify", str(engine.path), "--samples", "8"])
     assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
+    assert f"calibration  {calibration.resolve()} (max, float: stem)" in shown
     assert (engine.path / "manifest.json").exists()
     assert json.loads((engine.path / "manifest.json").read_text())["preprocessing"] is None
 
