@@ -215,7 +215,8 @@ def build(
                  f"{size}x{size}, {device})")
         start = time.perf_counter()
         # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        manifest["backend_settings"] = chosen.build(copy.deepcopy(quantized or net), spec, folder)
+        to_build = net if quantized is None else quantized
+        manifest["backend_settings"] = chosen.build(copy.deepcopy(to_build), spec, folder)
         manifest["build"] = {
             "seconds": round(time.perf_counter() - start, 3),
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
