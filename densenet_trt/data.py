@@ -251,6 +251,19 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def find_images(folder: Path) -> list[Path]:
+    """``image_files(folder)``; DenseNetTRTError where the folder cannot be read or has none."""
+    try:
+        files = image_files(folder)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot read folder {folder}: {e.strerror}") from None
+    if not files:
+        raise DenseNetTRTError(
+            f"{folder} has no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively"
+        )
+    return files
+
+
 def read_image(path: Path, preprocess: Preprocessing) -> np.ndarray:
     """One image file, preprocessed; DenseNetTRTError if Pillow cannot read it."""
     from PIL import Image, UnidentifiedImageError
@@ -267,14 +280,7 @@ def _load_folder(
     folder: Path, preprocess: Preprocessing, samples: int | None, seed: int, skip_bad: bool,
     progress: Callable[[str], None],
 ) -> Dataset:
-    try:
-        files = image_files(folder)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot read folder {folder}: {e.strerror}") from None
-    if not files:
-        raise DenseNetTRTError(
-            f"{folder} has no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively"
-        )
+    files = find_images(folder)
     classes = _classes(folder, files)
     wanted = len(files) if samples is None else min(samples, len(files))
     images, labels, bad = [], [], []

@@ -14,7 +14,7 @@ import torch
 
 from .backends.base import Engine
 from .build import Progress, load, quiet
-from .data import IMAGE_SUFFIXES, Preprocessing, image_files, read_image
+from .data import Preprocessing, find_images, read_image
 from .errors import DenseNetTRTError
 
 @dataclasses.dataclass(frozen=True)
@@ -76,15 +76,7 @@ def expand_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            try:
-                found = image_files(path)
-            except OSError as e:
-                raise DenseNetTRTError(f"cannot read folder {path}: {e.strerror}") from None
-            if not found:
-                raise DenseNetTRTError(
-                    f"{path} has no image files ({', '.join(IMAGE_SUFFIXES)}), searched recursively"
-                )
-            files.extend(found)
+            files.extend(find_images(path))
         elif path.exists():
             files.append(path)
         else:
