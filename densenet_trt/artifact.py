@@ -33,6 +33,27 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     return path
 
 
+def entry_path(folder: str | os.PathLike, name: str) -> Path:
+    """``folder/name`` for an output ``name`` that is one plain folder name: anything that
+    could reach outside ``folder`` or replace ``folder`` itself (``.``, ``..``, ``a/b``, an
+    absolute path) is refused, as are names starting with ``.``, which the tool's temporary
+    folders use."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or os.sep in name
+        or (os.altsep is not None and os.altsep in name)
+        or "\0" in name
+    ):
+        raise DenseNetTRTError(
+            f"name {name!r} is not a plain folder name: give one name without '/' and not "
+            f"starting with '.', for a folder inside {str(folder)!r}"
+        )
+    return Path(folder) / name
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in the folder of ``path``; renamed to ``path`` when the block ends

@@ -26,6 +26,7 @@ from .artifact import (
     atomic_dir,
     check_files,
     device_info,
+    entry_path,
     hash_files,
     read_manifest,
     sha256_file,
@@ -110,6 +111,8 @@ def build(
         progress: called with a line as each stage starts.
     """
     info = get_model_info(model)
+    if name is not None:
+        entry_path(output, name)  # refused before any work
     batch = BatchRange.parse(batch)
     blocks = len((overrides or {}).get("block_config", info.config["block_config"]))
     size = check_image_size(info, image_size, blocks)
@@ -181,7 +184,7 @@ def build(
         raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
     if not os.access(out_dir, os.W_OK):
         raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
-    target = out_dir / (name or default_name(model, chosen.name, precision, batch, size))
+    target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
     if target.exists() and not force:
         raise DenseNetTRTError(f"{target} exists; pass --force to replace it")
 

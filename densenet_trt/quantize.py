@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .artifact import atomic_dir, sha256_file
+from .artifact import atomic_dir, entry_path, sha256_file
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .export import INPUT_NAME, OUTPUT_NAME, capture_batch, example_input
@@ -465,6 +465,8 @@ def calibrate(
     from .weights import PRETRAINED_TAGS, pretrained_path
 
     check_method(method, percentile)
+    if name is not None:
+        entry_path(output, name)  # refused before any work
     info = get_model_info(model)
     size = check_image_size(info, image_size)
     weights_path = None
@@ -488,7 +490,7 @@ def calibrate(
     calibration_set = dataset(data, samples, seed, "calibration data")
     held_out = None if eval_data is None else dataset(eval_data, eval_samples, seed + 1, "evaluation data")
     record = model_record(model, net, weights_path, 0, {})
-    output = Path(output) / (name or f"{model}-{method}-{size}")
+    output = entry_path(output, name or f"{model}-{method}-{size}")
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
         exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,

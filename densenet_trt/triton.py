@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .artifact import atomic_dir, check_files, read_manifest
+from .artifact import atomic_dir, check_files, entry_path, read_manifest
 from .errors import DenseNetTRTError
 
 
@@ -115,14 +115,12 @@ def export_triton(
     if not isinstance(instances, int) or instances < 1:
         raise DenseNetTRTError(f"instances must be a positive integer, got {instances!r}")
     repository = Path(repository)
+    name = model_name or folder.name
+    target_dir = entry_path(repository, name)
     try:
         repository.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DenseNetTRTError(f"cannot create repository {str(repository)!r}: {e.strerror}") from None
-    name = model_name or folder.name
-    if "/" in name or name in ("", ".", ".."):
-        raise DenseNetTRTError(f"model name {name!r} is not a folder name")
-    target_dir = repository / name
     if target_dir.exists() and not force:
         raise DenseNetTRTError(f"{target_dir} exists; pass --force to replace it")
     with atomic_dir(target_dir, force) as tmp:
