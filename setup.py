@@ -4,9 +4,7 @@ from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 version = {}
-for line in (here / "densenet_trt" / "__init__.py").read_text().splitlines():
-    if line.startswith("__version__"):
-        exec(line, version)
+exec((here / "densenet_trt" / "version.py").read_text(), version)
 
 onnx = ["onnx>=1.16", "onnxscript>=0.5", "onnxruntime>=1.20"]
 openvino = ["openvino>=2025.0"]

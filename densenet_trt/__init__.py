@@ -3,23 +3,14 @@
 The public API; the command line ``densenet-trt`` is a thin layer over these functions.
 """
 
-__version__ = "0.1.0"  # first: the modules below read it
-
 from .build import Artifact, build, load, verify_engine
 from .errors import DenseNetTRTError
 from .export import export_model
-from .models import (
-    DenseNet,
-    ModelInfo,
-    count_macs,
-    count_parameters,
-    create_model,
-    get_model_info,
-    list_models,
-    preset_stats,
-)
+from .models import DenseNet, count_macs, count_parameters
+from .registry import ModelInfo, create_model, get_model_info, list_models, preset_stats
 from .profiler import profile
 from .spec import BatchRange
+from .version import __version__
 from .weights import load_weights, read_state_dict
 
 

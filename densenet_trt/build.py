@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .artifact import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -36,11 +36,11 @@ from .backends import choose_backend, get_backend
 from .backends.base import Backend, Engine
 from .data import Preprocessing, preprocessing
 from .errors import DenseNetTRTError
-from .export import INPUT_NAME, OUTPUT_NAME, example_input
-from .models import DenseNet, create_model, get_model_info
+from .capture import INPUT_NAME, OUTPUT_NAME, example_input
+from .models import DenseNet
+from .registry import get_model_info, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, check_image_size, check_precision
 from .verify import TOLERANCES, Comparison, compare
-from .weights import PRETRAINED_TAGS, pretrained_path
 
 Progress = Callable[[str], None]
 
@@ -160,14 +160,12 @@ def build(
         )
 
     # The model first: a checkpoint that does not fit is refused before anything is created.
-    weights_path = None
-    if weights is not None:
-        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
-    else:
+    checkpoint = weights_path(info, weights)
+    if checkpoint is None:
         progress("no --weights: random weights (speed is real, predictions are not)")
     overrides = dict(overrides or {})
-    net = reference_model(model, weights_path, num_classes, seed, overrides)
-    record = model_record(model, net, weights_path, seed, overrides)
+    net = reference_model(model, checkpoint, num_classes, seed, overrides)
+    record = model_record(model, net, checkpoint, seed, overrides)
     quantized, cal = None, None
     if calibration is not None:
         from .quantize import load_calibration
@@ -272,21 +270,6 @@ def _preprocessing(family: str, size: int, in_channels: int, given: Preprocessin
     return steps.as_dict()
 
 
-def model_record(
-    name: str, net: DenseNet, weights: Path | None, seed: int, overrides: dict[str, Any]
-) -> dict[str, Any]:
-    """What a manifest or calibration report says about the model: enough to make it again."""
-    return {
-        "name": name,
-        "config": {**net.config, "block_config": list(net.config["block_config"])},
-        "num_classes": net.classifier.out_features,
-        "weights": None if weights is None else {
-            "file": str(Path(weights).resolve()), "sha256": sha256_file(weights)},
-        "seed": seed,
-        "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
-    }
-
-
 def _other_backends_hint(precision: str, current: str) -> str:
     from .backends import BACKENDS
 
@@ -300,16 +283,6 @@ def _other_backends_hint(precision: str, current: str) -> str:
 def _main_file(files: dict[str, str]) -> str:
     # OpenVINO IR: model.xml names model.bin.
     return next(f for f in files if f.endswith(".xml"))
-
-
-def reference_model(
-    name: str, weights: Path | None, num_classes: int | None, seed: int, overrides: dict[str, Any]
-) -> DenseNet:
-    """The float32 eval model an engine is built from and compared with; random weights come
-    from ``seed`` and do not disturb the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model(name, num_classes=num_classes, weights=weights, **overrides)
 
 
 class torch_threads:
@@ -403,22 +376,22 @@ def engine_reference(engine: Engine, fix: str, weights: str | os.PathLike | None
     random weights, or its checkpoint (at ``weights`` where it has moved; its sha256 must match).
     ``fix`` says what to do when the checkpoint is missing or another one."""
     record = engine.manifest["model"]
-    weights_path = None
+    checkpoint = None
     if record["weights"] is not None:
-        weights_path = Path(weights or record["weights"]["file"])
-        if not weights_path.is_file():
+        checkpoint = Path(weights or record["weights"]["file"])
+        if not checkpoint.is_file():
             raise DenseNetTRTError(
                 f"the engine {engine.path} was built from {record['weights']['file']}, which is "
                 f"not there; {fix}"
             )
-        if sha256_file(weights_path) != record["weights"]["sha256"]:
+        if sha256_file(checkpoint) != record["weights"]["sha256"]:
             raise DenseNetTRTError(
-                f"{weights_path} is not the checkpoint this engine was built from (sha256 differs); {fix}"
+                f"{checkpoint} is not the checkpoint this engine was built from (sha256 differs); {fix}"
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return reference_model(
-            record["name"], weights_path, record["num_classes"], record["seed"], record["overrides"]
+            record["name"], checkpoint, record["num_classes"], record["seed"], record["overrides"]
         )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import DenseNetTRTError
 
 
@@ -99,7 +99,7 @@ def _preprocessing(model_name: str, image_size: int | None, preset, mean, std):
     if preset is None and mean is None and std is None:
         return None
     from .data import preprocessing
-    from .models import get_model_info
+    from .registry import get_model_info
     from .spec import check_image_size
 
     info = get_model_info(model_name)
@@ -121,7 +121,7 @@ def models(as_json: bool) -> None:
     Example:
       densenet-trt models --json
     """
-    from .models import get_model_info, list_models, preset_stats
+    from .registry import get_model_info, list_models, preset_stats
 
     rows = []
     for name in list_models():
@@ -177,7 +177,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
           --format onnx --batch 1:8:32 --output densenet121.onnx
     """
     from .export import export_model
-    from .models import create_model, get_model_info
+    from .registry import create_model, get_model_info
     from .spec import BatchRange, check_image_size
 
     say = _say(quiet)

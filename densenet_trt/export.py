@@ -1,131 +1,35 @@
-"""Graph capture: torch.export (dynamic batch), ONNX, frozen TorchScript.
-
-These are what the backends compile. ``export_model`` writes one of them to disk and checks
-the file it wrote against eager PyTorch before it keeps it.
+"""Captured graphs written to files: ``export_model`` writes a torch.export program, ONNX or
+frozen TorchScript (captured by ``capture.py``) and checks the written file against eager
+PyTorch before it keeps it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
 
 from .artifact import atomic_path, check_writable
+from .capture import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    capture_exported_program,
+    capture_onnx,
+    capture_torchscript,
+    example_input,
+    in_channels_of,
+    require_onnx,
+)
 from .errors import DenseNetTRTError
 from .spec import BatchRange
 from .verify import TOLERANCES, Comparison, compare
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-BATCH_DIM_NAME = "batch"
-DEFAULT_OPSET = 18
-MIN_OPSET = 17
-
-
-def example_input(
-    batch: int, image_size: int, in_channels: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Fixed-seed standard-normal images (N, C, H, W): what ImageNet-normalised inputs look like."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, in_channels, image_size, image_size, generator=generator)
-    return x.to(dtype)
-
-
-def capture_batch(batch: BatchRange) -> int:
-    """The batch size to trace with: ``opt``, but at least 2 when the range is dynamic
-    (torch.export specialises a dimension traced at size 1)."""
-    if not batch.dynamic:
-        return batch.min
-    return min(max(batch.opt, 2), batch.max)
-
-
-def capture_exported_program(
-    model: nn.Module,
-    batch: BatchRange,
-    image_size: int,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-) -> torch.export.ExportedProgram:
-    """``model`` (already in ``dtype`` on ``device``) as an ExportedProgram whose batch
-    dimension spans ``batch`` (static if it is one size)."""
-    x = example_input(capture_batch(batch), image_size, _in_channels(model), dtype=dtype).to(device)
-    with torch.no_grad():
-        return torch.export.export(model.eval(), (x,), dynamic_shapes=batch_dynamic_shapes(batch))
-
-
-def batch_dynamic_shapes(batch: BatchRange) -> tuple[dict[int, Any]] | None:
-    """torch.export's ``dynamic_shapes`` for a model with one input whose batch spans ``batch``."""
-    if not batch.dynamic:
-        return None
-    return ({0: torch.export.Dim(BATCH_DIM_NAME, min=batch.min, max=batch.max)},)
-
-
-def capture_torchscript(model: nn.Module, optimize: bool = False) -> torch.jit.ScriptModule:
-    """``model`` scripted and frozen (weights folded in as constants); ``optimize`` also runs
-    ``torch.jit.optimize_for_inference``, which ties the module to this machine's kernels."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*(jit|TorchScript).*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*(jit|TorchScript).*")
-        scripted = torch.jit.freeze(torch.jit.script(model.eval()))
-        if optimize:
-            scripted = torch.jit.optimize_for_inference(scripted)
-    return scripted
-
-
-def require_onnx() -> None:
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise DenseNetTRTError(
-            f"ONNX export needs {', '.join(missing)}: pip install 'densenet-trt[onnx]'"
-        )
-
-
-def capture_onnx(
-    model: nn.Module,
-    batch: BatchRange,
-    image_size: int,
-    opset: int = DEFAULT_OPSET,
-    dtype: torch.dtype = torch.float32,
-):
-    """``model`` as an ONNX ModelProto with input ``input``, output ``logits`` and, for a
-    dynamic range, a batch dimension named ``batch``."""
-    require_onnx()
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise DenseNetTRTError(f"ONNX opset {opset!r} is not supported; use {MIN_OPSET} or newer")
-    program = capture_exported_program(model, batch, image_size, dtype)
-    x = example_input(capture_batch(batch), image_size, _in_channels(model), dtype=dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        onnx_program = torch.onnx.export(
-            program, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=opset, dynamo=True, external_data=False, verbose=False,
-        )
-    proto = onnx_program.model_proto
-    if batch.dynamic:
-        _rename_batch_dim(proto)
-    return proto
-
-
-def _rename_batch_dim(proto) -> None:
-    """Give the symbolic batch dimension the readable name ``batch`` everywhere it appears."""
-    symbol = proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param
-    if not symbol:
-        return
-    graph = proto.graph
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param == symbol:
-                dim.dim_param = BATCH_DIM_NAME
-
-
-def _in_channels(model: nn.Module) -> int:
-    return int(getattr(model, "in_channels", 3))
 
 
 def _write(model: nn.Module, fmt: str, path: Path, batch: BatchRange, image_size: int, opset: int) -> None:
@@ -163,7 +67,7 @@ def check_against_eager(
     tol = TOLERANCES["fp32"]
     results = {}
     for n in batch.sizes():
-        x = example_input(n, image_size, _in_channels(model), seed=n)
+        x = example_input(n, image_size, in_channels_of(model), seed=n)
         with torch.no_grad():
             ref = model.eval()(x)
             out = run(x)

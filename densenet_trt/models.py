@@ -1,5 +1,5 @@
 """DenseNet (Huang et al., "Densely Connected Convolutional Networks"), its blocks, and the
-registry of named presets.
+its FLOP and parameter counts (the registry of named presets is in ``registry.py``).
 
 Module and parameter names follow torchvision's DenseNet key for key, so its checkpoints load
 as they are. The same class also builds the CIFAR variants of the paper (3x3 stem, no pooling)
@@ -8,10 +8,7 @@ and DenseNets without bottleneck layers (``bn_size=0``).
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
-import os
 from collections import OrderedDict
 from typing import Any
 
@@ -21,7 +18,6 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from .errors import DenseNetTRTError
-from . import weights as _weights
 
 STEMS = ("imagenet", "cifar")
 
@@ -292,136 +288,6 @@ def min_image_size(stem: str, num_blocks: int) -> int:
     return size
 
 
-# ---------------------------------------------------------------------------------------------
-# The registry of named presets
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """A published accuracy figure for a preset."""
-
-    metric: str  # e.g. "ImageNet top-1" or "CIFAR-10+ error", in percent
-    value: float
-    source: str
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.value:g}% ({self.source})"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """A named preset: the DenseNet arguments and what is known about it."""
-
-    name: str
-    family: str  # "imagenet" or "cifar"
-    config: dict[str, Any]
-    image_size: int
-    references: tuple[Reference, ...]
-    description: str
-    pretrained_file: str | None = None  # torchvision's checkpoint file name, where one exists
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.config["num_classes"])
-
-    @property
-    def pretrained_url(self) -> str | None:
-        if self.pretrained_file is None:
-            return None
-        return f"https://download.pytorch.org/models/{self.pretrained_file}"
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
-
-
-def _imagenet(name, k, blocks, init, top1, source, pretrained_file=None, extra=()):
-    config = dict(
-        growth_rate=k, block_config=blocks, num_init_features=init, bn_size=4,
-        compression=0.5, drop_rate=0.0, num_classes=1000, stem="imagenet",
-    )
-    refs = (Reference("ImageNet top-1", top1, source),) + tuple(extra)
-    _REGISTRY[name] = ModelInfo(
-        name, "imagenet", config, 224, refs,
-        f"DenseNet-BC ImageNet, k={k}, blocks {'-'.join(map(str, blocks))}", pretrained_file,
-    )
-
-
-def _cifar(name, depth, k, bc, c10_err=None, c100_err=None):
-    per_block = (depth - 4) // (6 if bc else 3)
-    config = dict(
-        growth_rate=k, block_config=(per_block,) * 3,
-        num_init_features=2 * k if bc else 16, bn_size=4 if bc else 0,
-        compression=0.5 if bc else 1.0, drop_rate=0.0, num_classes=10, stem="cifar",
-    )
-    source = "paper Table 2"
-    refs = () if c10_err is None else (
-        Reference("CIFAR-10+ error", c10_err, source),
-        Reference("CIFAR-100+ error", c100_err, source),
-    )
-    kind = "DenseNet-BC" if bc else "DenseNet"
-    _REGISTRY[name] = ModelInfo(
-        name, "cifar", config, 32, refs, f"{kind} CIFAR, L={depth}, k={k}"
-    )
-
-
-_TV = "torchvision IMAGENET1K_V1"
-_imagenet("densenet121", 32, (6, 12, 24, 16), 64, 74.434, _TV, "densenet121-a639ec97.pth",
-          (Reference("ImageNet top-1 error", 25.02, "paper Table 3"),))
-_imagenet("densenet161", 48, (6, 12, 36, 24), 96, 77.138, _TV, "densenet161-8d451a50.pth")
-_imagenet("densenet169", 32, (6, 12, 32, 32), 64, 75.600, _TV, "densenet169-b2777c0a.pth",
-          (Reference("ImageNet top-1 error", 23.80, "paper Table 3"),))
-_imagenet("densenet201", 32, (6, 12, 48, 32), 64, 76.896, _TV, "densenet201-c1103571.pth",
-          (Reference("ImageNet top-1 error", 22.58, "paper Table 3"),))
-_imagenet("densenet264", 32, (6, 12, 64, 48), 64, 100 - 22.15, "paper Table 3, 100 - error")
-# Not in the paper: the smallest DenseNet-BC (6 bottleneck layers a block), for small data.
-_cifar("densenet_bc40_k12", 40, 12, True)
-_cifar("densenet40_k12", 40, 12, False, 5.24, 24.42)
-_cifar("densenet100_k12", 100, 12, False, 4.10, 20.20)
-_cifar("densenet100_k24", 100, 24, False, 3.74, 19.25)
-_cifar("densenet_bc100_k12", 100, 12, True, 4.51, 22.27)
-_cifar("densenet_bc250_k24", 250, 24, True, 3.62, 17.60)
-_cifar("densenet_bc190_k40", 190, 40, True, 3.46, 17.18)
-
-
-def list_models() -> list[str]:
-    """Names of the registered presets, ImageNet first, in registration order."""
-    return list(_REGISTRY)
-
-
-def get_model_info(name: str) -> ModelInfo:
-    """The preset called ``name``; an unknown name raises with the nearest names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "see `densenet-trt models`"
-        raise DenseNetTRTError(f"unknown model {name!r}: {hint}") from None
-
-
-def model_config(name: str, num_classes: int | None = None, **overrides: Any) -> dict[str, Any]:
-    """The DenseNet arguments of preset ``name`` with ``overrides`` applied."""
-    info = get_model_info(name)
-    config = dict(info.config)
-    unknown = sorted(set(overrides) - _DENSENET_ARGS)
-    if unknown:
-        raise DenseNetTRTError(
-            f"unknown DenseNet argument(s) {', '.join(unknown)}; known: {', '.join(sorted(_DENSENET_ARGS))}"
-        )
-    config.update(overrides)
-    if num_classes is not None:
-        config["num_classes"] = num_classes
-    if "block_config" in config:
-        config["block_config"] = tuple(config["block_config"])
-    return config
-
-
-_DENSENET_ARGS = {
-    "growth_rate", "block_config", "num_init_features", "bn_size", "compression",
-    "drop_rate", "num_classes", "stem", "memory_efficient", "in_channels",
-}
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -442,48 +308,3 @@ def count_macs(model: nn.Module, image_size: int, in_channels: int = 3) -> int:
         model.eval()(x)
     model.train(was_training)
     return counter.get_total_flops() // 2
-
-
-def preset_stats(name: str) -> dict[str, Any]:
-    """Parameters and multiply-adds of preset ``name`` at its default input size."""
-    info = get_model_info(name)
-    with torch.device("meta"):
-        model = DenseNet(**info.config)
-    return {
-        "parameters": count_parameters(model),
-        "macs": count_macs(model, info.image_size, model.in_channels),
-    }
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int | None = None,
-    weights: str | os.PathLike | None = None,
-    **overrides: Any,
-) -> DenseNet:
-    """The preset ``name`` as a DenseNet in eval mode.
-
-    Args:
-        name: a preset of ``list_models()``.
-        num_classes: classifier outputs; by default the checkpoint's, else the preset's. A
-            different number than the checkpoint's re-initialises the classifier, with a warning.
-            The input channels likewise come from the checkpoint (a grayscale model has 1).
-        weights: a checkpoint path (``.pth``, ``.pt``, ``.safetensors``), or ``"imagenet"`` for
-            torchvision's checkpoint already in torch's hub cache (never downloaded). ``None``
-            leaves the weights random.
-        overrides: DenseNet arguments that replace the preset's (``memory_efficient=True``, ...).
-    """
-    info = get_model_info(name)
-    state = None
-    if weights is not None:
-        path = _weights.pretrained_path(info) if weights in _weights.PRETRAINED_TAGS else weights
-        state = _weights.read_state_dict(path)
-        if num_classes is None:
-            num_classes = _weights.checkpoint_num_classes(state)
-        if "in_channels" not in overrides and _weights.checkpoint_in_channels(state) is not None:
-            overrides["in_channels"] = _weights.checkpoint_in_channels(state)
-    model = DenseNet(**model_config(name, num_classes, **overrides))
-    if state is not None:
-        _weights.load_weights(model, state, source=str(path))
-    return model.eval()

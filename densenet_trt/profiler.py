@@ -78,7 +78,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from .version import __version__
 from .artifact import atomic_path, check_writable, cpu_name, device_info
 from .backends._torch import torch_precisions
 from .backends.base import DTYPES, Engine

@@ -42,12 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from .version import __version__
 from .artifact import atomic_dir, entry_path, sha256_file
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
-from .export import INPUT_NAME, OUTPUT_NAME, capture_batch, example_input
-from .spec import BatchRange
+from .registry import get_model_info, model_record, reference_model, weights_path
+from .spec import check_image_size
 from .verify import TOLERANCES, Comparison, Tolerance, compare
 
 METHODS = ("max", "entropy", "percentile", "mse")
@@ -459,21 +459,14 @@ def calibrate(
         eval_data: held-out data; with labels, float and fake-quantized top-1 are reported.
         exclude: layers kept in float: globs over layer names, or ``stem`` / ``classifier``.
     """
-    from .build import model_record, reference_model
-    from .models import get_model_info
-    from .spec import check_image_size
-    from .weights import PRETRAINED_TAGS, pretrained_path
-
     check_method(method, percentile)
     if name is not None:
         entry_path(output, name)  # refused before any work
     info = get_model_info(model)
     size = check_image_size(info, image_size)
-    weights_path = None
-    if weights is not None:
-        weights_path = pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
-    net = reference_model(model, weights_path, num_classes, 0, {})
-    if weights_path is None:
+    checkpoint = weights_path(info, weights)
+    net = reference_model(model, checkpoint, num_classes, 0, {})
+    if checkpoint is None:
         progress("no --weights: random weights (the calibration exercises the pipeline only)")
     if preprocess is None:
         preprocess = preprocessing(info.family, size)
@@ -489,7 +482,7 @@ def calibrate(
 
     calibration_set = dataset(data, samples, seed, "calibration data")
     held_out = None if eval_data is None else dataset(eval_data, eval_samples, seed + 1, "evaluation data")
-    record = model_record(model, net, weights_path, 0, {})
+    record = model_record(model, net, checkpoint, 0, {})
     output = entry_path(output, name or f"{model}-{method}-{size}")
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
@@ -512,24 +505,3 @@ def evaluate(
         result["float_top1"] = float((ref == labels).double().mean())
         result["int8_top1"] = float((out == labels).double().mean())
     return result
-
-
-def capture_qdq_onnx(model: nn.Module, batch: BatchRange, image_size: int, opset: int = 17):
-    """The fake-quantized ``model`` as ONNX with QuantizeLinear/DequantizeLinear pairs, input
-    ``input``, output ``logits``, batch dimension dynamic where ``batch`` is.
-
-    ModelOpt's quantizers export through the TorchScript-based ONNX exporter (their ONNX
-    symbolic functions); torch.export cannot trace them on the CPU (their range checks branch
-    on tensor values), so the dynamo exporter the float models use is not an option here."""
-    import onnx
-
-    x = example_input(capture_batch(batch), image_size, model.in_channels)
-    buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch.dynamic else None
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(), (x,), buffer, dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
-        )
-    return onnx.load_from_string(buffer.getvalue())

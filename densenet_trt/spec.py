@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import DenseNetTRTError
-from .models import ModelInfo, min_image_size
+from .models import min_image_size
+from .registry import ModelInfo
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,15 +15,12 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import torch
 from torch import nn
 
 from .errors import DenseNetTRTError
-
-if TYPE_CHECKING:
-    from .models import ModelInfo
 
 # torchvision's own remapping of its legacy checkpoint keys (torchvision/models/densenet.py).
 _LEGACY_KEY = re.compile(
@@ -139,19 +136,3 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
 def _first(items: list[str], n: int = 3) -> str:
     more = f" (+{len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
-
-
-def pretrained_path(info: ModelInfo) -> Path:
-    """torchvision's checkpoint of preset ``info`` in torch's hub cache, where it was put by
-    torchvision or by hand. The tool never downloads: a missing file raises with its address."""
-    if info.pretrained_file is None:
-        raise DenseNetTRTError(
-            f"no published checkpoint for {info.name}; train one and pass its path as weights"
-        )
-    path = Path(torch.hub.get_dir()) / "checkpoints" / info.pretrained_file
-    if not path.is_file():
-        raise DenseNetTRTError(
-            f"pretrained weights for {info.name} are not on this machine and are never downloaded: "
-            f"get {info.pretrained_url} and pass its path as --weights (or put it at {path})"
-        )
-    return path

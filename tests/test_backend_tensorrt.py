@@ -28,7 +28,7 @@ from densenet_trt.backends.tensorrt import (
     release,
     unsupported_reason,
 )
-from densenet_trt.export import capture_exported_program, example_input
+from densenet_trt.capture import capture_exported_program, example_input
 from densenet_trt.spec import BuildSpec
 from densenet_trt.verify import TOLERANCES, compare
 

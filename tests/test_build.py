@@ -11,8 +11,8 @@ import densenet_trt
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS, choose_backend
 from densenet_trt.build import build, compatibility, load, verify_engine
-from densenet_trt.export import example_input
-from densenet_trt.models import create_model
+from densenet_trt.capture import example_input
+from densenet_trt.registry import create_model
 from densenet_trt.verify import TOLERANCES, compare
 
 SMALL = {"block_config": (2, 2, 2)}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import densenet_trt
-from densenet_trt.export import example_input
+from densenet_trt.capture import example_input
 
 pytestmark = pytest.mark.slow
 

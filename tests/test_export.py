@@ -4,14 +4,8 @@ import torch
 
 from densenet_trt import BatchRange, DenseNetTRTError, create_model, export_model, get_model_info, list_models
 from densenet_trt.artifact import atomic_path
-from densenet_trt.export import (
-    FORMATS,
-    capture_exported_program,
-    capture_onnx,
-    check_against_eager,
-    example_input,
-    load_capture,
-)
+from densenet_trt.capture import capture_exported_program, capture_onnx, example_input
+from densenet_trt.export import FORMATS, check_against_eager, load_capture
 
 SMALL = dict(block_config=(2, 2, 2))
 

@@ -10,8 +10,8 @@ from densenet_trt.models import (
     count_parameters,
     min_image_size,
     output_size,
-    preset_stats,
 )
+from densenet_trt.registry import preset_stats
 
 TORCHVISION_PARAMS = {
     "densenet121": 7_978_856,

@@ -7,14 +7,14 @@ import torch
 from click.testing import CliRunner
 
 from densenet_trt import DenseNetTRTError, build
-from densenet_trt.build import reference_model
+from densenet_trt.registry import reference_model
+from densenet_trt.capture import capture_qdq_onnx
 from densenet_trt.cli import main
 from densenet_trt.data import synthetic
 from densenet_trt.quantize import (
     QUANTIZERS_FILE,
     REPORT_FILE,
     calibrate,
-    capture_qdq_onnx,
     load_calibration,
     quantize_model,
     resolve_exclude,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..export import capture_exported_program
+from ..capture import capture_exported_program
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
 from .base import DTYPES, Availability

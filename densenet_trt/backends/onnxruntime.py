@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..export import INPUT_NAME, OUTPUT_NAME, capture_onnx
-from ..quantize import capture_qdq_onnx
+from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
 from ..spec import BuildSpec
 from .base import DTYPES, Availability
 

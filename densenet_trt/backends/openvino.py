@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..export import capture_onnx
-from ..quantize import capture_qdq_onnx
+from ..capture import capture_onnx, capture_qdq_onnx
 from ..spec import BuildSpec
 from .base import Availability
 

@@ -88,7 +88,7 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..export import (
+from ..capture import (
     INPUT_NAME,
     OUTPUT_NAME,
     batch_dynamic_shapes,

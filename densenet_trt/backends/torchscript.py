@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..export import capture_torchscript
+from ..capture import capture_torchscript
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
 from .base import DTYPES

@@ -1,0 +1,3 @@
+"""The package version, read by setup.py and written into every document the tool writes."""
+
+__version__ = "0.1.0"
