@@ -465,7 +465,7 @@ def _batch_list(ctx, param, value: str) -> list[int]:
               help="Seconds of pause before each timed CPU call (PyTorch's OpenMP threads spin "
                    "after eager runs and would slow the next call).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the results as JSON (schema in densenet_trt/profiler.py).")
+              help="Write the results as JSON (schema in densenet_trt/report.py).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one CSV row per engine, batch and runner.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -483,7 +483,8 @@ def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, thr
       densenet-trt profile engines/densenet121-onnxruntime-fp32-b1-8-32-224 --batch 1,8,32
       densenet-trt profile engines/a engines/b --duration 30 --json out.json --plot out.png
     """
-    from .profiler import check_output, profile as run_profile
+    from .profiler import profile as run_profile
+    from .report import check_output
 
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}

@@ -14,21 +14,10 @@ import torch
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends.base import Engine
 from densenet_trt.build import build, load
-from densenet_trt.profiler import (
-    SCHEMA,
-    EngineInfo,
-    _engine_info,
-    ProfileReport,
-    Row,
-    Settings,
-    Skipped,
-    cpu_timer,
-    cuda_timer,
-    interleave,
-    paired_speedup,
-    profile,
-    summarize,
-)
+from densenet_trt.profiler import _engine_info, profile
+from densenet_trt.report import SCHEMA, EngineInfo, ProfileReport, Row, Settings, Skipped
+from densenet_trt.stats import paired_speedup, summarize
+from densenet_trt.timing import cpu_timer, cuda_timer, interleave
 
 SMALL = {"block_config": (2, 2, 2)}
 FAST = {"iterations": 3, "warmup": 1, "gap": 0.0}
