@@ -3,7 +3,8 @@
 The public API; the command line ``densenet-trt`` is a thin layer over these functions.
 """
 
-from .build import Artifact, build, load, verify_engine
+from .build import Artifact, build, verify_engine
+from .engine import Engine, load
 from .errors import DenseNetTRTError
 from .export import export_model
 from .models import DenseNet, count_macs, count_parameters
@@ -19,6 +20,7 @@ __all__ = [
     "BatchRange",
     "DenseNet",
     "DenseNetTRTError",
+    "Engine",
     "ModelInfo",
     "__version__",
     "build",

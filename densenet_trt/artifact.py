@@ -1,10 +1,9 @@
-"""Files on disk: written whole or not at all."""
+"""Files on disk: written whole or not at all, and checked by their sha256."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -22,7 +21,7 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     """``path`` as a Path, after checking that it may be (over)written and its folder exists."""
     path = Path(path)
     if path.exists() and not force:
-        raise DenseNetTRTError(f"{path} exists; pass --force to overwrite it")
+        raise DenseNetTRTError(f"{path} exists; pass force=True to overwrite it")
     if path.is_dir():
         raise DenseNetTRTError(f"{path} is a folder; give a file name")
     folder = path.parent
@@ -74,15 +73,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-# ---------------------------------------------------------------------------------------------
-# Engine folders and their manifest
-# ---------------------------------------------------------------------------------------------
-
-SCHEMA = "densenet-trt/engine"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-
-
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``path``; it replaces ``path`` when the block ends normally
@@ -93,7 +83,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         yield tmp
         if path.exists():
             if not force:
-                raise DenseNetTRTError(f"{path} exists; pass --force to replace it")
+                raise DenseNetTRTError(f"{path} exists; pass force=True to replace it")
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
@@ -113,54 +103,24 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def hash_files(folder: Path) -> dict[str, str]:
-    """sha256 of every file of an engine folder but its manifest."""
+def hash_files(folder: Path, but: str) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but the one called ``but``."""
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
+        if p.is_file() and p.name != but
     }
 
 
-def write_manifest(folder: Path, manifest: dict) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-
-
-def read_manifest(path: str | os.PathLike) -> tuple[Path, dict]:
-    """The engine folder and manifest for ``path``: the folder, its manifest or any file in it."""
-    path = Path(path)
-    if not path.exists():
-        raise DenseNetTRTError(f"engine {str(path)!r} does not exist")
-    folder = path if path.is_dir() else path.parent
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise DenseNetTRTError(
-            f"{folder} has no {MANIFEST}: not an engine built by densenet-trt (rebuild it)"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DenseNetTRTError(f"{manifest_path} is corrupt ({e}); rebuild the engine") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        raise DenseNetTRTError(f"{manifest_path} is not a densenet-trt engine manifest")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise DenseNetTRTError(
-            f"{manifest_path} has schema version {manifest.get('schema_version')!r}; this "
-            f"densenet-trt reads version {SCHEMA_VERSION}: rebuild the engine"
-        )
-    return folder, manifest
-
-
-def check_files(folder: Path, manifest: dict) -> None:
-    """Every file the manifest lists is present with its recorded sha256."""
-    for name, digest in manifest["files"].items():
+def check_files(folder: Path, files: dict[str, str], fix: str) -> None:
+    """Every file of ``files`` (name -> sha256) is in ``folder`` with that sha256."""
+    for name, digest in files.items():
         file = folder / name
         if not file.is_file():
-            raise DenseNetTRTError(f"{file} is missing; rebuild the engine")
+            raise DenseNetTRTError(f"{file} is missing; {fix}")
         if sha256_file(file) != digest:
             raise DenseNetTRTError(
-                f"{file} does not match its manifest's sha256 (corrupt, truncated or modified); "
-                "rebuild the engine"
+                f"{file} does not match its recorded sha256 (corrupt, truncated or modified); {fix}"
             )
 
 

@@ -1,8 +1,9 @@
-"""Build, load and verify engines: the tool's main job.
+"""Build and verify engines: the tool's main job.
 
-``build`` makes the model, compiles it with a backend into a temporary engine folder, loads
-that engine back and checks it against eager float32 PyTorch (the accuracy gate), writes the
-manifest, and only then moves the folder into place.
+``build`` is four steps, each short: ``plan`` (every refusal, before any work: the model, the
+backend, the checkpoint, the calibration, the target folder), ``compile`` (the backend writes
+the artifact into a temporary folder), ``gate`` (the engine, loaded back, against eager
+float32 PyTorch) and ``write`` (the manifest, then the folder moves into place).
 """
 
 from __future__ import annotations
@@ -13,36 +14,38 @@ import datetime
 import os
 import secrets
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from .version import __version__
-from .artifact import (
-    SCHEMA,
-    SCHEMA_VERSION,
-    atomic_dir,
-    check_files,
-    device_info,
-    entry_path,
-    hash_files,
-    read_manifest,
-    sha256_file,
+from .artifact import atomic_dir, device_info, entry_path, hash_files, sha256_file
+from .backends import BACKENDS, Backend, choose_backend, get_backend
+from .capture import INPUT_NAME, OUTPUT_NAME, example_input
+from .data import Preprocessing
+from .engine import Engine, engine_reference, load
+from .errors import DenseNetTRTError
+from .manifest import (
+    MANIFEST,
+    AccuracyRecord,
+    BuildRecord,
+    CalibrationRecord,
+    DeviceRecord,
+    EngineManifest,
+    ModelRecord,
+    TensorRecord,
+    parse,
     write_manifest,
 )
-from .backends import choose_backend, get_backend
-from .backends.base import Backend, Engine
-from .data import Preprocessing, preprocessing
-from .errors import DenseNetTRTError
-from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .models import DenseNet
-from .registry import get_model_info, model_record, reference_model, weights_path
-from .spec import BatchRange, BuildSpec, check_image_size, check_precision
-from .verify import TOLERANCES, Comparison, compare
+from .calibration import REPORT_FILE, Calibration, load_calibration
+from .registry import ModelInfo, get_model_info, model_record, reference_model, weights_path
+from .spec import BatchRange, BuildSpec, Precision, check_image_size
+from .verify import Comparison, compare
+from .version import __version__
 
 Progress = Callable[[str], None]
+Results = list[tuple[int, Comparison]]
 
 
 def quiet(message: str) -> None:
@@ -51,19 +54,33 @@ def quiet(message: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
-    """A built engine: its folder and manifest."""
+    """An engine folder on disk and its manifest (``load`` makes it an ``Engine`` that runs)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: EngineManifest
 
     @property
     def file(self) -> Path:
         """The engine's main file (what C++ and other runtimes load)."""
-        return self.path / self.manifest["main_file"]
+        return self.path / self.manifest.main_file
 
 
-def default_name(model: str, backend: str, precision: str, batch: BatchRange, image_size: int) -> str:
+def default_name(model: str, backend: str, precision: Precision, batch: BatchRange, image_size: int) -> str:
     return f"{model}-{backend}-{precision}-b{str(batch).replace(':', '-')}-{image_size}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A build, decided and checked: what is compiled, how, and where it goes."""
+
+    backend: Backend
+    spec: BuildSpec
+    net: DenseNet
+    model: dict[str, Any]  # registry.model_record
+    target: Path
+    preprocessing: Preprocessing | None
+    calibration: Calibration | None
+    quantized: torch.nn.Module | None  # the fake-quantized model, for int8
 
 
 def build(
@@ -71,7 +88,7 @@ def build(
     *,
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
-    precision: str = "fp32",
+    precision: str | Precision = Precision.FP32,
     backend: str = "auto",
     device: str | None = None,
     batch: str | int | BatchRange = 1,
@@ -91,47 +108,93 @@ def build(
 ) -> Artifact:
     """Build preset ``model`` into a verified engine folder ``output/name``.
 
-    Args:
-        weights: checkpoint path (or ``"imagenet"``); without it the weights are random, drawn
-            with ``seed`` so that ``verify`` can draw them again.
-        precision: fp32, fp16, bf16, or int8 with ``calibration``.
-        backend: ``auto`` or one of ``densenet_trt.backends.BACKENDS``.
-        device: ``cpu`` or ``cuda``; default: the backend's preferred device here.
-        batch: ``N`` or ``MIN:OPT:MAX``.
-        format: the backend's artifact format; default: its first.
-        threads: CPU threads for building and running (recorded; ``load`` uses it).
-        options: backend settings (TensorRT: workspace_size, optimization_level, ...).
-        verify: run the accuracy gate; ``False`` skips it and says so in the manifest.
-        overrides: DenseNet arguments that replace the preset's (recorded in the manifest).
-        calibration: for int8, a folder written by ``densenet_trt.quantize.calibrate`` (the
-            ``calibrate`` command) for this model, weights and image size.
-        preprocess: how images become the engine's input, recorded in the manifest for
-            ``predict``; default: the preset family's (imagenet or cifar) at the image size,
-            where its channels match the model's.
-        progress: called with a line as each stage starts.
+    ``weights``: a checkpoint path (or ``"imagenet"``); without it the weights are random,
+    drawn with ``seed`` so that ``verify`` can draw them again. ``precision``: fp32, fp16, bf16,
+    or int8 with ``calibration`` (a folder ``densenet_trt.quantize.calibrate`` wrote for this
+    model, weights and image size). ``backend``: ``auto`` or one of ``backends.BACKENDS``;
+    ``device``: default the backend's preferred here. ``batch``: ``N`` or ``MIN:OPT:MAX``.
+    ``name``: one plain folder name (default ``MODEL-BACKEND-PRECISION-bBATCH-SIZE``);
+    ``force`` replaces an existing one. ``format``: default the backend's first. ``threads``:
+    CPU threads, recorded for ``load``. ``options``: backend settings (TensorRT's
+    workspace_size, ...). ``verify=False`` skips the accuracy gate and says so in the manifest.
+    ``overrides``: DenseNet arguments replacing the preset's. ``preprocess``: how images
+    become input, recorded for ``predict``; default the preset family's where its channels
+    fit. ``progress`` is called with a line as each stage starts.
     """
+    plan = plan_build(
+        model, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
+        device=device, batch=batch, image_size=image_size, output=output, name=name, format=format,
+        threads=threads, options=options, force=force, seed=seed, overrides=overrides,
+        calibration=calibration, preprocess=preprocess, progress=progress,
+    )
+    with torch_threads(plan.spec.threads), atomic_dir(plan.target, force) as folder:
+        manifest = compile_engine(plan, folder, progress)
+        if verify:
+            accuracy = gate_engine(plan, Engine(folder, manifest, plan.backend.load(folder, manifest)), progress)
+        else:
+            accuracy = AccuracyRecord.skipped("built with verify=False")
+        manifest = dataclasses.replace(manifest, accuracy=accuracy)
+        write_manifest(folder, manifest)
+    progress(f"wrote {plan.target}")
+    return Artifact(plan.target, manifest)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan: every refusal before any work
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_build(
+    model: str, *, weights, num_classes, precision, backend, device, batch, image_size, output,
+    name, format, threads, options, force, seed, overrides, calibration, preprocess, progress,
+) -> Plan:
+    """Check every input and decide the build; nothing is created but the output folder."""
     info = get_model_info(model)
     if name is not None:
-        entry_path(output, name)  # refused before any work
+        entry_path(output, name)
+    precision = Precision.parse(precision)
     batch = BatchRange.parse(batch)
-    blocks = len((overrides or {}).get("block_config", info.config["block_config"]))
-    size = check_image_size(info, image_size, blocks)
-    if check_precision(precision) == "int8" and calibration is None:
-        raise DenseNetTRTError(
-            "int8 needs a calibration: make one with `densenet-trt calibrate --model "
-            f"{model} --data PATH` and pass it with --calibration"
-        )
-    if calibration is not None and precision != "int8":
-        raise DenseNetTRTError(f"--calibration is for --precision int8, not {precision}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
+    overrides = dict(overrides or {})
+    size = check_image_size(info, image_size, len(overrides.get("block_config", info.config["block_config"])))
+    _check_calibration_precision(precision, calibration)
+    chosen, device = _choose_backend(backend, precision, device, progress)
+    fmt = _check_backend_settings(chosen, format, options)
+    checkpoint = weights_path(info, weights)
+    if checkpoint is None:
+        progress("no weights: random weights (speed is real, predictions are not)")
+    net = reference_model(model, checkpoint, num_classes, seed, overrides)
+    record = model_record(model, net, checkpoint, seed, overrides)
+    cal, quantized = _calibration(calibration, record, size, net, progress)
+    steps = _preprocessing(info, size, net.in_channels, preprocess)
+    out_dir = _output_folder(output)
+    target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
+    if target.exists() and not force:
+        raise DenseNetTRTError(f"{target} exists; pass force=True to replace it")
+    spec = BuildSpec(
+        precision=precision, batch=batch, image_size=size, in_channels=net.in_channels, device=device,
+        format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
+    )
+    return Plan(chosen, spec, net, record, target, steps, cal, quantized)
 
-    if backend == "auto":
+
+def _check_calibration_precision(precision: Precision, calibration: str | os.PathLike | None) -> None:
+    if precision is Precision.INT8 and calibration is None:
+        raise DenseNetTRTError(
+            "int8 needs a calibration: make one with `densenet-trt calibrate` (densenet_trt.quantize."
+            "calibrate) and pass its folder as calibration"
+        )
+    if calibration is not None and precision is not Precision.INT8:
+        raise DenseNetTRTError(f"calibration is for precision int8, not {precision}")
+
+
+def _choose_backend(name: str, precision: Precision, device: str | None, progress: Progress) -> tuple[Backend, str]:
+    """The backend and device: ``auto``'s choice (said), or the one named, checked."""
+    if name == "auto":
         chosen, auto_device, reason = choose_backend(precision)
         progress(f"backend auto: {chosen.name} on {auto_device}, because {reason}")
         device = device or auto_device
     else:
-        chosen = get_backend(backend)
+        chosen = get_backend(name)
         state = chosen.available()
         if not state.ok:
             raise DenseNetTRTError(state.message(chosen.name))
@@ -146,133 +209,10 @@ def build(
             f"backend {chosen.name} cannot do {precision} on this {device}; it can do "
             f"{', '.join(can) or 'nothing here'}" + _other_backends_hint(precision, chosen.name)
         )
-    unknown = sorted(set(options or {}) - set(chosen.option_names))
-    if unknown:
-        raise DenseNetTRTError(
-            f"backend {chosen.name} takes no option {', '.join(unknown)} (the TensorRT options "
-            "--workspace-gb, --opt-level, --timing-cache, --hardware-compatible and "
-            "--version-compatible apply to --backend tensorrt)"
-        )
-    fmt = format or chosen.formats[0]
-    if fmt not in chosen.formats:
-        raise DenseNetTRTError(
-            f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}"
-        )
-
-    # The model first: a checkpoint that does not fit is refused before anything is created.
-    checkpoint = weights_path(info, weights)
-    if checkpoint is None:
-        progress("no --weights: random weights (speed is real, predictions are not)")
-    overrides = dict(overrides or {})
-    net = reference_model(model, checkpoint, num_classes, seed, overrides)
-    record = model_record(model, net, checkpoint, seed, overrides)
-    quantized, cal = None, None
-    if calibration is not None:
-        from .quantize import load_calibration
-
-        cal = load_calibration(calibration)
-        cal.check_model(record, size, net.in_channels)
-        quantized = cal.quantized_model(net)
-        progress(f"int8 from calibration {cal.path} ({cal.method})")
-
-    out_dir = Path(output)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
-    target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
-    if target.exists() and not force:
-        raise DenseNetTRTError(f"{target} exists; pass --force to replace it")
-
-    spec = BuildSpec(
-        precision=precision, batch=batch, image_size=size, in_channels=net.in_channels,
-        device=device, format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
-    )
-    manifest: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "model": record,
-        "backend": chosen.name,
-        "format": fmt,
-        "precision": precision,
-        "batch": dataclasses.asdict(batch),
-        "image_size": size,
-        "in_channels": net.in_channels,
-        "input": {"name": INPUT_NAME, "dtype": "float32",
-                  "shape": ["batch" if batch.dynamic else batch.min, net.in_channels, size, size]},
-        "output": {"name": OUTPUT_NAME, "dtype": "float32",
-                   "shape": ["batch" if batch.dynamic else batch.min, net.classifier.out_features]},
-        "threads": threads,
-        "preprocessing": _preprocessing(info.family, size, net.in_channels, preprocess),
-        "calibration": None if cal is None else cal.record(),
-        "device": device_info(device),
-        "versions": {"densenet-trt": __version__, "torch": torch.__version__, **chosen.versions()},
-    }
-
-    with torch_threads(threads), atomic_dir(target, force) as folder:
-        progress(f"building {model} with {chosen.name} ({fmt}, {precision}, batch {batch}, "
-                 f"{size}x{size}, {device})")
-        start = time.perf_counter()
-        # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        to_build = net if quantized is None else quantized
-        manifest["backend_settings"] = chosen.build(copy.deepcopy(to_build), spec, folder)
-        manifest["build"] = {
-            "seconds": round(time.perf_counter() - start, 3),
-            "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        files = hash_files(folder)
-        manifest["files"] = files
-        manifest["main_file"] = next(iter(files)) if len(files) == 1 else _main_file(files)
-        if verify:
-            progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, batch.sizes()))}")
-            engine = Engine(folder, manifest, chosen.load(folder, manifest))
-            if cal is None:
-                results = gate(net, engine, batch.sizes(), seed_base=0)
-                manifest["accuracy"] = {"verified": True, **_accuracy_record(results)}
-                checks = [("eager PyTorch", f"the {precision} tolerance", "", results)]
-            else:
-                simulated, results = int8_gate(net, quantized, engine, batch.sizes(), cal)
-                manifest["accuracy"] = {"verified": True, **_accuracy_record(results),
-                                        "vs_fake_quantized": _accuracy_record(simulated)}
-                checks = [
-                    ("ModelOpt's fake-quantized model", "the int8 tolerance",
-                     f"; {chosen.name} does not reproduce the calibrated INT8 arithmetic (keeping "
-                     "the layer it strays on in float, e.g. `calibrate --exclude stem`, can help)",
-                     simulated),
-                    ("eager float32 PyTorch", "the calibration's tolerance", "", results),
-                ]
-            for reference, tolerance, hint, checked in checks:
-                failed = [(n, c) for n, c in checked if not c.passes()]
-                if failed:
-                    n, c = failed[0]
-                    raise DenseNetTRTError(
-                        f"the {precision} engine differs from {reference} beyond {tolerance} at "
-                        f"batch {n}: {c}{hint}; nothing was written (--no-verify keeps it anyway)"
-                    )
-        else:
-            manifest["accuracy"] = {"verified": False, "reason": "built with --no-verify"}
-        write_manifest(folder, manifest)
-    progress(f"wrote {target}")
-    return Artifact(target, manifest)
+    return chosen, device
 
 
-def _preprocessing(family: str, size: int, in_channels: int, given: Preprocessing | None) -> dict | None:
-    steps = given or preprocessing(family, size)
-    if steps.crop != size or steps.channels != in_channels:
-        if given is not None:
-            raise DenseNetTRTError(
-                f"the preprocessing gives {steps.channels}x{steps.crop}x{steps.crop} images but the "
-                f"model takes {in_channels}x{size}x{size}"
-            )
-        return None
-    return steps.as_dict()
-
-
-def _other_backends_hint(precision: str, current: str) -> str:
-    from .backends import BACKENDS
-
+def _other_backends_hint(precision: Precision, current: str) -> str:
     others = [
         f"{b.name} ({d})" for b in BACKENDS.values() if b.name != current and b.available().ok
         for d in b.devices if precision in b.precisions(d)
@@ -280,15 +220,178 @@ def _other_backends_hint(precision: str, current: str) -> str:
     return f"; {precision} is available here with {', '.join(others)}" if others else ""
 
 
-def _main_file(files: dict[str, str]) -> str:
-    # OpenVINO IR: model.xml names model.bin.
-    return next(f for f in files if f.endswith(".xml"))
+def _check_backend_settings(chosen: Backend, fmt: str | None, options: dict[str, Any] | None) -> str:
+    """The artifact format (default: the backend's first), after checking it and the options."""
+    unknown = sorted(set(options or {}) - set(chosen.option_names))
+    if unknown:
+        owners = [b.name for b in BACKENDS.values() if set(unknown) & set(b.option_names)]
+        whose = f"options of backend {', '.join(owners)}" if owners else "no backend's options"
+        raise DenseNetTRTError(
+            f"backend {chosen.name} takes no option {', '.join(unknown)} ({whose}; it takes "
+            f"{', '.join(chosen.option_names) or 'none'})"
+        )
+    fmt = fmt or chosen.formats[0]
+    if fmt not in chosen.formats:
+        raise DenseNetTRTError(f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}")
+    return fmt
+
+
+def _calibration(
+    path: str | os.PathLike | None, record: dict[str, Any], size: int, net: DenseNet, progress: Progress
+) -> tuple[Calibration | None, torch.nn.Module | None]:
+    """The calibration at ``path``, checked against the model, and its fake-quantized model."""
+    if path is None:
+        return None, None
+    cal = load_calibration(path)
+    cal.check_model(record, size, net.in_channels)
+    progress(f"int8 from calibration {cal.path} ({cal.method})")
+    return cal, cal.quantized_model(net)
+
+
+def _preprocessing(info: ModelInfo, size: int, in_channels: int, given: Preprocessing | None) -> Preprocessing | None:
+    """What the manifest records: ``given``, checked against the input; else the preset's."""
+    if given is None:
+        return info.preprocessing(size, in_channels)
+    if given.crop != size or given.channels != in_channels:
+        raise DenseNetTRTError(
+            f"the preprocessing gives {given.channels}x{given.crop}x{given.crop} images but the "
+            f"model takes {in_channels}x{size}x{size}"
+        )
+    return given
+
+
+def _output_folder(output: str | os.PathLike) -> Path:
+    out_dir = Path(output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Compile
+# ---------------------------------------------------------------------------------------------
+
+
+def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManifest:
+    """The backend writes the artifact into ``folder``; returns its manifest (not yet gated)."""
+    spec = plan.spec
+    progress(f"building {plan.model['name']} with {plan.backend.name} ({spec.format}, {spec.precision}, "
+             f"batch {spec.batch}, {spec.image_size}x{spec.image_size}, {spec.device})")
+    start = time.perf_counter()
+    # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
+    settings = plan.backend.build(copy.deepcopy(plan.net if plan.quantized is None else plan.quantized), spec, folder)
+    seconds = round(time.perf_counter() - start, 3)
+    files = hash_files(folder, but=MANIFEST)
+    expected = plan.backend.files(spec.format)
+    if set(files) != set(expected):
+        raise DenseNetTRTError(
+            f"backend {plan.backend.name} wrote {sorted(files)}, not its files {list(expected)}"
+        )
+    return _manifest(plan, settings, seconds, files, expected[0])
+
+
+def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[str, str], main: str) -> EngineManifest:
+    spec, net = plan.spec, plan.net
+    rows = "batch" if spec.batch.dynamic else spec.batch.min
+    io = str(plan.backend.io_dtype(spec.precision)).removeprefix("torch.")
+    return EngineManifest(
+        model=parse(ModelRecord, plan.model, "the model record"),
+        backend=plan.backend.name, format=spec.format, precision=spec.precision, batch=spec.batch,
+        image_size=spec.image_size, in_channels=net.in_channels,
+        input=TensorRecord(INPUT_NAME, io, [rows, net.in_channels, spec.image_size, spec.image_size]),
+        output=TensorRecord(OUTPUT_NAME, io, [rows, net.classifier.out_features]),
+        threads=spec.threads, preprocessing=plan.preprocessing,
+        calibration=None if plan.calibration is None else parse(
+            CalibrationRecord, plan.calibration.record(), str(plan.calibration.path)),
+        device=parse(DeviceRecord, device_info(spec.device), "this machine"),
+        versions={"densenet-trt": __version__, "torch": torch.__version__, **plan.backend.versions()},
+        backend_settings=settings,
+        build=BuildRecord(seconds, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
+        files=files, main_file=main, accuracy=AccuracyRecord.skipped("not checked yet"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Gate
+# ---------------------------------------------------------------------------------------------
+
+
+def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecord:
+    """The accuracy gate: ``engine`` against eager float32 (and, for int8, against the
+    fake-quantized model); raises if it is outside its tolerance, so nothing is written."""
+    sizes = plan.spec.batch.sizes()
+    progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, sizes))}")
+    if plan.calibration is None:
+        inputs = [example_input(n, engine.image_size, engine.in_channels, seed=n) for n in sizes]
+        results = gate(plan.net, engine, inputs, engine.precision.tolerance)
+        checks = [("eager PyTorch", f"the {engine.precision} tolerance", "", results)]
+        simulated = None
+    else:
+        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration)
+        checks = [
+            ("ModelOpt's fake-quantized model", "the int8 tolerance",
+             f"; {engine.backend} does not reproduce the calibrated INT8 arithmetic (keeping the layer "
+             "it strays on in float, e.g. calibrating with exclude=['stem'], can help)", simulated),
+            ("eager float32 PyTorch", "the calibration's tolerance", "", results),
+        ]
+    for reference, tolerance, hint, checked in checks:
+        failed = [(n, c) for n, c in checked if not c.passes()]
+        if failed:
+            n, c = failed[0]
+            raise DenseNetTRTError(
+                f"the {engine.precision} engine differs from {reference} beyond {tolerance} at batch "
+                f"{n}: {c}{hint}; nothing was written (verify=False keeps it anyway)"
+            )
+    return AccuracyRecord(
+        verified=True, reason=None, reference="eager PyTorch float32",
+        tolerance=dataclasses.asdict(results[0][1].tolerance), passed=True,
+        results=_results(results), vs_fake_quantized=None if simulated is None else {
+            "tolerance": dataclasses.asdict(simulated[0][1].tolerance), "passed": True,
+            "results": _results(simulated)},
+    )
+
+
+def _results(results: Results) -> list[dict[str, Any]]:
+    return [{"batch": n, **c.as_dict()} for n, c in results]
+
+
+def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], tolerance) -> Results:
+    """The engine against eager float32 ``net`` on each batch of ``inputs``."""
+    results = []
+    for x in inputs:
+        with torch.no_grad():
+            ref = net(x)
+        results.append((len(x), compare(ref, engine(x), tolerance)))
+    return results
+
+
+def int8_gate(
+    net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int], calibration: Calibration
+) -> tuple[Results, Results]:
+    """An int8 engine on the calibration's gate inputs (real images where it had them), at each
+    batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
+    within the int8 tolerance) and against eager float32 (within the calibration's tolerance)."""
+    inputs = calibration.gate_inputs()
+    simulated, floating = [], []
+    for n in sizes:
+        x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
+        out = engine(x)
+        with torch.no_grad():
+            simulated.append((n, compare(quantized(x), out, Precision.INT8.tolerance)))
+            floating.append((n, compare(net(x), out, calibration.tolerance)))
+    return simulated, floating
 
 
 class torch_threads:
     """Set torch's CPU threads for the block."""
 
     def __init__(self, threads: int | None):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
         self.threads = threads
         self.before = torch.get_num_threads()
 
@@ -300,99 +403,30 @@ class torch_threads:
         torch.set_num_threads(self.before)
 
 
-def gate(net: torch.nn.Module, engine: Engine, sizes: list[int], seed_base: int) -> list[tuple[int, Comparison]]:
-    """The engine against eager float32 ``net`` on fixed-seed inputs at each batch size."""
-    tol = TOLERANCES[engine.precision]
-    results = []
-    for n in sizes:
-        x = example_input(n, engine.image_size, engine.in_channels, seed=seed_base + n)
-        with torch.no_grad():
-            ref = net(x)
-        results.append((n, compare(ref, engine(x), tol)))
-    return results
+# ---------------------------------------------------------------------------------------------
+# Verify a built engine again
+# ---------------------------------------------------------------------------------------------
 
 
-def int8_gate(
-    net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int], calibration
-) -> tuple[list[tuple[int, Comparison]], list[tuple[int, Comparison]]]:
-    """An int8 engine on the calibration's gate inputs (real images where it had them), at each
-    batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
-    within the int8 tolerance) and against eager float32 (within the calibration's tolerance)."""
-    inputs = calibration.gate_inputs()
-    simulated, floating = [], []
-    for n in sizes:
-        x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
-        out = engine(x)
-        with torch.no_grad():
-            simulated.append((n, compare(quantized(x), out, TOLERANCES["int8"])))
-            floating.append((n, compare(net(x), out, calibration.tolerance)))
-    return simulated, floating
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """What ``verify_engine`` compared, and its verdict."""
 
+    results: Results
+    inputs: int  # distinct inputs compared
+    source: str  # where the inputs came from
 
-def _accuracy_record(results: list[tuple[int, Comparison]]) -> dict[str, Any]:
-    tol = results[0][1].tolerance
-    return {
-        "reference": "eager PyTorch float32",
-        "tolerance": dataclasses.asdict(tol),
-        "passed": all(c.passes() for _, c in results),
-        "results": [{"batch": n, **c.as_dict()} for n, c in results],
-    }
+    @property
+    def passed(self) -> bool:
+        return all(c.passes() for _, c in self.results)
 
-
-def _runnable_backend(folder: Path, manifest: dict[str, Any]) -> Backend:
-    """The backend of the engine in ``folder``, after checking its files' checksums and that
-    this machine can run it."""
-    check_files(folder, manifest)
-    backend = get_backend(manifest["backend"])
-    state = backend.available()
-    if not state.ok:
-        raise DenseNetTRTError(state.message(backend.name))
-    backend.check_compatible(manifest)
-    return backend
-
-
-def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
-    """The engine at ``path`` (its folder, manifest or main file), after checking the files'
-    checksums and that this machine can run it."""
-    folder, manifest = read_manifest(path)
-    backend = _runnable_backend(folder, manifest)
-    if threads is not None:
-        manifest = {**manifest, "threads": threads}
-    return Engine(folder, manifest, backend.load(folder, manifest))
-
-
-def compatibility(path: str | os.PathLike) -> tuple[dict[str, Any], str | None]:
-    """The manifest of the engine at ``path`` and why this machine cannot run it (None if it can)."""
-    folder, manifest = read_manifest(path)
-    try:
-        _runnable_backend(folder, manifest)
-    except DenseNetTRTError as e:
-        return manifest, str(e)
-    return manifest, None
-
-
-def engine_reference(engine: Engine, fix: str, weights: str | os.PathLike | None = None) -> DenseNet:
-    """The eager float32 model ``engine`` was built from, made again from its manifest: the same
-    random weights, or its checkpoint (at ``weights`` where it has moved; its sha256 must match).
-    ``fix`` says what to do when the checkpoint is missing or another one."""
-    record = engine.manifest["model"]
-    checkpoint = None
-    if record["weights"] is not None:
-        checkpoint = Path(weights or record["weights"]["file"])
-        if not checkpoint.is_file():
-            raise DenseNetTRTError(
-                f"the engine {engine.path} was built from {record['weights']['file']}, which is "
-                f"not there; {fix}"
-            )
-        if sha256_file(checkpoint) != record["weights"]["sha256"]:
-            raise DenseNetTRTError(
-                f"{checkpoint} is not the checkpoint this engine was built from (sha256 differs); {fix}"
-            )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return reference_model(
-            record["name"], checkpoint, record["num_classes"], record["seed"], record["overrides"]
-        )
+    def failure(self) -> str | None:
+        """Why the engine fails (None when it passes)."""
+        failed = [(n, c) for n, c in self.results if not c.passes()]
+        if not failed:
+            return None
+        n, c = failed[0]
+        return f"engine differs from its reference at batch {n}: {c}"
 
 
 def verify_engine(
@@ -402,32 +436,38 @@ def verify_engine(
     weights: str | os.PathLike | None = None,
     seed: int | None = None,
     progress: Progress = quiet,
-) -> list[tuple[int, Comparison]]:
-    """The engine at ``path`` against eager float32 PyTorch on ``samples`` fresh random inputs,
-    in batches within its range. The eager model is made again from the manifest: the same
-    random weights, or the checkpoint (``weights`` where it has moved; its sha256 must match)."""
-    if not isinstance(samples, int) or samples < 1:
+) -> Verification:
+    """The engine at ``path`` against eager float32 PyTorch on ``samples`` distinct random
+    inputs (drawn with ``seed``; default a fresh one), in batches within its range; int8
+    engines on their calibration's gate inputs instead. The eager model is made again from the
+    manifest: the same random weights, or the checkpoint (``weights`` where it has moved; its
+    sha256 must match)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
     engine = load(path)
-    net = engine_reference(engine, "pass its path with --weights", weights)
-    sizes = _chunks(samples, engine.batch_min, engine.batch_opt)
-    if engine.precision == "int8":
+    net = engine_reference(engine, weights)
+    sizes = _chunks(samples, engine.batch.min, engine.batch.opt)
+    if engine.precision is Precision.INT8:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
         simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal)
-        return simulated + floating
+        distinct = min(len(cal.gate_inputs()), sum(sizes))
+        return Verification(simulated + floating, distinct, f"the calibration's {distinct} gate inputs")
     seed = secrets.randbelow(2**31) if seed is None else seed
-    progress(f"comparing {samples} samples (seed {seed}) with eager float32 PyTorch")
-    return gate(net, engine, sizes, seed_base=seed)
+    progress(f"comparing {sum(sizes)} distinct inputs (seed {seed}) with eager float32 PyTorch")
+    everything = example_input(sum(sizes), engine.image_size, engine.in_channels, seed=seed)
+    inputs = list(torch.split(everything, sizes))
+    results = gate(net, engine, inputs, engine.precision.tolerance)
+    return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
 
 
-def engine_calibration(engine: Engine):
+def engine_calibration(engine: Engine) -> Calibration:
     """The calibration an int8 engine was built from, checked against its manifest."""
-    from .quantize import REPORT_FILE, load_calibration
-
-    record = engine.manifest["calibration"]
-    cal = load_calibration(record["path"])
-    if sha256_file(cal.path / REPORT_FILE) != record["report_sha256"]:
+    record = engine.manifest.calibration
+    if record is None:
+        raise DenseNetTRTError(f"the int8 engine {engine.path} records no calibration; rebuild the engine")
+    cal = load_calibration(record.path)
+    if sha256_file(cal.path / REPORT_FILE) != record.report_sha256:
         raise DenseNetTRTError(
             f"{cal.path} is not the calibration {engine.path} was built from (its report differs)"
         )

@@ -27,7 +27,8 @@ from .capture import (
 )
 from .errors import DenseNetTRTError
 from .spec import BatchRange
-from .verify import TOLERANCES, Comparison, compare
+from .spec import Precision
+from .verify import Comparison, compare
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
 
@@ -64,7 +65,7 @@ def check_against_eager(
 ) -> dict[int, Comparison]:
     """``run`` against eager ``model`` at each of min, opt and max batch; raises if outside
     the float32 tolerance."""
-    tol = TOLERANCES["fp32"]
+    tol = Precision.FP32.tolerance
     results = {}
     for n in batch.sizes():
         x = example_input(n, image_size, in_channels_of(model), seed=n)

@@ -157,6 +157,49 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_arguments(growth_rate, block_config, num_init_features, bn_size, compression, drop_rate,
+                     num_classes, stem, in_channels) -> None:
+    _check_int("growth_rate", growth_rate, 1)
+    _check_int("num_init_features", num_init_features, 1)
+    _check_int("bn_size", bn_size, 0)
+    _check_int("num_classes", num_classes, 1)
+    _check_int("in_channels", in_channels, 1)
+    if not block_config:
+        raise DenseNetTRTError("block_config must list at least one dense block")
+    for n in block_config:
+        _check_int("every entry of block_config", n, 1)
+    if isinstance(compression, bool) or not 0.0 < float(compression) <= 1.0:
+        raise DenseNetTRTError(f"compression must be in (0, 1], got {compression!r}")
+    if not 0.0 <= float(drop_rate) < 1.0:
+        raise DenseNetTRTError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+    if stem not in STEMS:
+        raise DenseNetTRTError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+
+
+def _stem_layers(stem: str, in_channels: int, features: int) -> list[tuple[str, nn.Module]]:
+    """ImageNet: 7x7/2 conv, BN-ReLU, 3x3/2 max-pool; CIFAR: one 3x3/1 conv."""
+    if stem == "imagenet":
+        return [
+            ("conv0", nn.Conv2d(in_channels, features, 7, 2, 3, bias=False)),
+            ("norm0", nn.BatchNorm2d(features)),
+            ("relu0", nn.ReLU(inplace=True)),
+            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+        ]
+    return [("conv0", nn.Conv2d(in_channels, features, 3, 1, 1, bias=False))]
+
+
+def _init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation: Kaiming-normal convolutions, unit BatchNorm, zero biases."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.Linear):
+            nn.init.constant_(m.bias, 0)
+
+
 def transition_features(num_features: int, compression: float) -> int:
     """Channels after a transition: floor(theta * m)."""
     return int(math.floor(compression * num_features))
@@ -194,23 +237,9 @@ class DenseNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        _check_int("growth_rate", growth_rate, 1)
-        _check_int("num_init_features", num_init_features, 1)
-        _check_int("bn_size", bn_size, 0)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("in_channels", in_channels, 1)
         block_config = tuple(block_config)
-        if not block_config:
-            raise DenseNetTRTError("block_config must list at least one dense block")
-        for n in block_config:
-            _check_int("every entry of block_config", n, 1)
-        if isinstance(compression, bool) or not 0.0 < float(compression) <= 1.0:
-            raise DenseNetTRTError(f"compression must be in (0, 1], got {compression!r}")
-        if not 0.0 <= float(drop_rate) < 1.0:
-            raise DenseNetTRTError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
-        if stem not in STEMS:
-            raise DenseNetTRTError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
-
+        _check_arguments(growth_rate, block_config, num_init_features, bn_size, compression, drop_rate,
+                         num_classes, stem, in_channels)
         self.stem = stem
         self.block_config = block_config
         # The arguments, for manifests and reports.
@@ -220,16 +249,7 @@ class DenseNet(nn.Module):
             num_classes=num_classes, stem=stem, memory_efficient=memory_efficient,
             in_channels=in_channels,
         )
-        if stem == "imagenet":
-            layers = [
-                ("conv0", nn.Conv2d(in_channels, num_init_features, 7, 2, 3, bias=False)),
-                ("norm0", nn.BatchNorm2d(num_init_features)),
-                ("relu0", nn.ReLU(inplace=True)),
-                ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
-            ]
-        else:
-            layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 3, 1, 1, bias=False))]
-        self.features = nn.Sequential(OrderedDict(layers))
+        self.features = nn.Sequential(OrderedDict(_stem_layers(stem, in_channels, num_init_features)))
 
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
@@ -251,15 +271,7 @@ class DenseNet(nn.Module):
         self.classifier = nn.Linear(num_features, num_classes)
         self.num_features = num_features
         self.in_channels = in_channels
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        _init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         features = self.features(x)

@@ -12,8 +12,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .backends.base import Engine
-from .build import Progress, load, quiet
+from .build import Progress, quiet
+from .engine import Engine, load
 from .data import Preprocessing, find_images, read_image
 from .errors import DenseNetTRTError
 
@@ -61,13 +61,13 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 def engine_preprocessing(engine: Engine) -> Preprocessing:
     """How images become ``engine``'s input, from its manifest."""
-    record = engine.manifest.get("preprocessing")
-    if record is None:
+    steps = engine.manifest.preprocessing
+    if steps is None:
         raise DenseNetTRTError(
             f"the engine {engine.path} does not record how to preprocess images: rebuild it with "
-            "--preprocess or --mean/--std"
+            "preprocess=PRESET or mean=M std=S"
         )
-    return Preprocessing.from_dict(record)
+    return steps
 
 
 def expand_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -108,15 +108,11 @@ def classify(
     if not isinstance(engine, Engine):
         engine = load(engine)
     steps = engine_preprocessing(engine)
-    classes = engine.manifest["model"]["num_classes"]
+    classes = engine.manifest.model.num_classes
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
         raise DenseNetTRTError(f"top-k must be between 1 and the engine's {classes} classes, got {top_k!r}")
     names = _label_names(labels, classes)
-    size = engine.batch_opt if batch_size is None else batch_size
-    if isinstance(size, bool) or not isinstance(size, int) or not engine.batch_min <= size <= engine.batch_max:
-        raise DenseNetTRTError(
-            f"batch size {size!r} is outside this engine's range {engine.batch_min}..{engine.batch_max}"
-        )
+    size = engine.batch.opt if batch_size is None else engine.batch.check(batch_size, "batch size")
     files = expand_images(paths)
 
     progress(f"classifying {len(files)} image(s) with {engine.path} in batches of {size}")
@@ -124,8 +120,8 @@ def classify(
     for start in range(0, len(files), size):
         chunk = files[start:start + size]
         batch = np.stack([read_image(f, steps) for f in chunk])
-        if len(chunk) < engine.batch_min:
-            padding = np.zeros((engine.batch_min - len(chunk), *batch.shape[1:]), np.float32)
+        if len(chunk) < engine.batch.min:
+            padding = np.zeros((engine.batch.min - len(chunk), *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, padding])
         probabilities = torch.softmax(engine(batch)[:len(chunk)].double(), dim=1)
         top = torch.topk(probabilities, top_k, dim=1)

@@ -29,11 +29,12 @@ import torch
 
 from .version import __version__
 from .artifact import cpu_name, device_info
-from .backends._torch import torch_precisions
-from .backends.base import DTYPES, Engine
-from .build import Progress, engine_reference, load, quiet, torch_threads
+from .backends._torch import eager_limitation, torch_precisions
+from .build import Progress, quiet, torch_threads
+from .capture import example_input
+from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
-from .export import example_input
+from .spec import Precision
 from .report import (
     DEFAULT_GAP,
     DEFAULT_ITERATIONS,
@@ -51,9 +52,6 @@ from .timing import Timer, _peak_gpu_mb, _peak_rss_mb, _tf32_off, cpu_timer, cud
 
 OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
 
-_EAGER_CANNOT = {
-    ("cpu", "fp16"): "PyTorch's CPU fp16 convolutions are slow reference code, no fair baseline",
-}
 
 
 def profile(
@@ -189,13 +187,13 @@ def _check_output_suffix(path: str | os.PathLike) -> Path:
 
 
 def _check_device_options(engine: Engine, settings: Settings) -> None:
-    if engine.manifest["device"]["type"] == "cuda":
+    if engine.device == "cuda":
         return
     for flag in ("cuda_graphs", "include_transfers"):
         if getattr(settings, flag):
             raise DenseNetTRTError(
                 f"{flag} applies to GPU engines; {engine.path} runs on the CPU: profile it without "
-                f"--{flag.replace('_', '-')}"
+                f"{flag}=True"
             )
 
 
@@ -205,30 +203,30 @@ def _plan(loaded: list[tuple[Engine, float]], batches: tuple[int, ...]) -> tuple
     skipped = []
     for index, (engine, _) in enumerate(loaded):
         for n in batches:
-            if engine.batch_min <= n <= engine.batch_max:
-                plan.setdefault(index, []).append(n)
+            try:
+                engine.batch.check(n)
+            except DenseNetTRTError as e:
+                skipped.append(Skipped(index, n, f"{engine.path.name}: {e}"))
             else:
-                skipped.append(Skipped(index, n, f"batch {n} is outside {engine.path.name}'s range "
-                                                 f"{engine.batch_min}..{engine.batch_max}"))
+                plan.setdefault(index, []).append(n)
     return plan, skipped
 
 
 def _engine_info(engine: Engine, load_seconds: float) -> EngineInfo:
     m = engine.manifest
-    device = m["device"]["type"]
-    eager, notes = ["fp32"], []
-    if m["precision"] != "fp32":
-        if m["precision"] in torch_precisions(device):
-            eager.append(m["precision"])
+    device = engine.device
+    eager, notes = [Precision.FP32.value], []
+    if m.precision is not Precision.FP32:
+        if m.precision in torch_precisions(device):
+            eager.append(m.precision.value)
         else:
-            reason = _EAGER_CANNOT.get((device, m["precision"]), "PyTorch cannot run it here")
-            notes.append(f"eager {m['precision']} is not run on {device}: {reason}; compared with eager fp32 only")
-    b = m["batch"]
+            reason = eager_limitation(device, m.precision)
+            notes.append(f"eager {m.precision} is not run on {device}: {reason}; compared with eager fp32 only")
     return EngineInfo(
-        path=str(engine.path), name=engine.path.name, model=m["model"]["name"], backend=m["backend"],
-        format=m["format"], precision=m["precision"], batch_range=f"{b['min']}:{b['opt']}:{b['max']}",
-        image_size=m["image_size"], device=device_info(device), versions=dict(m["versions"]),
-        build_seconds=(m.get("build") or {}).get("seconds"), load_seconds=round(load_seconds, 4),
+        path=str(engine.path), name=engine.path.name, model=m.model.name, backend=m.backend,
+        format=m.format, precision=m.precision.value, batch_range=str(m.batch),
+        image_size=m.image_size, device=device_info(device), versions=dict(m.versions),
+        build_seconds=m.build.seconds, load_seconds=round(load_seconds, 4),
         eager=eager, notes=notes,
     )
 
@@ -238,10 +236,10 @@ def _eager_runners(
 ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """Eager PyTorch runners of ``net`` (the engine's model and weights), one per precision, on
     the engine's device."""
-    device = engine.manifest["device"]["type"]
+    device = engine.device
     runners = {}
     for precision in precisions:
-        dtype = DTYPES[precision]
+        dtype = Precision.parse(precision).dtype
         model = copy.deepcopy(net).to(device, dtype)
 
         def run(x: torch.Tensor, model: torch.nn.Module = model, dtype: torch.dtype = dtype) -> torch.Tensor:
@@ -266,9 +264,10 @@ def _load_all(
         loaded.append((engine, time.perf_counter() - start))
         _check_device_options(engine, settings)
         if settings.vs == "eager":
-            references.append(engine_reference(
-                engine, "put the checkpoint back there for the eager baseline, or profile "
-                "without it (--vs none)"))
+            try:
+                references.append(engine_reference(engine))
+            except DenseNetTRTError as e:
+                raise DenseNetTRTError(f"{e}; or profile without the eager baseline (vs=none)") from None
     return loaded, references
 
 
@@ -315,7 +314,7 @@ def _measure(
     settings: Settings,
 ) -> list[Row]:
     """Rows of one cell: each eager baseline and the engine, interleaved."""
-    on_gpu = engine.manifest["device"]["type"] == "cuda"
+    on_gpu = engine.device == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
         timers = _cuda_timers(engine, eager, x, settings)
@@ -345,7 +344,7 @@ def _cuda_timers(
             raise
         raise DenseNetTRTError(
             f"{engine.path} ({engine.backend}) cannot be captured in a CUDA graph ({e}); "
-            "profile it without --cuda-graphs"
+            "profile it without cuda_graphs=True"
         ) from None
     return timers
 

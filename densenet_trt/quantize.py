@@ -32,55 +32,31 @@ import fnmatch
 import importlib.metadata
 import importlib.util
 import io
-import json
 import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
-from .version import __version__
-from .artifact import atomic_dir, entry_path, sha256_file
+from .artifact import entry_path
+from .calibration import Calibration, modelopt_modules, gate_tolerance, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .registry import get_model_info, model_record, reference_model, weights_path
-from .spec import check_image_size
-from .verify import TOLERANCES, Comparison, Tolerance, compare
+from .spec import Precision, check_image_size
+from .verify import compare
+from .version import __version__
 
 METHODS = ("max", "entropy", "percentile", "mse")
 HISTOGRAM_METHODS = ("entropy", "percentile")
-SCHEMA = "densenet-trt/calibration"
-SCHEMA_VERSION = 1
-QUANTIZERS_FILE = "quantizers.pt"
-GATE_FILE = "gate.npz"
-REPORT_FILE = "report.json"
 GATE_SAMPLES = 8
+DEFAULT_SAMPLES = 512
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_PERCENTILE = 99.99
 # Short names for --exclude.
 ALIASES = {"stem": "features.conv0", "classifier": "classifier"}
-INSTALL_HINT = "pip install 'densenet-trt[quantize]'"
-
-
-def available() -> str:
-    """Why ModelOpt cannot be used here ("" when it can)."""
-    missing = [m for m in ("modelopt", "requests", "huggingface_hub") if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"INT8 calibration needs NVIDIA ModelOpt; not installed: {', '.join(missing)}; {INSTALL_HINT}"
-    return ""
-
-
-def _modelopt():
-    """``(mtq, mto)``, imported now, with ModelOpt's import-time chatter silenced."""
-    reason = available()
-    if reason:
-        raise DenseNetTRTError(reason)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        import modelopt.torch.opt as mto
-        import modelopt.torch.quantization as mtq
-    return mtq, mto
 
 
 def check_method(method: str, percentile: float) -> None:
@@ -109,7 +85,7 @@ def resolve_exclude(model: nn.Module, patterns: tuple[str, ...] | list[str]) -> 
         matched = [name for name in layers if fnmatch.fnmatchcase(name, glob)]
         if not matched:
             raise DenseNetTRTError(
-                f"--exclude {pattern!r} matches no quantized layer; layers are named like "
+                f"exclude={pattern!r} matches no quantized layer; layers are named like "
                 f"{', '.join(layers[:3])}, ..., {layers[-1]} (or use stem, classifier)"
             )
         chosen += [name for name in matched if name not in chosen]
@@ -120,7 +96,7 @@ def quant_config(method: str, exclude_layers: list[str]) -> dict[str, Any]:
     """ModelOpt's INT8 config for ``method``, with ``exclude_layers`` left unquantized.
     Histogram methods calibrate outside ``mtq.quantize`` (its algorithms cannot pick their
     cut), so their config has no algorithm."""
-    mtq, _ = _modelopt()
+    mtq, _ = modelopt_modules()
     config = copy.deepcopy(mtq.INT8_DEFAULT_CFG)
     if method == "mse":
         config["algorithm"] = {"method": "mse"}
@@ -135,7 +111,7 @@ def quant_config(method: str, exclude_layers: list[str]) -> dict[str, Any]:
 
 
 def _quantizers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    mtq, _ = _modelopt()
+    mtq, _ = modelopt_modules()
     for name, module in model.named_modules():
         if isinstance(module, mtq.nn.TensorQuantizer):
             yield name, module
@@ -152,11 +128,11 @@ def _forward_all(batches: Callable[[], Iterator[torch.Tensor]]) -> Callable[[nn.
 
 def quantize_model(
     net: nn.Module, method: str, exclude_layers: list[str], batches: Callable[[], Iterator[torch.Tensor]],
-    percentile: float = 99.99,
+    percentile: float = DEFAULT_PERCENTILE,
     progress: Callable[[str], None] = lambda message: None,
 ) -> nn.Module:
     """A fake-quantized copy of ``net``, calibrated on ``batches()``."""
-    mtq, _ = _modelopt()
+    mtq, _ = modelopt_modules()
     model = copy.deepcopy(net).eval()
     config = quant_config(method, exclude_layers)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -211,115 +187,6 @@ def _logits(model: nn.Module, dataset: Dataset, batch_size: int) -> torch.Tensor
         return torch.cat([model(torch.from_numpy(x)) for x in dataset.batches(batch_size)])
 
 
-def gate_tolerance(comparison: Comparison) -> Tolerance:
-    """What an engine built from a calibration must meet against eager float32: twice the
-    distance of ModelOpt's fake-quantized model from it on the gate inputs, plus what the int8
-    tolerance allows the INT8 kernels against the fake-quantized model."""
-    kernels = TOLERANCES["int8"]
-    return Tolerance(
-        atol=2 * comparison.max_abs + kernels.atol, rtol=kernels.rtol,
-        min_cosine=max(0.0, kernels.min_cosine - 2 * (1 - comparison.cosine)), min_top1=1.0,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """A calibration folder and its report."""
-
-    path: Path
-    report: dict[str, Any]
-
-    @property
-    def method(self) -> str:
-        return self.report["method"]
-
-    @property
-    def tolerance(self) -> Tolerance:
-        return Tolerance(**self.report["gate"]["tolerance"])
-
-    def record(self) -> dict[str, Any]:
-        """What an engine's manifest says about the calibration it came from."""
-        return {
-            "path": str(self.path.resolve()),
-            "report_sha256": sha256_file(self.path / REPORT_FILE),
-            "method": self.method,
-            "exclude": self.report["exclude"],
-            "data_sha256": self.report["data"]["sha256"],
-        }
-
-    def check_model(self, model_record: dict[str, Any], image_size: int, in_channels: int) -> None:
-        """Refuse a model, weights or input size other than the one calibrated."""
-        mine = self.report["model"]
-        what = f"the calibration {self.path} was made for"
-        if mine["name"] != model_record["name"] or mine["config"] != model_record["config"]:
-            raise DenseNetTRTError(
-                f"{what} {mine['name']} {mine['config']}, not {model_record['name']} "
-                f"{model_record['config']}; calibrate this model"
-            )
-        if (mine["weights"] or {}).get("sha256") != (model_record["weights"] or {}).get("sha256"):
-            raise DenseNetTRTError(
-                f"{what} other weights ({_weights_text(mine)}) than these ({_weights_text(model_record)}); "
-                "calibrate with the same --weights"
-            )
-        if mine["weights"] is None and mine["seed"] != model_record["seed"]:
-            raise DenseNetTRTError(f"{what} random weights of seed {mine['seed']}, not {model_record['seed']}")
-        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
-            raise DenseNetTRTError(
-                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
-                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate at this --image-size"
-            )
-
-    def quantized_model(self, net: nn.Module) -> nn.Module:
-        """A copy of float ``net`` with this calibration's quantizers restored."""
-        _, mto = _modelopt()
-        from modelopt.torch.quantization.utils import set_quantizer_state_dict
-
-        state = torch.load(self.path / QUANTIZERS_FILE, map_location="cpu", weights_only=True)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            model = mto.restore_from_modelopt_state(copy.deepcopy(net).eval(), state["modelopt_state"])
-            set_quantizer_state_dict(model, state["quantizers"])
-        return model.eval()
-
-    def gate_inputs(self) -> torch.Tensor:
-        with np.load(self.path / GATE_FILE, allow_pickle=False) as archive:
-            return torch.from_numpy(archive["images"])
-
-
-def _weights_text(record: dict[str, Any]) -> str:
-    weights = record["weights"]
-    return f"random, seed {record['seed']}" if weights is None else f"{Path(weights['file']).name}, sha256 {weights['sha256'][:12]}"
-
-
-def load_calibration(path: str | os.PathLike) -> Calibration:
-    """The calibration folder at ``path`` (or its report.json), after checking its files."""
-    path = Path(path)
-    folder = path.parent if path.name == REPORT_FILE else path
-    report_path = folder / REPORT_FILE
-    if not folder.is_dir() or not report_path.is_file():
-        raise DenseNetTRTError(
-            f"{path} is not a calibration folder (no {REPORT_FILE}); make one with `densenet-trt calibrate`"
-        )
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError) as e:
-        raise DenseNetTRTError(f"cannot read {report_path}: {e}") from None
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
-        raise DenseNetTRTError(f"{report_path} is not a densenet-trt calibration report")
-    if report.get("schema_version") != SCHEMA_VERSION:
-        raise DenseNetTRTError(
-            f"{report_path} has schema version {report.get('schema_version')}; this densenet-trt "
-            f"reads version {SCHEMA_VERSION}; calibrate again"
-        )
-    for name, digest in report["files"].items():
-        file = folder / name
-        if not file.is_file():
-            raise DenseNetTRTError(f"{file} is missing: the calibration is incomplete; calibrate again")
-        if sha256_file(file) != digest:
-            raise DenseNetTRTError(f"{file} is corrupt or was changed (sha256 differs); calibrate again")
-    return Calibration(folder, report)
-
-
 def calibrate_model(
     net: nn.Module,
     model_record: dict[str, Any],
@@ -328,9 +195,9 @@ def calibrate_model(
     *,
     image_size: int,
     method: str = "max",
-    percentile: float = 99.99,
+    percentile: float = DEFAULT_PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     eval_data: Dataset | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
@@ -338,27 +205,9 @@ def calibrate_model(
     """Calibrate float eval ``net`` (described by ``model_record``, as in an engine manifest)
     on ``data`` and write the calibration folder ``output``."""
     check_method(method, percentile)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DenseNetTRTError(f"batch size must be a positive integer, got {batch_size!r}")
-    if len(data) < batch_size:
-        raise DenseNetTRTError(
-            f"the data has {len(data)} samples, fewer than one batch of {batch_size}; give more "
-            "data or a smaller --batch-size"
-        )
-    num_classes = net.classifier.out_features
-    for what, dataset in (("calibration data", data), ("evaluation data", eval_data)):
-        if dataset is not None:
-            dataset.check_for_model(net.in_channels, image_size, what)
-            dataset.check_labels(num_classes, what)
+    _check_data(net, data, eval_data, image_size, batch_size)
     exclude_layers = resolve_exclude(net, exclude)
-    output = Path(output)
-    if output.exists() and not force:
-        raise DenseNetTRTError(f"{output} exists; pass --force to replace it")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create folder {str(output.parent)!r}: {e.strerror}") from None
-
+    output = _check_output(Path(output), force)
     batches = len(data) // batch_size
     progress(f"calibrating {model_record['name']} with {method} on {batches * batch_size} samples "
              f"({batches} batches of {batch_size})")
@@ -370,59 +219,73 @@ def calibrate_model(
     quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
-
-    held_out = eval_data if eval_data is not None else data
-    gate_set = Dataset(held_out.images[:GATE_SAMPLES], None, {})
-    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size))
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
+    gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
+    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size),
+                       Precision.FP32.tolerance)
+    report = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
                      "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
-        "model": model_record,
-        "image_size": image_size,
-        "in_channels": net.in_channels,
+        "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
+        **_method_record(method, percentile), "exclude": list(exclude),
+        "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
+                 "fit_for_accuracy": data.source.get("kind") != "synthetic"},
+        "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
+        "gate": {"samples": len(gate_set), "from": "calibration data" if eval_data is None else "evaluation data",
+                 "fake_quant_vs_float": gate_cmp.as_dict(),
+                 "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp))},
+        "evaluation": None if eval_data is None else evaluate(net, quantized, eval_data, batch_size, progress),
+    }
+    _warn_on_accuracy(report, progress)
+    calibration = write_calibration(output, quantized, gate_set.images, report, force)
+    progress(f"wrote {output}")
+    return calibration
+
+
+def _check_data(net: nn.Module, data: Dataset, eval_data: Dataset | None, image_size: int, batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DenseNetTRTError(f"batch size must be a positive integer, got {batch_size!r}")
+    if len(data) < batch_size:
+        raise DenseNetTRTError(
+            f"the data has {len(data)} samples, fewer than one batch of {batch_size}; give more "
+            "data or a smaller batch_size=N"
+        )
+    for what, dataset in (("calibration data", data), ("evaluation data", eval_data)):
+        if dataset is not None:
+            dataset.check_for_model(net.in_channels, image_size, what)
+            dataset.check_labels(net.classifier.out_features, what)
+
+
+def _check_output(output: Path, force: bool) -> Path:
+    """``output``, after checking it may be written: absent, or ``force``; its folder writable."""
+    if output.exists() and not force:
+        raise DenseNetTRTError(f"{output} exists; pass force=True to replace it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot create folder {str(output.parent)!r}: {e.strerror}") from None
+    return output
+
+
+def _method_record(method: str, percentile: float) -> dict[str, Any]:
+    return {
         "method": method,
         "percentile": percentile if method == "percentile" else None,
         "weights_quantization": f"int8 per output channel, {'mse' if method == 'mse' else 'max'}",
         "activations_quantization": f"int8 per tensor, {'max' if method == 'mse' else method}",
-        "exclude": list(exclude),
-        "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
-                 "fit_for_accuracy": data.source.get("kind") != "synthetic"},
-        "layers": {"quantized": layers["quantized"], "float": layers["float"]},
-        "amax": layers["amax"],
-        "gate": {
-            "samples": len(gate_set),
-            "from": "evaluation data" if eval_data is not None else "calibration data",
-            "fake_quant_vs_float": gate_cmp.as_dict(),
-            "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp)),
-        },
-        "evaluation": evaluate(net, quantized, eval_data, batch_size, progress) if eval_data is not None else None,
     }
+
+
+def _warn_on_accuracy(report: dict[str, Any], progress: Callable[[str], None]) -> None:
     evaluation = report["evaluation"]
     if evaluation and "float_top1" in evaluation and evaluation["float_top1"] - evaluation["int8_top1"] > 0.01:
         warnings.warn(
             f"int8 top-1 {evaluation['int8_top1']:.2%} is more than a point below float "
-            f"{evaluation['float_top1']:.2%} on the held-out data; try another --method or keep "
-            "layers in float with --exclude", stacklevel=2,
+            f"{evaluation['float_top1']:.2%} on the held-out data; try another method=NAME or keep "
+            "layers in float with exclude=PATTERN", stacklevel=3,
         )
     if not report["data"]["fit_for_accuracy"]:
         progress("synthetic data: this calibration exercises the pipeline; it is not fit for accuracy")
-
-    _, mto = _modelopt()
-    from modelopt.torch.quantization.utils import get_quantizer_state_dict
-
-    with atomic_dir(output, force) as folder:
-        torch.save(
-            {"modelopt_state": mto.modelopt_state(quantized), "quantizers": get_quantizer_state_dict(quantized)},
-            folder / QUANTIZERS_FILE,
-        )
-        np.savez(folder / GATE_FILE, images=gate_set.images)
-        report["files"] = {name: sha256_file(folder / name) for name in (QUANTIZERS_FILE, GATE_FILE)}
-        (folder / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    progress(f"wrote {output}")
-    return Calibration(output, report)
 
 
 def calibrate(
@@ -433,15 +296,15 @@ def calibrate(
     num_classes: int | None = None,
     image_size: int | None = None,
     preprocess: Preprocessing | None = None,
-    samples: int | None = 512,
+    samples: int | None = DEFAULT_SAMPLES,
     eval_data: str | os.PathLike | Dataset | None = None,
     eval_samples: int | None = None,
     skip_bad: bool = False,
     seed: int = 0,
     method: str = "max",
-    percentile: float = 99.99,
+    percentile: float = DEFAULT_PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     output: str | os.PathLike = "calibration",
     name: str | None = None,
     force: bool = False,
@@ -450,14 +313,11 @@ def calibrate(
     """Calibrate preset ``model`` for INT8 and write ``output/name`` (default
     ``MODEL-METHOD-SIZE``), which ``build(precision="int8", calibration=...)`` reads.
 
-    Args:
-        data: an image folder, a ``.npz``/``.npy`` of preprocessed images, a ``Dataset``, or
-            ``"synthetic"`` (random images: a smoke test, not fit for accuracy).
-        preprocess: for image folders; default: the preset's family (imagenet or cifar) at
-            ``image_size``.
-        samples: calibration images to take (a subset drawn with ``seed``); None: all.
-        eval_data: held-out data; with labels, float and fake-quantized top-1 are reported.
-        exclude: layers kept in float: globs over layer names, or ``stem`` / ``classifier``.
+    ``data``: an image folder, a ``.npz``/``.npy`` of preprocessed images, a ``Dataset``, or
+    ``"synthetic"`` (random images: a smoke test, not fit for accuracy); ``preprocess`` for
+    image folders, default the preset family's. ``samples``: images drawn with ``seed``
+    (None: all). ``eval_data``: held-out data; with labels, float and fake-quantized top-1 are
+    reported. ``exclude``: layers kept in float, globs over layer names or stem/classifier.
     """
     check_method(method, percentile)
     if name is not None:
@@ -467,27 +327,31 @@ def calibrate(
     checkpoint = weights_path(info, weights)
     net = reference_model(model, checkpoint, num_classes, 0, {})
     if checkpoint is None:
-        progress("no --weights: random weights (the calibration exercises the pipeline only)")
+        progress("no weights: random weights (the calibration exercises the pipeline only)")
     if preprocess is None:
         preprocess = preprocessing(info.family, size)
-
-    def dataset(source, count: int | None, data_seed: int, what: str) -> Dataset:
-        if isinstance(source, Dataset):
-            return source
-        if str(source) == "synthetic":
-            return synthetic(count or 512, net.in_channels, size, data_seed)
-        progress(f"reading {what} {source}")
-        return load_data(source, preprocess=preprocess, samples=count, seed=data_seed,
-                         skip_bad=skip_bad, progress=progress)
-
-    calibration_set = dataset(data, samples, seed, "calibration data")
-    held_out = None if eval_data is None else dataset(eval_data, eval_samples, seed + 1, "evaluation data")
+    shape = (net.in_channels, size)
+    calibration_set = _dataset(data, samples, seed, "calibration data", shape, preprocess, skip_bad, progress)
+    held_out = None if eval_data is None else _dataset(
+        eval_data, eval_samples, seed + 1, "evaluation data", shape, preprocess, skip_bad, progress)
     record = model_record(model, net, checkpoint, 0, {})
     output = entry_path(output, name or f"{model}-{method}-{size}")
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
         exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,
     )
+
+
+def _dataset(source, count: int | None, seed: int, what: str, shape: tuple[int, int],
+             preprocess: Preprocessing, skip_bad: bool, progress: Callable[[str], None]) -> Dataset:
+    """``source`` as a Dataset: given as one, ``"synthetic"`` (random images of ``shape``,
+    channels and side), or read from a file or folder."""
+    if isinstance(source, Dataset):
+        return source
+    if str(source) == "synthetic":
+        return synthetic(count or DEFAULT_SAMPLES, shape[0], shape[1], seed)
+    progress(f"reading {what} {source}")
+    return load_data(source, preprocess=preprocess, samples=count, seed=seed, skip_bad=skip_bad, progress=progress)
 
 
 def evaluate(

@@ -54,17 +54,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from .artifact import atomic_path, check_writable
 from .errors import DenseNetTRTError
+from .manifest import PROFILE, write_document
 from .stats import Stats
 
-SCHEMA = "densenet-trt/profile"
-SCHEMA_VERSION = 1
 DEFAULT_WARMUP = 3
 DEFAULT_ITERATIONS = 20
 DEFAULT_GAP = 0.2
@@ -170,8 +168,8 @@ class ProfileReport:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document described in this module's docstring."""
         return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
+            "schema": PROFILE.schema,
+            "schema_version": PROFILE.version,
             "date_utc": self.date_utc,
             "settings": {**dataclasses.asdict(self.settings), "batches": list(self.settings.batches)},
             "host": dict(self.host),
@@ -185,10 +183,10 @@ class ProfileReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileReport:
-        if data.get("schema") != SCHEMA or data.get("schema_version") != SCHEMA_VERSION:
+        if data.get("schema") != PROFILE.schema or data.get("schema_version") != PROFILE.version:
             raise DenseNetTRTError(
-                f"not a {SCHEMA} version {SCHEMA_VERSION} report (schema {data.get('schema')!r}, "
-                f"version {data.get('schema_version')!r}); profile again with this densenet-trt"
+                f"not a {PROFILE.schema} version {PROFILE.version} report (schema {data.get('schema')!r}, "
+                f"version {data.get('schema_version')!r}); {PROFILE.fix} with this densenet-trt"
             )
         derived = {"images_per_s", "unstable"}
         rows = []
@@ -252,8 +250,8 @@ class ProfileReport:
         return notes + phases
 
     def write_json(self, path: str | os.PathLike) -> None:
-        with atomic_path(check_output(path)) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        body = {k: v for k, v in self.to_dict().items() if k not in ("schema", "schema_version")}
+        write_document(check_output(path), body, PROFILE)
 
     def write_csv(self, path: str | os.PathLike) -> None:
         """One row per engine x batch x runner, skipped cells included (with the reason)."""

@@ -1,12 +1,96 @@
-"""Input specifications, validated once, here: the batch range and the image size."""
+"""What an engine is built for, validated once, here: the precision table, the batch range,
+the image size and the BuildSpec."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+from typing import Any
+
+import torch
 
 from .errors import DenseNetTRTError
 from .models import min_image_size
 from .registry import ModelInfo
+from .verify import Tolerance
+
+
+class Precision(str, enum.Enum):
+    """An engine precision and everything that follows from it: the one table.
+
+    A member is its name (``Precision.FP16 == "fp16"``), and carries:
+
+    - ``dtype``: the torch dtype the model and its inputs are cast to (int8 models are float32
+      with ModelOpt's Q/DQ pairs inside);
+    - ``tolerance``: the accuracy gate against eager float32 PyTorch (int8: against ModelOpt's
+      fake-quantized model; against float32 an int8 engine meets its calibration's tolerance);
+    - ``onnx``, ``triton``: the names of ``dtype`` in ONNX and in Triton's model configuration;
+    - ``openvino``: OpenVINO's ``INFERENCE_PRECISION_HINT``, and ``cpu_capability``: the CPU's
+      ``OPTIMIZATION_CAPABILITIES`` entry it needs (None: every CPU);
+    - ``backends``: the backends that can build it on some device, fastest first on the CPU
+      (the order ``--backend auto`` tries them in; docs/benchmarks.md has the measurements).
+
+    Tolerances: fp32 engines differ from eager only by the order of floating-point operations.
+    fp16 (10-bit mantissa) and bf16 (7-bit) round every activation; their bounds hold for the
+    presets with random and with trained weights, with room for deeper models. int8 engines
+    against the fake-quantized model: the same scales, but INT8 kernels round and accumulate
+    differently, and a value that lands on the other side of a rounding step moves by a whole
+    step in every later layer.
+    """
+
+    FP32 = ("fp32", torch.float32, Tolerance(1e-4, 1e-4, 0.99999, 1.0), "FLOAT", "TYPE_FP32", "f32", None,
+            ("tensorrt", "onnxruntime", "openvino", "inductor", "torchscript"))
+    FP16 = ("fp16", torch.float16, Tolerance(1e-3, 2e-2, 0.999, 1.0), "FLOAT16", "TYPE_FP16", "f16", "FP16",
+            ("tensorrt", "openvino", "onnxruntime", "inductor", "torchscript"))
+    BF16 = ("bf16", torch.bfloat16, Tolerance(1e-2, 8e-2, 0.99, 1.0), "BFLOAT16", "TYPE_BF16", "bf16", "BF16",
+            ("tensorrt", "openvino", "inductor", "torchscript"))
+    INT8 = ("int8", torch.float32, Tolerance(2e-2, 5e-2, 0.995, 1.0), "FLOAT", "TYPE_FP32", "f32", "INT8",
+            ("tensorrt", "openvino", "onnxruntime"))
+
+    def __new__(cls, name: str, dtype: torch.dtype, tolerance: Tolerance, onnx: str, triton: str,
+                openvino: str, cpu_capability: str | None, backends: tuple[str, ...]) -> Precision:
+        member = str.__new__(cls, name)
+        member._value_ = name
+        member.dtype = dtype
+        member.tolerance = tolerance
+        member.onnx = onnx
+        member.triton = triton
+        member.openvino = openvino
+        member.cpu_capability = cpu_capability
+        member.backends = backends
+        return member
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def dtype_name(self) -> str:
+        """``dtype`` as the manifest writes it: ``float32``, ``float16``, ``bfloat16``."""
+        return str(self.dtype).removeprefix("torch.")
+
+    @classmethod
+    def parse(cls, name: str | Precision) -> Precision:
+        """The precision called ``name``; an unknown name raises naming the choices."""
+        try:
+            return cls(name)
+        except ValueError:
+            raise DenseNetTRTError(
+                f"unknown precision {name!r}; choose one of {', '.join(p.value for p in cls)}"
+            ) from None
+
+    @classmethod
+    def of_dtype(cls, dtype_name: str) -> Precision:
+        """The float precision whose dtype is called ``dtype_name`` (``float16`` -> FP16)."""
+        return next(p for p in (cls.FP32, cls.FP16, cls.BF16) if p.dtype_name == dtype_name)
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+# Every backend name, in the order the table lists them; and the devices an engine runs on.
+BACKEND_NAMES = tuple(dict.fromkeys(name for p in Precision for name in p.backends))
+DEVICES = ("cpu", "cuda")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,11 +134,25 @@ class BatchRange:
     def dynamic(self) -> bool:
         return self.min != self.max
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> BatchRange:
+        return cls(record["min"], record["opt"], record["max"])
+
+    def as_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+    def check(self, n: int, what: str = "batch") -> int:
+        """``n`` if this range takes a batch of ``n``; else the one error for it."""
+        if isinstance(n, bool) or not isinstance(n, int) or not self.min <= n <= self.max:
+            raise DenseNetTRTError(f"{what} {n!r} is outside this engine's batch range {self}")
+        return n
+
     def sizes(self) -> list[int]:
         """The distinct sizes worth checking: min, opt and max."""
         return sorted({self.min, self.opt, self.max})
 
     def __str__(self) -> str:
+        """The one way a range is printed: ``1:8:32``, or ``4`` for a fixed size."""
         return f"{self.min}:{self.opt}:{self.max}" if self.dynamic else str(self.min)
 
 
@@ -74,21 +172,12 @@ def check_image_size(info: ModelInfo, image_size: int | None, num_blocks: int | 
     return image_size
 
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise DenseNetTRTError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return precision
-
-
 @dataclasses.dataclass(frozen=True)
 class BuildSpec:
     """What an engine is built for. ``options`` holds backend-specific settings (TensorRT's
     workspace size, optimization level, ...), checked by the backend that reads them."""
 
-    precision: str
+    precision: Precision
     batch: BatchRange
     image_size: int
     in_channels: int = 3
@@ -99,6 +188,6 @@ class BuildSpec:
     options: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise DenseNetTRTError(f"threads must be a positive integer, got {self.threads!r}")

@@ -13,10 +13,10 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
-from typing import Any
-
-from .artifact import atomic_dir, check_files, entry_path, read_manifest
+from .artifact import atomic_dir, check_files, entry_path
 from .errors import DenseNetTRTError
+from .manifest import EngineManifest, read_manifest
+from .spec import Precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,31 +44,29 @@ _TARGETS = {
                                               {"model.xml": "model.xml", "model.bin": "model.bin"},
                                               "input", "logits", "KIND_CPU"),
 }
-# The dtype the engine's graph takes: the precision's for graphs cast to it, float32 for
-# OpenVINO (whose precision is a compile-time hint).
-_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "bf16": "TYPE_BF16"}
 
 
-def triton_target(manifest: dict[str, Any]) -> TritonTarget:
-    key = (manifest["backend"], manifest["format"])
+def triton_target(manifest: EngineManifest) -> TritonTarget:
+    key = (manifest.backend, manifest.format)
     if key not in _TARGETS:
         takes = ", ".join(f"{b} {f}" for b, f in _TARGETS)
         raise DenseNetTRTError(
-            f"Triton has no runner for a {manifest['backend']} {manifest['format']} engine; it takes "
-            f"{takes} (e.g. build --backend tensorrt --format engine)"
+            f"Triton has no runner for a {manifest.backend} {manifest.format} engine; it takes "
+            f"{takes} (e.g. an engine built with backend=tensorrt format=engine)"
         )
     target = _TARGETS[key]
-    if manifest["device"]["type"] == "cuda":
+    if manifest.device.type == "cuda":
         target = dataclasses.replace(target, kind="KIND_GPU")
     return target
 
 
-def config_pbtxt(manifest: dict[str, Any], model_name: str, max_batch_size: int, instances: int,
+def config_pbtxt(manifest: EngineManifest, model_name: str, max_batch_size: int, instances: int,
                  dynamic_batching: bool) -> str:
     """The model configuration, in Triton's protobuf text format."""
     target = triton_target(manifest)
-    dtype = "TYPE_FP32" if manifest["backend"] == "openvino" else _TYPES[manifest["precision"]]
-    size, channels = manifest["image_size"], manifest["in_channels"]
+    # The dtype the engine's graph takes, as the manifest records it.
+    dtype = Precision.of_dtype(manifest.input.dtype).triton
+    size, channels = manifest.image_size, manifest.in_channels
     lines = [
         f'name: "{model_name}"',
         target.setting,
@@ -77,7 +75,7 @@ def config_pbtxt(manifest: dict[str, Any], model_name: str, max_batch_size: int,
         f'  {{ name: "{target.input_name}" data_type: {dtype} dims: [ {channels}, {size}, {size} ] }}',
         "]",
         "output [",
-        f'  {{ name: "{target.output_name}" data_type: {dtype} dims: [ {manifest["model"]["num_classes"]} ] }}',
+        f'  {{ name: "{target.output_name}" data_type: {dtype} dims: [ {manifest.model.num_classes} ] }}',
         "]",
         f"instance_group [ {{ count: {instances} kind: {target.kind} }} ]",
     ]
@@ -99,19 +97,15 @@ def export_triton(
     """Write the engine at ``engine`` into the Triton model repository ``repository`` as
     ``model_name`` (default: the engine folder's name); returns the model's folder."""
     folder, manifest = read_manifest(engine)
-    check_files(folder, manifest)
+    check_files(folder, manifest.files, "rebuild the engine")
     target = triton_target(manifest)
-    batch = manifest["batch"]
-    if batch["min"] != 1:
+    batch = manifest.batch
+    if batch.min != 1:
         raise DenseNetTRTError(
-            f"{folder.name} takes batches from {batch['min']}, but Triton sends any size from 1 to "
-            "max_batch_size; rebuild with --batch 1:OPT:MAX"
+            f"{folder.name} takes batches from {batch.min}, but Triton sends any size from 1 to "
+            "max_batch_size; rebuild with batch=1:OPT:MAX"
         )
-    max_batch_size = batch["max"] if max_batch_size is None else max_batch_size
-    if not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= batch["max"]:
-        raise DenseNetTRTError(
-            f"max batch size {max_batch_size!r} is outside the engine's range 1..{batch['max']}"
-        )
+    max_batch_size = batch.max if max_batch_size is None else batch.check(max_batch_size, "max batch size")
     if not isinstance(instances, int) or instances < 1:
         raise DenseNetTRTError(f"instances must be a positive integer, got {instances!r}")
     repository = Path(repository)
@@ -122,7 +116,7 @@ def export_triton(
     except OSError as e:
         raise DenseNetTRTError(f"cannot create repository {str(repository)!r}: {e.strerror}") from None
     if target_dir.exists() and not force:
-        raise DenseNetTRTError(f"{target_dir} exists; pass --force to replace it")
+        raise DenseNetTRTError(f"{target_dir} exists; pass force=True to replace it")
     with atomic_dir(target_dir, force) as tmp:
         (tmp / "config.pbtxt").write_text(
             config_pbtxt(manifest, name, max_batch_size, instances, dynamic_batching)

@@ -12,7 +12,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from densenet_trt import BatchRange, DenseNetTRTError, create_model
-from densenet_trt.backends.base import Engine
+from densenet_trt.engine import Engine
 from densenet_trt.backends.tensorrt import (
     BINDING_NAMES,
     FILES,
@@ -23,14 +23,14 @@ from densenet_trt.backends.tensorrt import (
     check_engine_compatible,
     compile_kwargs,
     input_shapes,
-    precision_dtype,
     precisions_for,
     release,
     unsupported_reason,
 )
 from densenet_trt.capture import capture_exported_program, example_input
-from densenet_trt.spec import BuildSpec
-from densenet_trt.verify import TOLERANCES, compare
+from densenet_trt.manifest import EngineManifest
+from densenet_trt.spec import BuildSpec, Precision
+from densenet_trt.verify import compare
 
 SMALL = dict(block_config=(2, 2, 2))
 
@@ -148,11 +148,9 @@ def test_int8_engines_take_float32_around_the_qdq_pairs():
     assert "enabled_precisions" not in compile_kwargs(spec("int8"), TensorRTSettings())
 
 
-def test_precision_dtypes():
-    assert precision_dtype("fp32") == torch.float32
-    assert precision_dtype("fp16") == torch.float16
-    assert precision_dtype("bf16") == torch.bfloat16
-    assert precision_dtype("int8") == torch.float32
+def test_inputs_are_declared_in_the_precisions_dtype():
+    for precision, dtype in [("fp32", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)]:
+        assert input_shapes(spec(precision))["dtype"] == dtype
 
 
 # --- the 2.14.0 API, read from its source -----------------------------------------------------
@@ -293,12 +291,34 @@ def test_bf16_needs_ampere():
     assert all(note for note in turing.values())
 
 
-def manifest(trt="11.1.0.7", capability="9.0", name="NVIDIA H100", **settings):
-    return {
-        "versions": {"torch-tensorrt": "2.14.0", "tensorrt": trt},
-        "device": {"gpu": {"name": name, "compute_capability": capability, "driver": "580.1"}},
-        "backend_settings": {"format": "exported-program", **DEFAULT_KWARGS, **settings},
-    }
+def typed_manifest(build_spec, settings, versions, gpu) -> EngineManifest:
+    """A TensorRT engine's typed manifest, as ``build`` writes it (the accuracy gate not run)."""
+    b = build_spec.batch
+    shape = ["batch" if b.dynamic else b.min, build_spec.in_channels, build_spec.image_size, build_spec.image_size]
+    dtype = build_spec.precision.dtype_name
+    return EngineManifest.from_json({
+        "model": {"name": "densenet_bc100_k12", "config": {}, "num_classes": 10, "weights": None, "seed": 0,
+                  "overrides": {}},
+        "backend": "tensorrt", "format": settings["format"], "precision": build_spec.precision.value,
+        "batch": b.as_dict(), "image_size": build_spec.image_size, "in_channels": build_spec.in_channels,
+        "input": {"name": "input", "dtype": dtype, "shape": shape},
+        "output": {"name": "logits", "dtype": dtype, "shape": [shape[0], 10]},
+        "threads": None, "preprocessing": None, "calibration": None,
+        "device": {"type": "cuda", "cpu": "x", "cpu_count": 1, "gpu": gpu},
+        "versions": versions, "backend_settings": settings,
+        "build": {"seconds": 1.0, "time_utc": "2026-01-01T00:00:00+00:00"},
+        "files": {FILES[settings["format"]]: "0" * 64}, "main_file": FILES[settings["format"]],
+        "accuracy": {"verified": False, "reason": "not run", "reference": None, "tolerance": None,
+                     "passed": None, "results": [], "vs_fake_quantized": None},
+    })
+
+
+def manifest(trt="11.1.0.7", capability="9.0", name="NVIDIA H100", gpu=True, **settings):
+    return typed_manifest(
+        spec(), {"format": "exported-program", **DEFAULT_KWARGS, **settings},
+        {"torch-tensorrt": "2.14.0", **({"tensorrt": trt} if trt else {})},
+        {"name": name, "compute_capability": capability, "driver": "580.1", "cuda": "13.0"} if gpu else None,
+    )
 
 
 def test_same_tensorrt_and_gpu_is_compatible():
@@ -334,7 +354,7 @@ def test_hardware_compatible_engines_run_on_ampere_and_newer():
 def test_unrecorded_versions_and_gpus_are_not_compared():
     check_engine_compatible(manifest(trt=None), "11.2.0", (9, 0))
     check_engine_compatible(manifest(), None, (9, 0))
-    no_gpu = {**manifest(), "device": {"gpu": None}}
+    no_gpu = dataclasses.replace(manifest(), device=dataclasses.replace(manifest().device, gpu=None))
     check_engine_compatible(no_gpu, "11.1.0.7", (8, 6))
 
 
@@ -379,19 +399,9 @@ def small_model():
 
 def _manifest_for(backend, build_spec, settings):
     major, minor = torch.cuda.get_device_capability()
-    gpu = {"name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "driver": None}
-    return {
-        "backend": "tensorrt",
-        "model": {"name": "densenet_bc100_k12"},
-        "format": settings["format"],
-        "precision": build_spec.precision,
-        "batch": {"min": build_spec.batch.min, "opt": build_spec.batch.opt, "max": build_spec.batch.max},
-        "image_size": build_spec.image_size,
-        "in_channels": build_spec.in_channels,
-        "versions": backend.versions(),
-        "device": {"gpu": gpu},
-        "backend_settings": settings,
-    }
+    gpu = {"name": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}", "driver": None,
+           "cuda": torch.version.cuda}
+    return typed_manifest(build_spec, settings, backend.versions(), gpu)
 
 
 @pytest.mark.gpu
@@ -411,7 +421,7 @@ def test_build_load_and_compare_with_eager(tmp_path, small_model, fmt, precision
     meta = _manifest_for(backend, build_spec, settings)
     backend.check_compatible(meta)
     engine = Engine(tmp_path / FILES[fmt], meta, backend.load(tmp_path, meta))
-    tolerance = TOLERANCES[precision]
+    tolerance = Precision(precision).tolerance
     for n in (1, 2, 3, 4):
         x = example_input(n, 32, seed=n)
         with torch.no_grad():
@@ -419,7 +429,7 @@ def test_build_load_and_compare_with_eager(tmp_path, small_model, fmt, precision
         result = compare(reference, engine(x), tolerance)
         assert result.passes(), f"{fmt} {precision} batch {n}: {result}"
         assert compare(reference, engine(x.cuda()), tolerance).passes()
-    with pytest.raises(DenseNetTRTError, match="outside this engine's range 1..4"):
+    with pytest.raises(DenseNetTRTError, match="outside this engine's batch range 1:2:4"):
         engine(example_input(5, 32))
 
 
@@ -439,7 +449,7 @@ def test_settings_reach_the_build(tmp_path, small_model):
     engine = Engine(folder / FILES["engine"], meta, backend.load(folder, meta))
     x = example_input(2, 32)
     with torch.no_grad():
-        assert compare(small_model(x), engine(x), TOLERANCES["fp32"]).passes()
+        assert compare(small_model(x), engine(x), Precision.FP32.tolerance).passes()
 
 
 @pytest.mark.gpu
@@ -454,6 +464,6 @@ def test_int8_from_a_modelopt_calibration(tmp_path, fmt):
                     output=tmp_path / "cal", name="c")
     artifact = build("densenet_bc100_k12", backend="tensorrt", precision="int8", calibration=cal.path,
                      batch="1:2:4", format=fmt, output=tmp_path / "engines")
-    accuracy = artifact.manifest["accuracy"]
+    accuracy = artifact.manifest.accuracy
     assert accuracy["passed"] and accuracy["vs_fake_quantized"]["passed"]
-    assert artifact.manifest["calibration"]["method"] == "max"
+    assert artifact.manifest.calibration.method == "max"

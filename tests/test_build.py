@@ -10,10 +10,11 @@ import torch
 import densenet_trt
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS, choose_backend
-from densenet_trt.build import build, compatibility, load, verify_engine
+from densenet_trt.build import build, verify_engine
+from densenet_trt.engine import compatibility, load
 from densenet_trt.capture import example_input
 from densenet_trt.registry import create_model
-from densenet_trt.verify import TOLERANCES, compare
+from densenet_trt.verify import compare
 
 SMALL = {"block_config": (2, 2, 2)}
 # int8 engines need a calibration: tests/test_quantize.py and tests/test_int8_digits.py.
@@ -44,10 +45,10 @@ def eager():
 
 def test_every_cpu_backend_and_precision_builds_an_engine_that_matches_eager(built, eager):
     m = built.manifest
-    assert m["accuracy"]["verified"] and m["accuracy"]["passed"]
-    assert [r["batch"] for r in m["accuracy"]["results"]] == [1, 4, 8]
+    assert m.accuracy.verified and m.accuracy.passed
+    assert [r["batch"] for r in m.accuracy.results] == [1, 4, 8]
     engine = load(built.path)
-    tol = TOLERANCES[m["precision"]]
+    tol = m.precision.tolerance
     for n in (1, 3, 8):  # inside the range, also sizes the gate did not use
         x = example_input(n, 32, seed=50 + n)
         with torch.no_grad():
@@ -60,7 +61,7 @@ def test_every_cpu_backend_and_precision_builds_an_engine_that_matches_eager(bui
 def test_inputs_the_engine_was_not_built_for_are_refused(built):
     engine = load(built.path)
     for bad, message in [
-        (torch.zeros(9, 3, 32, 32), "batch 9 is outside this engine's range 1..8"),
+        (torch.zeros(9, 3, 32, 32), "batch 9 is outside this engine's batch range 1:4:8"),
         (torch.zeros(2, 1, 32, 32), r"shape \(2, 1, 32, 32\); this engine takes \(N, 3, 32, 32\)"),
         (torch.zeros(2, 3, 64, 64), "this engine takes"),
         (torch.zeros(3, 32, 32), "this engine takes"),
@@ -74,12 +75,14 @@ def test_inputs_the_engine_was_not_built_for_are_refused(built):
 
 def test_manifest_records_what_was_built(built):
     m = json.loads((built.path / "manifest.json").read_text())
-    assert m == built.manifest
+    assert {k: v for k, v in m.items() if not k.startswith("schema")} == built.manifest.to_json()
     assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 1
     assert m["model"]["name"] == "densenet_bc100_k12" and m["model"]["weights"] is None
     assert m["model"]["config"]["block_config"] == [2, 2, 2]
     assert m["batch"] == {"min": 1, "opt": 4, "max": 8} and m["image_size"] == 32
-    assert m["input"] == {"name": "input", "dtype": "float32", "shape": ["batch", 3, 32, 32]}
+    io = {"openvino": "float32"}.get(m["backend"], built.manifest.precision.dtype_name)  # OpenVINO: a hint
+    assert m["input"] == {"name": "input", "dtype": io, "shape": ["batch", 3, 32, 32]}
+    assert m["output"]["dtype"] == io
     assert m["output"]["shape"] == ["batch", 10]
     assert m["versions"]["torch"] == torch.__version__ and m["versions"]["densenet-trt"]
     assert m["device"]["type"] == "cpu" and m["device"]["cpu"]
@@ -88,8 +91,9 @@ def test_manifest_records_what_was_built(built):
 
 
 def test_verify_makes_the_random_weights_again(built):
-    results = verify_engine(built.path, 10, seed=123)
-    assert sum(n for n, _ in results) >= 10 and all(c.passes() for _, c in results)
+    verification = verify_engine(built.path, 10, seed=123)
+    assert verification.passed and verification.inputs >= 10
+    assert sum(n for n, _ in verification.results) == verification.inputs
 
 
 def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkeypatch):
@@ -106,7 +110,7 @@ def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkey
 def test_auto_build_says_which_backend_and_why(tmp_path):
     lines = []
     artifact = small_build(tmp_path, backend="auto", batch="2", progress=lines.append)
-    assert any(l.startswith(f"backend auto: {artifact.manifest['backend']} on cpu, because") for l in lines)
+    assert any(l.startswith(f"backend auto: {artifact.manifest.backend} on cpu, because") for l in lines)
     assert any("random weights" in l for l in lines)
 
 
@@ -117,7 +121,7 @@ def test_auto_build_says_which_backend_and_why(tmp_path):
         (dict(backend="onnxruntime", precision="bf16"), "onnxruntime cannot do bf16 on this cpu; it can do fp32, int8"),
         (dict(backend="torchscript", precision="fp16"), "torchscript cannot do fp16 on this cpu; it can do fp32, bf16"),
         (dict(precision="int8"), "int8 needs a calibration: make one with `densenet-trt calibrate"),
-        (dict(calibration="somewhere"), "--calibration is for --precision int8, not fp32"),
+        (dict(calibration="somewhere"), "calibration is for precision int8, not fp32"),
         (dict(precision="int8", calibration="nowhere"), "nowhere is not a calibration folder"),
         (dict(precision="fp64"), "unknown precision"),
         (dict(format="engine"), "onnxruntime has no format 'engine'; it writes onnx"),
@@ -143,10 +147,10 @@ def test_tensorrt_without_gpu_or_package_says_how_to_fix(tmp_path):
 
 def test_existing_engine_needs_force_and_force_replaces_it(tmp_path):
     first = small_build(tmp_path, batch="2", name="e")
-    with pytest.raises(DenseNetTRTError, match="exists; pass --force"):
+    with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         small_build(tmp_path, batch="2", name="e")
     second = small_build(tmp_path, batch="3", name="e", force=True)
-    assert second.path == first.path and load(second.path).batch_max == 3
+    assert second.path == first.path and load(second.path).batch.max == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]
 
 
@@ -179,7 +183,7 @@ def test_accuracy_gate_refuses_a_wrong_engine_and_no_verify_keeps_it(tmp_path, m
         small_build(tmp_path)
     assert list(tmp_path.iterdir()) == []
     kept = small_build(tmp_path, verify=False)
-    assert kept.manifest["accuracy"] == {"verified": False, "reason": "built with --no-verify"}
+    assert not kept.manifest.accuracy.verified and kept.manifest.accuracy.reason == "built with verify=False"
 
 
 @pytest.fixture()
@@ -191,10 +195,10 @@ def test_corrupt_truncated_or_missing_files_are_refused_at_load(engine_copy):
     onnx_file = engine_copy.file
     data = onnx_file.read_bytes()
     onnx_file.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DenseNetTRTError, match="does not match its manifest's sha256"):
+    with pytest.raises(DenseNetTRTError, match="does not match its recorded sha256"):
         load(engine_copy.path)
     manifest, problem = compatibility(engine_copy.path)
-    assert manifest["backend"] == "onnxruntime" and "sha256" in problem
+    assert manifest.backend == "onnxruntime" and "sha256" in problem
     onnx_file.unlink()
     with pytest.raises(DenseNetTRTError, match="model.onnx is missing"):
         load(engine_copy.path)
@@ -222,19 +226,19 @@ def test_verify_with_a_checkpoint_that_moved(tmp_path):
         torch.manual_seed(5)
         torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), weights)
     artifact = small_build(tmp_path / "engines", batch="2", weights=weights)
-    assert artifact.manifest["model"]["weights"]["sha256"]
+    assert artifact.manifest.model.weights.sha256
     moved = tmp_path / "moved.pth"
     weights.rename(moved)
-    with pytest.raises(DenseNetTRTError, match="pass its path with --weights"):
+    with pytest.raises(DenseNetTRTError, match="is not there: pass the checkpoint's path as weights"):
         verify_engine(artifact.path, 4)
-    assert all(c.passes() for _, c in verify_engine(artifact.path, 4, weights=moved))
+    assert all(c.passes() for _, c in verify_engine(artifact.path, 4, weights=moved).results)
     torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), weights)
     with pytest.raises(DenseNetTRTError, match="not the checkpoint this engine was built from"):
         verify_engine(artifact.path, 4, weights=weights)
 
 
 def test_load_threads_override(engine_copy):
-    assert load(engine_copy.path, threads=1).manifest["threads"] == 1
+    assert load(engine_copy.path, threads=1).manifest.threads == 1
 
 
 def test_a_checkpoint_that_does_not_fit_creates_no_output_folder(tmp_path):

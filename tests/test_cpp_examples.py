@@ -55,7 +55,7 @@ def engine(request, tmp_path_factory):
 
 
 def infer(programs, engine, *args):
-    return run([programs[engine.manifest["backend"]], *args])
+    return run([programs[engine.manifest.backend], *args])
 
 
 def error_line(result):
@@ -141,7 +141,7 @@ def test_an_engine_file_that_does_not_load_is_refused(programs, engine, tmp_path
         np.random.default_rng(0).bytes(4096) if damage == "garbage" else data[: len(data) // 2])
     np.save(tmp_path / "x.npy", example_input(1, 32).numpy())
     line = error_line(infer(programs, engine, folder / engine.file.name, tmp_path / "x.npy"))
-    kind = "TorchScript" if engine.manifest["backend"] == "torchscript" else "an AOTInductor package"
+    kind = "TorchScript" if engine.manifest.backend == "torchscript" else "an AOTInductor package"
     assert line.startswith(f"error: cannot load {folder / engine.file.name} as {kind}: ")
 
 
@@ -153,7 +153,7 @@ def test_without_its_manifest(programs, engine, tmp_path):
     x = example_input(2, 32, seed=5).numpy()
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "c1.npy", x[:, :1])
-    if engine.manifest["backend"] == "torchscript":
+    if engine.manifest.backend == "torchscript":
         check(infer(programs, engine, bare, tmp_path / "x.npy", "--output", tmp_path / "logits.npy"))
         np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), densenet_trt.load(engine.path)(x).numpy(),
                                    rtol=0, atol=1e-4)
@@ -166,7 +166,7 @@ def test_without_its_manifest(programs, engine, tmp_path):
 
 
 def test_bad_command_lines_print_the_usage(programs, engine):
-    program = PROGRAMS[engine.manifest["backend"]]
+    program = PROGRAMS[engine.manifest.backend]
     for args, message in [
         ([], "expected ENGINE and INPUT.npy, got 0 arguments"),
         (["a", "b", "--top-k", "0"], "--top-k takes a positive integer, got '0'"),

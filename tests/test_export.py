@@ -70,7 +70,7 @@ def test_a_graph_that_differs_from_eager_is_caught(small_model):
 def test_refusals_leave_nothing_on_disk(tmp_path, small_model):
     existing = tmp_path / "m.onnx"
     existing.write_text("keep me")
-    with pytest.raises(DenseNetTRTError, match="exists; pass --force"):
+    with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         export_model(small_model, "onnx", existing, "1", 32)
     assert existing.read_text() == "keep me"
     with pytest.raises(DenseNetTRTError, match="does not exist"):

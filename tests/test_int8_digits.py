@@ -69,8 +69,8 @@ def test_int8_engine_top1_is_within_a_point_of_float32(work, calibration, backen
     int8_engine = build(MODEL, weights=CHECKPOINT, backend=backend, precision="int8", calibration=calibration,
                         batch="1:100:100", output=work / "engines", name=f"{backend}-int8")
     manifest = int8_engine.manifest
-    assert manifest["calibration"]["method"] == "max"
-    assert manifest["accuracy"]["passed"] and manifest["accuracy"]["vs_fake_quantized"]["passed"]
+    assert manifest.calibration.method == "max"
+    assert manifest.accuracy.passed and manifest.accuracy.vs_fake_quantized["passed"]
     fp32, int8 = top1(load(float_engine.path), images, labels), top1(load(int8_engine.path), images, labels)
     assert fp32 >= 0.97
     assert abs(int8 - fp32) <= 0.01, (fp32, int8)

@@ -59,7 +59,7 @@ def labels_file(tmp_path):
 
 def reference(engine, path, k):
     """Top-k of one image run alone (twice over, the engine's smallest batch)."""
-    x = read_image(path, Preprocessing.from_dict(engine.manifest["preprocessing"]))
+    x = read_image(path, engine.manifest.preprocessing)
     probabilities = torch.softmax(engine(np.stack([x, x]))[0].double(), 0)
     top = torch.topk(probabilities, k)
     return top.indices.tolist(), top.values.numpy()
@@ -106,8 +106,10 @@ def test_read_labels(tmp_path):
         read_labels(tmp_path / "missing.txt")
 
 
-@pytest.mark.parametrize("record", ["absent", None])
-def test_an_engine_without_preprocessing(engine, images, tmp_path, record):
+@pytest.mark.parametrize("record, message", [
+    ("absent", "field preprocessing is missing"), (None, "rebuild it with preprocess=PRESET or mean=M std=S"),
+])
+def test_an_engine_without_preprocessing(engine, images, tmp_path, record, message):
     folder = shutil.copytree(engine.path, tmp_path / "engine")
     manifest = json.loads((folder / "manifest.json").read_text())
     if record == "absent":
@@ -115,7 +117,7 @@ def test_an_engine_without_preprocessing(engine, images, tmp_path, record):
     else:
         manifest["preprocessing"] = record
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DenseNetTRTError, match="rebuild it with --preprocess or --mean/--std"):
+    with pytest.raises(DenseNetTRTError, match=message):
         classify(folder, [images])
 
 
@@ -131,7 +133,7 @@ def test_errors(engine, images, tmp_path, labels_file):
     short.write_text("\n".join(NAMES[:9]))
     fails("has 9 class names but the engine has 10 classes", labels=short)
     fails("has 11 class names", labels=NAMES + ["ten"])
-    fails("batch size 4 is outside this engine's range 2..3", batch_size=4)
+    fails("batch size 4 is outside this engine's batch range 2:3:3", batch_size=4)
     fails("batch size 1 is outside", batch_size=1)
     fails("image '.*nope.png' does not exist", paths=[images / "a.png", tmp_path / "nope.png"])
     (tmp_path / "empty" / "sub").mkdir(parents=True)
@@ -171,7 +173,7 @@ def test_cli_json(engine, images):
     [
         (["missing.png"], "image 'missing.png' does not exist"),
         (["IMAGES", "--top-k", "0"], "top-k must be between 1 and the engine's 10 classes"),
-        (["IMAGES", "--batch-size", "8"], "batch size 8 is outside this engine's range 2..3"),
+        (["IMAGES", "--batch-size", "8"], "batch size 8 is outside this engine's batch range 2:3:3"),
         (["IMAGES", "--labels", "missing.txt"], "labels file 'missing.txt' does not exist"),
     ],
 )
@@ -212,7 +214,7 @@ def test_trained_digits_checkpoint_classifies_digit_images(tmp_path):
     steps = Preprocessing(resize=digits.IMAGE_SIZE, crop=digits.IMAGE_SIZE, mean=(digits.MEAN,), std=(digits.STD,))
     artifact = densenet_trt.build("densenet_bc40_k12", weights=CHECKPOINT, backend="onnxruntime", batch="1:8:8",
                                   output=tmp_path / "engines", preprocess=steps)
-    assert artifact.manifest["preprocessing"] == steps.as_dict() and artifact.manifest["in_channels"] == 1
+    assert artifact.manifest.preprocessing == steps and artifact.manifest.in_channels == 1
 
     data = load_digits()
     start, stop = digits.SPLITS["test"]

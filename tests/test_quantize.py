@@ -11,14 +11,8 @@ from densenet_trt.registry import reference_model
 from densenet_trt.capture import capture_qdq_onnx
 from densenet_trt.cli import main
 from densenet_trt.data import synthetic
-from densenet_trt.quantize import (
-    QUANTIZERS_FILE,
-    REPORT_FILE,
-    calibrate,
-    load_calibration,
-    quantize_model,
-    resolve_exclude,
-)
+from densenet_trt.calibration import QUANTIZERS_FILE, REPORT_FILE, load_calibration
+from densenet_trt.quantize import calibrate, quantize_model, resolve_exclude
 from densenet_trt.spec import BatchRange
 from PIL import Image
 
@@ -104,7 +98,7 @@ def test_qdq_onnx_has_quantize_dequantize_pairs(cal):
     "kwargs, message",
     [
         (dict(samples=8), "8 samples, fewer than one batch of 16"),
-        (dict(exclude=["features.nothing*"]), "--exclude 'features.nothing\\*' matches no quantized layer"),
+        (dict(exclude=["features.nothing*"]), "exclude='features.nothing\\*' matches no quantized layer"),
         (dict(method="kl"), "unknown calibration method 'kl'"),
         (dict(method="percentile", percentile=0), "percentile must be in \\(0, 100\\]"),
         (dict(data="missing.npz"), "does not exist"),
@@ -127,7 +121,7 @@ def test_wrong_data_for_the_model(tmp_path):
 
 def test_existing_calibration_needs_force(tmp_path):
     small_calibration(tmp_path)
-    with pytest.raises(DenseNetTRTError, match="exists; pass --force"):
+    with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         small_calibration(tmp_path)
     small_calibration(tmp_path, force=True)
 
@@ -136,13 +130,13 @@ def test_damaged_calibrations_are_refused(tmp_path):
     cal = small_calibration(tmp_path)
     with open(cal.path / QUANTIZERS_FILE, "ab") as f:
         f.write(b"x")
-    with pytest.raises(DenseNetTRTError, match="quantizers.pt is corrupt or was changed"):
+    with pytest.raises(DenseNetTRTError, match="quantizers.pt does not match its recorded sha256"):
         load_calibration(cal.path)
     (cal.path / QUANTIZERS_FILE).unlink()
     with pytest.raises(DenseNetTRTError, match="quantizers.pt is missing"):
         load_calibration(cal.path)
     (cal.path / REPORT_FILE).write_text("{")
-    with pytest.raises(DenseNetTRTError, match="cannot read"):
+    with pytest.raises(DenseNetTRTError, match="report.json is corrupt"):
         load_calibration(cal.path)
     with pytest.raises(DenseNetTRTError, match="is not a calibration folder"):
         load_calibration(tmp_path)

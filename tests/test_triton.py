@@ -1,26 +1,47 @@
 """Triton model repositories, checked with Triton's own model-configuration protobuf."""
 
+import dataclasses
+
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from densenet_trt import DenseNetTRTError
+from densenet_trt.backends import BACKENDS
 from densenet_trt.build import build
+from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, triton_target
 
 SMALL = {"block_config": (2, 2, 2)}
-CASES = {
-    "onnxruntime": ("fp32", "onnxruntime_onnx", "", ["model.onnx"], "input", "logits", mc.TYPE_FP32),
-    "openvino": ("bf16", "", "openvino", ["model.bin", "model.xml"], "input", "logits", mc.TYPE_FP32),
-    "torchscript": ("bf16", "pytorch_libtorch", "", ["model.pt"], "input__0", "logits__0", mc.TYPE_BF16),
+MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases
+# Per backend Triton runs: platform, backend, files, input and output names.
+TARGETS = {
+    "onnxruntime": ("onnxruntime_onnx", "", ["model.onnx"], "input", "logits"),
+    "openvino": ("", "openvino", ["model.bin", "model.xml"], "input", "logits"),
+    "torchscript": ("pytorch_libtorch", "", ["model.pt"], "input__0", "logits__0"),
 }
+# The graph's I/O type: the precision's for graphs cast to it; float32 around int8 Q/DQ and
+# for OpenVINO, whose precision is a compile-time hint.
+IO_TYPE = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "bf16": mc.TYPE_BF16, "int8": mc.TYPE_FP32}
+# Every precision every CPU backend Triton runs can build on this machine.
+CASES = [(b, p.value) for b in TARGETS if BACKENDS[b].available().ok for p in BACKENDS[b].precisions("cpu")]
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    pytest.importorskip("modelopt", reason="int8 engines need nvidia-modelopt (densenet-trt[quantize])")
+    from densenet_trt.quantize import calibrate
+
+    return calibrate(MODEL, data="synthetic", samples=16, batch_size=8, exclude=["stem"],
+                     output=tmp_path_factory.mktemp("cal")).path
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{b}-{p}" for b, p in CASES])
 def engine(request, tmp_path_factory):
-    precision = CASES[request.param][0]
-    return build("densenet_bc100_k12", backend=request.param, precision=precision, batch="1:4:8",
-                 output=tmp_path_factory.mktemp("engines"), overrides=SMALL)
+    backend, precision = request.param
+    calibration = request.getfixturevalue("calibration") if precision == "int8" else None
+    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", calibration=calibration,
+                 output=tmp_path_factory.mktemp("engines"))
 
 
 def parse(folder):
@@ -29,16 +50,17 @@ def parse(folder):
 
 def test_repository_layout_and_config_match_the_manifest(engine, tmp_path):
     m = engine.manifest
-    _, platform, backend, files, in_name, out_name, dtype = CASES[m["backend"]]
+    platform, backend, files, in_name, out_name = TARGETS[m.backend]
+    dtype = mc.TYPE_FP32 if m.backend == "openvino" else IO_TYPE[m.precision]
     folder = export_triton(engine.path, tmp_path / "repo", model_name="densenet", instances=2)
     assert folder == tmp_path / "repo" / "densenet"
     assert sorted(p.name for p in (folder / "1").iterdir()) == files
     config = parse(folder)
     assert (config.name, config.platform, config.backend) == ("densenet", platform, backend)
-    assert config.max_batch_size == m["batch"]["max"]
+    assert config.max_batch_size == m.batch.max
     (inp,), (out,) = config.input, config.output
     assert (inp.name, inp.data_type, list(inp.dims)) == (in_name, dtype, [3, 32, 32])
-    assert (out.name, out.data_type, list(out.dims)) == (out_name, dtype, [m["model"]["num_classes"]])
+    assert (out.name, out.data_type, list(out.dims)) == (out_name, dtype, [m.model.num_classes])
     assert config.HasField("dynamic_batching")
     (group,) = config.instance_group
     assert (group.count, group.kind) == (2, mc.ModelInstanceGroup.KIND_CPU)
@@ -50,19 +72,21 @@ def test_options_and_refusals(engine, tmp_path):
     config = parse(folder)
     assert folder.name == engine.path.name and config.max_batch_size == 4
     assert not config.HasField("dynamic_batching")
-    with pytest.raises(DenseNetTRTError, match="exists; pass --force"):
+    with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         export_triton(engine.path, repo)
     assert parse(export_triton(engine.path, repo, max_batch_size=2, force=True)).max_batch_size == 2
-    with pytest.raises(DenseNetTRTError, match=r"max batch size 9 is outside the engine's range 1\.\.8"):
+    with pytest.raises(DenseNetTRTError, match="max batch size 9 is outside this engine's batch range 1:4:8"):
         export_triton(engine.path, repo, model_name="other", max_batch_size=9)
     assert sorted(p.name for p in repo.iterdir()) == [engine.path.name]
 
 
-def test_formats_triton_cannot_run_are_refused_naming_those_it_can():
-    manifest = {"backend": "inductor", "format": "aot-inductor", "device": {"type": "cpu"}}
+def test_formats_triton_cannot_run_are_refused_naming_those_it_can(engine):
+    _, manifest = read_manifest(engine.path)
+    inductor = dataclasses.replace(manifest, backend="inductor", format="aot-inductor")
     with pytest.raises(DenseNetTRTError, match="Triton has no runner for a inductor aot-inductor engine; it takes tensorrt engine"):
-        triton_target(manifest)
-    gpu = triton_target({"backend": "tensorrt", "format": "engine", "device": {"type": "cuda"}})
+        triton_target(inductor)
+    gpu_device = dataclasses.replace(manifest.device, type="cuda")
+    gpu = triton_target(dataclasses.replace(manifest, backend="tensorrt", format="engine", device=gpu_device))
     assert gpu.setting == 'platform: "tensorrt_plan"' and gpu.files == {"model.engine": "model.plan"}
 
 

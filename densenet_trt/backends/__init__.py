@@ -7,7 +7,8 @@ One backend per file behind the protocol in ``base.py``. Heavy or device-bound l
 from __future__ import annotations
 
 from ..errors import DenseNetTRTError
-from .base import Availability, Backend, Engine
+from ..spec import Precision
+from .base import Availability, Backend
 from .inductor import InductorBackend
 from .onnxruntime import OnnxRuntimeBackend
 from .openvino import OpenVinoBackend
@@ -17,17 +18,6 @@ from .torchscript import TorchScriptBackend
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (TensorRTBackend(), OnnxRuntimeBackend(), OpenVinoBackend(), InductorBackend(), TorchScriptBackend())
-}
-
-# `auto` on a machine without TensorRT: CPU backends fastest first, per precision, as measured
-# with `densenet-trt profile` on the development machines (densenet121, 224x224; see
-# docs/benchmarks.md). ONNX Runtime and OpenVINO fp32 are tied within the noise there; for
-# int8 OpenVINO ran ModelOpt's Q/DQ graph 5.6x faster than ONNX Runtime at batch 1.
-CPU_PREFERENCE = {
-    "fp32": ("onnxruntime", "openvino", "inductor", "torchscript"),
-    "bf16": ("openvino", "inductor", "torchscript"),
-    "fp16": ("openvino",),
-    "int8": ("openvino", "onnxruntime"),
 }
 
 
@@ -40,16 +30,21 @@ def get_backend(name: str) -> Backend:
         ) from None
 
 
-def choose_backend(precision: str) -> tuple[Backend, str, str]:
-    """The backend, device and the reason that ``--backend auto`` picks for ``precision``."""
+def choose_backend(precision: str | Precision) -> tuple[Backend, str, str]:
+    """The backend, device and the reason that ``--backend auto`` picks for ``precision``:
+    TensorRT where it can, else the first installed CPU backend in ``precision.backends``
+    (fastest first, as measured with ``densenet-trt profile``; see docs/benchmarks.md)."""
+    precision = Precision.parse(precision)
     trt = BACKENDS["tensorrt"]
     trt_state = trt.available()
     if trt_state.ok and precision in trt.precisions("cuda"):
         return trt, "cuda", "an NVIDIA GPU and torch-tensorrt are present"
     why_not_trt = trt_state.reason if not trt_state.ok else f"TensorRT cannot do {precision} on this GPU"
     skipped = []
-    for name in CPU_PREFERENCE.get(precision, ()):
+    for name in precision.backends:
         backend = BACKENDS[name]
+        if "cpu" not in backend.devices:
+            continue
         state = backend.available()
         if state.ok and precision in backend.precisions("cpu"):
             note = f"; faster ones not usable: {', '.join(skipped)}" if skipped else ""
@@ -64,4 +59,4 @@ def choose_backend(precision: str) -> tuple[Backend, str, str]:
     )
 
 
-__all__ = ["Availability", "BACKENDS", "Backend", "Engine", "choose_backend", "get_backend"]
+__all__ = ["Availability", "BACKENDS", "Backend", "choose_backend", "get_backend"]

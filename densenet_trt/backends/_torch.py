@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import DenseNetTRTError
+from ..spec import Precision
 from .base import Availability
+
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
 
 
 def cuda_available() -> bool:
@@ -18,30 +22,37 @@ def torch_devices() -> tuple[str, ...]:
     return ("cuda", "cpu") if cuda_available() else ("cpu",)
 
 
-def torch_precisions(device: str) -> dict[str, str]:
+def torch_precisions(device: str) -> dict[Precision, str]:
     """fp32 everywhere; bf16 on CPUs (oneDNN; fast where the CPU has AVX-512 BF16 or AMX) and on
     Ampere or newer GPUs; fp16 on GPUs only (PyTorch's CPU kernels for fp16 convolutions are slow
     reference code)."""
     if device == "cpu":
-        return {"fp32": "float32", "bf16": "bfloat16 weights and activations (oneDNN)"}
+        return {Precision.FP32: "float32", Precision.BF16: "bfloat16 weights and activations (oneDNN)"}
     if device == "cuda" and cuda_available():
-        out = {"fp32": "float32 (TF32 off)", "fp16": "float16 weights and activations"}
+        out = {Precision.FP32: "float32 (TF32 off)", Precision.FP16: "float16 weights and activations"}
         if torch.cuda.get_device_capability() >= (8, 0):
-            out["bf16"] = "bfloat16 weights and activations"
+            out[Precision.BF16] = "bfloat16 weights and activations"
         return out
     return {}
 
 
+def eager_limitation(device: str, precision: Precision) -> str:
+    """Why eager PyTorch does not run ``precision`` on ``device`` (``torch_precisions`` lacks it)."""
+    if device == "cpu" and precision is Precision.FP16:
+        return "PyTorch's CPU fp16 convolutions are slow reference code, no fair baseline"
+    return "PyTorch cannot run it here"
+
+
 def torch_device(device: str) -> torch.device:
     if device == "cuda" and not cuda_available():
-        raise DenseNetTRTError("no CUDA device here; build for --device cpu")
+        raise DenseNetTRTError("no CUDA device here; build for device=cpu")
     return torch.device(device)
 
 
-def apply_threads(manifest: dict) -> None:
+def apply_threads(manifest: EngineManifest) -> None:
     """Set torch's CPU thread count (process-wide) to the engine's, where one was given."""
-    if manifest.get("threads"):
-        torch.set_num_threads(manifest["threads"])
+    if manifest.threads:
+        torch.set_num_threads(manifest.threads)
 
 
 class TorchBackendBase:
@@ -57,11 +68,17 @@ class TorchBackendBase:
     def available(self) -> Availability:
         return Availability(True)
 
-    def precisions(self, device: str) -> dict[str, str]:
+    def precisions(self, device: str) -> dict[Precision, str]:
         return torch_precisions(device)
+
+    def io_dtype(self, precision: Precision) -> torch.dtype:
+        return precision.dtype
+
+    def files(self, fmt: str) -> tuple[str, ...]:
+        return (self.file,)
 
     def versions(self) -> dict[str, str]:
         return {}  # torch's version is in every manifest
 
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
-        torch_device(manifest["device"]["type"])
+    def check_compatible(self, manifest: EngineManifest) -> None:
+        torch_device(manifest.device.type)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -19,14 +19,16 @@ from ..errors import DenseNetTRTError
 from ..capture import capture_exported_program
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import DTYPES, Availability
+from .base import Availability
 
-FILE = "model.pt2"
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
 
 
 class InductorBackend(TorchBackendBase):
     name = "inductor"
     formats = ("aot-inductor",)
+    file = "model.pt2"
 
     def available(self) -> Availability:
         if shutil.which("c++") is None and shutil.which("g++") is None:
@@ -35,16 +37,16 @@ class InductorBackend(TorchBackendBase):
 
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         device = torch_device(spec.device)
-        dtype = DTYPES[spec.precision]
+        dtype = spec.precision.dtype
         program = capture_exported_program(model.to(device, dtype), spec.batch, spec.image_size, dtype, device)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / FILE))
+        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / self.file))
         return {}
 
-    def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-        device = torch_device(manifest["device"]["type"])
-        dtype = DTYPES[manifest["precision"]]
+    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+        device = torch_device(manifest.device.type)
+        dtype = manifest.precision.dtype
         apply_threads(manifest)
-        runner = torch._inductor.aoti_load_package(str(folder / FILE))
+        runner = torch._inductor.aoti_load_package(str(folder / self.file))
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -52,9 +54,9 @@ class InductorBackend(TorchBackendBase):
 
         return run
 
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
+    def check_compatible(self, manifest: EngineManifest) -> None:
         super().check_compatible(manifest)
-        built = manifest["versions"].get("torch")
+        built = manifest.versions.get("torch")
         if built != torch.__version__:
             raise DenseNetTRTError(
                 f"this AOTInductor package was built with torch {built}, this machine has "

@@ -11,18 +11,22 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
-from ..spec import BuildSpec
-from .base import DTYPES, Availability
+from ..spec import BuildSpec, Precision
+from .base import Availability
+
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
 
 FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+OPTIMIZATION = "ORT_ENABLE_ALL"
 
 
 def _providers() -> list[str]:
@@ -49,13 +53,19 @@ class OnnxRuntimeBackend:
             return Availability(False, f"{', '.join(missing)} not installed", "pip install 'densenet-trt[onnx]'")
         return Availability(True)
 
-    def precisions(self, device: str) -> dict[str, str]:
-        int8 = {"int8": "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`"}
+    def precisions(self, device: str) -> dict[Precision, str]:
+        int8 = {Precision.INT8: "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`"}
         if device == "cpu":
-            return {"fp32": "float32", **int8}
+            return {Precision.FP32: "float32", **int8}
         if device == "cuda" and device in self.devices:
-            return {"fp32": "float32", "fp16": "float16 weights and activations", **int8}
+            return {Precision.FP32: "float32", Precision.FP16: "float16 weights and activations", **int8}
         return {}
+
+    def io_dtype(self, precision: Precision) -> torch.dtype:
+        return precision.dtype
+
+    def files(self, fmt: str) -> tuple[str, ...]:
+        return (FILE,)
 
     def versions(self) -> dict[str, str]:
         return {m: importlib.metadata.version(m) for m in ("onnx", "onnxruntime")}
@@ -63,25 +73,32 @@ class OnnxRuntimeBackend:
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         import onnx
 
-        if spec.precision == "int8":
+        if spec.precision is Precision.INT8:
             proto = capture_qdq_onnx(model, spec.batch, spec.image_size)
         else:
-            model = model.to(dtype=DTYPES[spec.precision])
-            proto = capture_onnx(model, spec.batch, spec.image_size, dtype=DTYPES[spec.precision])
+            dtype = spec.precision.dtype
+            proto = capture_onnx(model.to(dtype=dtype), spec.batch, spec.image_size, dtype=dtype)
         onnx.save(proto, str(folder / FILE))
-        return {"provider": _PROVIDERS[spec.device], "graph_optimization_level": "ORT_ENABLE_ALL"}
+        return {"provider": _PROVIDERS[spec.device], "graph_optimization_level": OPTIMIZATION}
 
-    def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
         import onnxruntime
 
+        settings = manifest.backend_settings
+        provider, level = settings.get("provider"), settings.get("graph_optimization_level")
+        if provider != _PROVIDERS[manifest.device.type] or not isinstance(level, str) or not hasattr(
+            onnxruntime.GraphOptimizationLevel, level
+        ):
+            raise DenseNetTRTError(
+                f"the manifest's backend_settings (provider {provider!r}, graph_optimization_level "
+                f"{level!r}) are not ONNX Runtime's for a {manifest.device.type} engine; rebuild the engine"
+            )
         options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = manifest.get("threads")
-        if threads:
-            options.intra_op_num_threads = threads
-        provider = _PROVIDERS[manifest["device"]["type"]]
+        options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
+        if manifest.threads:
+            options.intra_op_num_threads = manifest.threads
         session = onnxruntime.InferenceSession(str(folder / FILE), options, providers=[provider])
-        dtype = DTYPES[manifest["precision"]]
+        dtype = manifest.precision.dtype
 
         def run(x: torch.Tensor) -> torch.Tensor:
             feed = {INPUT_NAME: x.to("cpu", dtype).numpy()}
@@ -89,8 +106,8 @@ class OnnxRuntimeBackend:
 
         return run
 
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
-        device = manifest["device"]["type"]
+    def check_compatible(self, manifest: EngineManifest) -> None:
+        device = manifest.device.type
         if device not in self.devices:
             raise DenseNetTRTError(
                 f"this engine runs on ONNX Runtime's {_PROVIDERS[device]}, which is not installed here"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -20,14 +20,13 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import capture_onnx, capture_qdq_onnx
-from ..spec import BuildSpec
+from ..spec import BuildSpec, Precision
 from .base import Availability
 
-FILE = "model.xml"
-HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
-# The CPU's OPTIMIZATION_CAPABILITIES entry each reduced precision needs.
-_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
-_NOTES = {"int8": "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`; f32 between the INT8 layers"}
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
+
+FILES = ("model.xml", "model.bin")  # the IR's graph, which names its weights file
 
 
 def _capabilities() -> list[str]:
@@ -51,17 +50,23 @@ class OpenVinoBackend:
             )
         return Availability(True)
 
-    def precisions(self, device: str) -> dict[str, str]:
+    def precisions(self, device: str) -> dict[Precision, str]:
         if device != "cpu":
             return {}
         caps = _capabilities()
-        out = {"fp32": "INFERENCE_PRECISION_HINT=f32"}
-        for precision, cap in _CAPABILITY.items():
-            if cap in caps:
-                out[precision] = _NOTES.get(
-                    precision, f"INFERENCE_PRECISION_HINT={HINTS[precision]} (this CPU has native {cap})"
-                )
-        return out
+        return {
+            p: (f"ModelOpt Q/DQ ONNX from `densenet-trt calibrate`; {p.openvino} between the INT8 layers"
+                if p is Precision.INT8 else f"INFERENCE_PRECISION_HINT={p.openvino}"
+                + (f" (this CPU has native {p.cpu_capability})" if p.cpu_capability else ""))
+            for p in Precision
+            if self.name in p.backends and (p.cpu_capability is None or p.cpu_capability in caps)
+        }
+
+    def io_dtype(self, precision: Precision) -> torch.dtype:
+        return torch.float32  # the precision is a compile-time hint; the IR takes float32
+
+    def files(self, fmt: str) -> tuple[str, ...]:
+        return FILES
 
     def versions(self) -> dict[str, str]:
         return {"openvino": importlib.metadata.version("openvino")}
@@ -71,33 +76,32 @@ class OpenVinoBackend:
         import openvino
 
         onnx_path = folder / "capture.onnx"
-        capture = capture_qdq_onnx if spec.precision == "int8" else capture_onnx
+        capture = capture_qdq_onnx if spec.precision is Precision.INT8 else capture_onnx
         onnx.save(capture(model, spec.batch, spec.image_size), str(onnx_path))
         ov_model = openvino.convert_model(str(onnx_path))
         onnx_path.unlink()
         shape = [openvino.Dimension(spec.batch.min, spec.batch.max), spec.in_channels,
                  spec.image_size, spec.image_size]
         ov_model.reshape({ov_model.input(0): openvino.PartialShape(shape)})
-        openvino.save_model(ov_model, str(folder / FILE), compress_to_fp16=False)
-        return {"config": self.config(spec.precision, spec.threads)}
-
-    @staticmethod
-    def config(precision: str, threads: int | None) -> dict[str, Any]:
-        """The CPU plugin's properties for an engine of ``precision``."""
-        config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": HINTS[precision],
+        openvino.save_model(ov_model, str(folder / FILES[0]), compress_to_fp16=False)
+        return {"config": {
+            "INFERENCE_PRECISION_HINT": spec.precision.openvino,
             "PERFORMANCE_HINT": "LATENCY",
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        return config
+        }}
 
-    def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
         import openvino
 
-        config = self.config(manifest["precision"], manifest.get("threads"))
-        compiled = openvino.Core().compile_model(str(folder / FILE), "CPU", config)
+        config = manifest.backend_settings.get("config")
+        if not isinstance(config, dict) or config.get("INFERENCE_PRECISION_HINT") != manifest.precision.openvino:
+            raise DenseNetTRTError(
+                f"the manifest's backend_settings.config does not pin INFERENCE_PRECISION_HINT to "
+                f"{manifest.precision.openvino} for a {manifest.precision} engine; rebuild the engine"
+            )
+        if manifest.threads:
+            config = {**config, "INFERENCE_NUM_THREADS": manifest.threads}
+        compiled = openvino.Core().compile_model(str(folder / FILES[0]), "CPU", config)
         request = compiled.create_infer_request()
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -106,10 +110,10 @@ class OpenVinoBackend:
 
         return run
 
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
-        precision = manifest["precision"]
+    def check_compatible(self, manifest: EngineManifest) -> None:
+        precision = manifest.precision
         if precision not in self.precisions("cpu"):
             raise DenseNetTRTError(
                 f"this engine runs in {precision}, which this CPU cannot do natively "
-                f"(it has {', '.join(_capabilities())}); rebuild it with --precision fp32"
+                f"(it has {', '.join(_capabilities())}); rebuild it with precision={Precision.FP32}"
             )

@@ -82,7 +82,7 @@ import re
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -96,8 +96,11 @@ from ..capture import (
     capture_exported_program,
     example_input,
 )
-from ..spec import BuildSpec
-from .base import DTYPES, Availability
+from ..spec import BuildSpec, Precision
+from .base import Availability
+
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
 
 INSTALL_HINT = "pip install 'densenet-trt[tensorrt]'"
 SUPPORTED = ((2, 14),)  # (major, minor) releases of torch-tensorrt this backend is written against
@@ -141,24 +144,16 @@ def unsupported_reason(torch_tensorrt_version: str) -> str:
     )
 
 
-def precisions_for(compute_capability: tuple[int, int]) -> dict[str, str]:
+def precisions_for(compute_capability: tuple[int, int]) -> dict[Precision, str]:
     """The precisions a GPU of ``compute_capability`` builds, each with a note."""
     found = {
-        "fp32": "float32 weights and activations (TF32 off unless allow_tf32)",
-        "fp16": "float16 model and inputs (a strongly typed TensorRT network)",
+        Precision.FP32: "float32 weights and activations (TF32 off unless allow_tf32)",
+        Precision.FP16: "float16 model and inputs (a strongly typed TensorRT network)",
     }
     if tuple(compute_capability) >= AMPERE:
-        found["bf16"] = "bfloat16 model and inputs (a strongly typed TensorRT network)"
-    found["int8"] = "ModelOpt Q/DQ from `densenet-trt calibrate`; float32 between them"
+        found[Precision.BF16] = "bfloat16 model and inputs (a strongly typed TensorRT network)"
+    found[Precision.INT8] = "ModelOpt Q/DQ from `densenet-trt calibrate`; float32 between them"
     return found
-
-
-def precision_dtype(precision: str) -> torch.dtype:
-    """The dtype the model and its inputs are cast to for ``precision`` (int8: float32 around
-    the Q/DQ pairs)."""
-    if precision not in DTYPES:
-        raise DenseNetTRTError(f"unknown precision {precision!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[precision]
 
 
 def artifact_format(fmt: str | None) -> str:
@@ -242,7 +237,6 @@ def compile_kwargs(spec: BuildSpec, settings: TensorRTSettings) -> dict[str, Any
     """The keyword arguments, other than the program and its inputs, given to
     ``torch_tensorrt.dynamo.compile`` (and to ``convert_exported_program_to_serialized_trt_engine``).
     Precision is not among them: it is the dtype of the model and of its inputs."""
-    precision_dtype(spec.precision)  # refuses unknown precisions
     kwargs: dict[str, Any] = {
         "disable_tf32": not settings.allow_tf32,
         "require_full_compilation": settings.require_full_compilation,
@@ -269,19 +263,19 @@ def input_shapes(spec: BuildSpec) -> dict[str, Any]:
         "min_shape": (spec.batch.min, *image),
         "opt_shape": (spec.batch.opt, *image),
         "max_shape": (spec.batch.max, *image),
-        "dtype": precision_dtype(spec.precision),
+        "dtype": spec.precision.dtype,
     }
 
 
 def check_engine_compatible(
-    manifest: dict[str, Any], tensorrt_version: str | None, compute_capability: tuple[int, int]
+    manifest: EngineManifest, tensorrt_version: str | None, compute_capability: tuple[int, int]
 ) -> None:
     """Raise DenseNetTRTError unless TensorRT ``tensorrt_version`` on a GPU of
     ``compute_capability`` can run the engine ``manifest`` describes. A version not recorded
     (or not installed as a package, as on some Jetsons) is not compared."""
-    settings = manifest.get("backend_settings") or {}
-    version_compatible = bool(settings.get("version_compatible"))
-    built_version = (manifest.get("versions") or {}).get("tensorrt")
+    settings = manifest.backend_settings
+    version_compatible = settings.get("version_compatible") is True
+    built_version = manifest.versions.get("tensorrt")
     if built_version and tensorrt_version:
         built, here = release(built_version), release(tensorrt_version)
         if not (here == built or (version_compatible and here[:1] == built[:1] and here > built)):
@@ -290,28 +284,23 @@ def check_engine_compatible(
                 f"this engine was built with TensorRT {built_version} and runs with {allowed}; this machine "
                 f"has TensorRT {tensorrt_version}; rebuild the engine here (or install TensorRT {built_version})"
             )
-    gpu = (manifest.get("device") or {}).get("gpu")
-    if not gpu:
+    gpu = manifest.device.gpu
+    if gpu is None:
         return
-    built_capability = _parse_capability(gpu["compute_capability"])
-    if built_capability == tuple(compute_capability):
+    if gpu.capability == tuple(compute_capability):
         return
-    if settings.get("hardware_compatible") and tuple(compute_capability) >= AMPERE:
+    hardware_compatible = settings.get("hardware_compatible") is True
+    if hardware_compatible and tuple(compute_capability) >= AMPERE:
         return
     allowed = (
         "GPUs of compute capability 8.0 (Ampere) or newer"
-        if settings.get("hardware_compatible")
-        else f"GPUs of compute capability {gpu['compute_capability']} only (hardware_compatible was off)"
+        if hardware_compatible
+        else f"GPUs of compute capability {gpu.compute_capability} only (hardware_compatible was off)"
     )
     raise DenseNetTRTError(
-        f"this engine was built on {gpu.get('name') or 'a GPU'} for {allowed}; this GPU is compute capability "
+        f"this engine was built on {gpu.name or 'a GPU'} for {allowed}; this GPU is compute capability "
         f"{_capability_text(compute_capability)}; rebuild the engine on this GPU"
     )
-
-
-def _parse_capability(text: str) -> tuple[int, int]:
-    major, minor = (int(part) for part in str(text).split("."))
-    return major, minor
 
 
 def _capability_text(compute_capability: tuple[int, int]) -> str:
@@ -348,11 +337,17 @@ class TensorRTBackend:
             )
         return Availability(True)
 
-    def precisions(self, device: str = "cuda") -> dict[str, str]:
+    def precisions(self, device: str = "cuda") -> dict[Precision, str]:
         """What this GPU builds; empty where the backend is not available (nothing builds)."""
         if device != "cuda" or not self.available().ok:
             return {}
         return precisions_for(torch.cuda.get_device_capability())
+
+    def io_dtype(self, precision: Precision) -> torch.dtype:
+        return precision.dtype  # the model and its inputs are cast; a raw plan's bindings too
+
+    def files(self, fmt: str) -> tuple[str, ...]:
+        return (FILES[artifact_format(fmt)],)
 
     def versions(self) -> dict[str, str]:
         found = {"torch-tensorrt": _package_version("torch-tensorrt")}
@@ -364,7 +359,7 @@ class TensorRTBackend:
         fmt = artifact_format(spec.format)
         capability = torch.cuda.get_device_capability()
         settings = TensorRTSettings.from_options(spec.options, capability)
-        dtype = precision_dtype(spec.precision)
+        dtype = spec.precision.dtype
         if spec.precision not in precisions_for(capability):
             raise DenseNetTRTError(
                 f"precision {spec.precision} needs compute capability 8.0 (Ampere) or newer; "
@@ -375,7 +370,7 @@ class TensorRTBackend:
         model = copy.deepcopy(model).eval().to("cuda", dtype)
         example = example_input(capture_batch(spec.batch), spec.image_size, spec.in_channels, dtype=dtype).cuda()
         dynamic_shapes = batch_dynamic_shapes(spec.batch)
-        if spec.precision == "int8":
+        if spec.precision is Precision.INT8:
             from modelopt.torch.quantization.utils import export_torch_mode
 
             with torch.no_grad(), export_torch_mode():
@@ -398,11 +393,11 @@ class TensorRTBackend:
                 )
         return {"format": fmt, **kwargs}
 
-    def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
         self.check_compatible(manifest)
         torch_tensorrt = self._import()
-        fmt = artifact_format(manifest["format"])
-        dtype = precision_dtype(manifest["precision"])
+        fmt = artifact_format(manifest.format)
+        dtype = manifest.precision.dtype
         path = Path(folder) / FILES[fmt]
         if not path.is_file():
             raise DenseNetTRTError(f"{path} is missing: the {fmt} artifact is incomplete; rebuild it")
@@ -417,7 +412,7 @@ class TensorRTBackend:
 
             module = aoti_load_package(str(path))
         else:
-            hardware_compatible = bool((manifest.get("backend_settings") or {}).get("hardware_compatible"))
+            hardware_compatible = manifest.backend_settings.get("hardware_compatible") is True
             module = torch_tensorrt.runtime.TorchTensorRTModule(
                 path.read_bytes(),
                 input_binding_names=list(BINDING_NAMES["arg_input_binding_names"]),
@@ -432,7 +427,7 @@ class TensorRTBackend:
 
         return run
 
-    def check_compatible(self, manifest: dict[str, Any]) -> None:
+    def check_compatible(self, manifest: EngineManifest) -> None:
         availability = self.available()
         if not availability.ok:
             raise DenseNetTRTError(availability.message(self.name))

@@ -9,43 +9,49 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from ..capture import capture_torchscript
-from ..spec import BuildSpec
+from ..errors import DenseNetTRTError
+from ..spec import BuildSpec, Precision
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import DTYPES
 
-FILE = "model.ts"
+if TYPE_CHECKING:
+    from ..manifest import EngineManifest
 
-
-def _optimize(device: str, precision: str) -> bool:
-    """optimize_for_inference folds BatchNorm into the convolutions and, on the CPU, moves them
-    to oneDNN's layout; it targets float32, so bf16 engines run the frozen module as it is."""
-    return device == "cpu" and precision == "fp32"
+OPTIMIZE = "optimize_for_inference_at_load"
 
 
 class TorchScriptBackend(TorchBackendBase):
     name = "torchscript"
     formats = ("torchscript",)
+    file = "model.ts"
 
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         device = torch_device(spec.device)
-        model = model.to(device, DTYPES[spec.precision])
-        torch.jit.save(capture_torchscript(model), str(folder / FILE))
-        return {"optimize_for_inference_at_load": _optimize(spec.device, spec.precision)}
+        model = model.to(device, spec.precision.dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(capture_torchscript(model), str(folder / self.file))
+        # optimize_for_inference folds BatchNorm into the convolutions and, on the CPU, moves
+        # them to oneDNN's layout, which cannot be saved; it targets float32, so bf16 engines
+        # run the frozen module as it is.
+        return {OPTIMIZE: spec.device == "cpu" and spec.precision is Precision.FP32}
 
-    def load(self, folder: Path, manifest: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
-        device = torch_device(manifest["device"]["type"])
-        dtype = DTYPES[manifest["precision"]]
+    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+        device = torch_device(manifest.device.type)
+        dtype = manifest.precision.dtype
+        optimize = manifest.backend_settings.get(OPTIMIZE)
+        if not isinstance(optimize, bool):
+            raise DenseNetTRTError(f"the manifest's backend_settings.{OPTIMIZE} must be true or false; rebuild the engine")
         apply_threads(manifest)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(folder / FILE), map_location=device)
-            if _optimize(manifest["device"]["type"], manifest["precision"]):
+            module = torch.jit.load(str(folder / self.file), map_location=device)
+            if optimize:
                 module = torch.jit.optimize_for_inference(module)
 
         def run(x: torch.Tensor) -> torch.Tensor:

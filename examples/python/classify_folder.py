@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import densenet_trt
-from densenet_trt.data import Preprocessing, image_files, read_image
+from densenet_trt.data import image_files, read_image
 
 
 def main() -> None:
@@ -27,20 +27,20 @@ def main() -> None:
     args = parser.parse_args()
 
     engine = densenet_trt.load(args.engine)
-    if engine.manifest.get("preprocessing") is None:
+    if engine.manifest.preprocessing is None:
         raise SystemExit(f"{args.engine} records no preprocessing; rebuild it with --preprocess or --mean/--std")
-    preprocess = Preprocessing.from_dict(engine.manifest["preprocessing"])
+    preprocess = engine.manifest.preprocessing
     labels = args.labels.read_text(encoding="utf-8").splitlines() if args.labels else None
     files = image_files(args.folder)
     if not files:
         raise SystemExit(f"no images in {args.folder}")
 
-    batch = engine.batch_opt
+    batch = engine.batch.opt
     for start in range(0, len(files), batch):
         chunk = files[start:start + batch]
         x = np.stack([read_image(f, preprocess) for f in chunk])  # float32 (N, C, H, W)
-        if len(x) < engine.batch_min:  # pad the last batch up to the engine's smallest
-            x = np.concatenate([x, np.zeros((engine.batch_min - len(x), *x.shape[1:]), np.float32)])
+        if len(x) < engine.batch.min:  # pad the last batch up to the engine's smallest
+            x = np.concatenate([x, np.zeros((engine.batch.min - len(x), *x.shape[1:]), np.float32)])
         logits = engine(x)[:len(chunk)]  # float32 torch.Tensor (N, classes) on the CPU
         top = torch.softmax(logits, dim=1).topk(min(5, logits.shape[1]), dim=1)
         for path, probabilities, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):

@@ -1,0 +1,187 @@
+"""A calibration folder: what ``calibrate`` writes and ``build`` reads for int8 engines.
+
+``quantizers.pt`` (ModelOpt's own state, ``mto.modelopt_state``, plus the quantizers' amax
+buffers), ``gate.npz`` (a few inputs the build's accuracy gate runs) and ``report.json`` (the
+calibration report document: the model and weights it belongs to, method, data fingerprint,
+per-layer amax, layers kept in float, and float against fake-quantized accuracy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import importlib.util
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .artifact import atomic_dir, check_files, sha256_file
+from .errors import DenseNetTRTError
+from .manifest import CALIBRATION, ModelRecord, dumps, parse, read_document
+from .spec import Precision
+from .verify import Comparison, Tolerance
+
+QUANTIZERS_FILE = "quantizers.pt"
+GATE_FILE = "gate.npz"
+REPORT_FILE = "report.json"
+INSTALL_HINT = "pip install 'densenet-trt[quantize]'"
+
+
+def available() -> str:
+    """Why ModelOpt cannot be used here ("" when it can)."""
+    missing = [m for m in ("modelopt", "requests", "huggingface_hub") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"INT8 calibration needs NVIDIA ModelOpt; not installed: {', '.join(missing)}; {INSTALL_HINT}"
+    return ""
+
+
+def modelopt_modules():
+    """``(mtq, mto)``, imported now, with ModelOpt's import-time chatter silenced."""
+    reason = available()
+    if reason:
+        raise DenseNetTRTError(reason)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import modelopt.torch.opt as mto
+        import modelopt.torch.quantization as mtq
+    return mtq, mto
+
+
+def gate_tolerance(comparison: Comparison) -> Tolerance:
+    """What an engine built from a calibration must meet against eager float32: twice the
+    distance of ModelOpt's fake-quantized model from it on the gate inputs, plus what the int8
+    tolerance allows the INT8 kernels against the fake-quantized model."""
+    kernels = Precision.INT8.tolerance
+    return Tolerance(
+        atol=2 * comparison.max_abs + kernels.atol, rtol=kernels.rtol,
+        min_cosine=max(0.0, kernels.min_cosine - 2 * (1 - comparison.cosine)), min_top1=1.0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """A calibration folder and its report."""
+
+    path: Path
+    report: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.report["method"]
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(**self.report["gate"]["tolerance"])
+
+    def record(self) -> dict[str, Any]:
+        """What an engine's manifest says about the calibration it came from."""
+        return {
+            "path": str(self.path.resolve()),
+            "report_sha256": sha256_file(self.path / REPORT_FILE),
+            "method": self.method,
+            "exclude": self.report["exclude"],
+            "data_sha256": self.report["data"]["sha256"],
+        }
+
+    def check_model(self, model_record: dict[str, Any], image_size: int, in_channels: int) -> None:
+        """Refuse a model, weights or input size other than the one calibrated."""
+        mine = self.report["model"]
+        what = f"the calibration {self.path} was made for"
+        if mine["name"] != model_record["name"] or mine["config"] != model_record["config"]:
+            raise DenseNetTRTError(
+                f"{what} {mine['name']} {mine['config']}, not {model_record['name']} "
+                f"{model_record['config']}; calibrate this model"
+            )
+        if (mine["weights"] or {}).get("sha256") != (model_record["weights"] or {}).get("sha256"):
+            raise DenseNetTRTError(
+                f"{what} other weights ({_weights_text(mine)}) than these ({_weights_text(model_record)}); "
+                "calibrate with the same weights=PATH"
+            )
+        if mine["weights"] is None and mine["seed"] != model_record["seed"]:
+            raise DenseNetTRTError(f"{what} random weights of seed {mine['seed']}, not {model_record['seed']}")
+        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
+            raise DenseNetTRTError(
+                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
+                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate with image_size={image_size}"
+            )
+
+    def quantized_model(self, net: nn.Module) -> nn.Module:
+        """A copy of float ``net`` with this calibration's quantizers restored."""
+        _, mto = modelopt_modules()
+        from modelopt.torch.quantization.utils import set_quantizer_state_dict
+
+        state = torch.load(self.path / QUANTIZERS_FILE, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            model = mto.restore_from_modelopt_state(copy.deepcopy(net).eval(), state["modelopt_state"])
+            set_quantizer_state_dict(model, state["quantizers"])
+        return model.eval()
+
+    def gate_inputs(self) -> torch.Tensor:
+        with np.load(self.path / GATE_FILE, allow_pickle=False) as archive:
+            return torch.from_numpy(archive["images"])
+
+
+def _weights_text(record: dict[str, Any]) -> str:
+    weights = record["weights"]
+    return f"random, seed {record['seed']}" if weights is None else f"{Path(weights['file']).name}, sha256 {weights['sha256'][:12]}"
+
+
+def load_calibration(path: str | os.PathLike) -> Calibration:
+    """The calibration folder at ``path`` (or its report.json), after checking its files."""
+    path = Path(path)
+    folder = path.parent if path.name == REPORT_FILE else path
+    report_path = folder / REPORT_FILE
+    if not folder.is_dir() or not report_path.is_file():
+        raise DenseNetTRTError(
+            f"{path} is not a calibration folder (no {REPORT_FILE}); make one with `densenet-trt calibrate`"
+        )
+    report = read_document(report_path, CALIBRATION)
+    checked = parse(ReportFields, report, str(report_path), CALIBRATION.fix)
+    if set(checked.files) != {QUANTIZERS_FILE, GATE_FILE}:
+        raise DenseNetTRTError(
+            f"{report_path} lists files {sorted(checked.files)}, not {QUANTIZERS_FILE} and {GATE_FILE}; "
+            f"{CALIBRATION.fix}"
+        )
+    check_files(folder, checked.files, f"the calibration is damaged; {CALIBRATION.fix}")
+    return Calibration(folder, report)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportFields:
+    """The fields of a calibration report that are read back, with their types."""
+
+    model: ModelRecord
+    image_size: int
+    in_channels: int
+    method: str
+    exclude: list[str]
+    data: dict[str, Any]
+    gate: dict[str, Any]
+    files: dict[str, str]
+
+
+def write_calibration(output: Path, quantized: nn.Module, gate_images: np.ndarray, report: dict[str, Any],
+                      force: bool) -> Calibration:
+    """Write the calibration folder ``output`` whole or not at all (an existing one only with
+    ``force``): the quantizers' state, the gate inputs and the report, which lists both files'
+    sha256."""
+    _, mto = modelopt_modules()
+    from modelopt.torch.quantization.utils import get_quantizer_state_dict
+
+    with atomic_dir(output, force) as folder:
+        torch.save(
+            {"modelopt_state": mto.modelopt_state(quantized), "quantizers": get_quantizer_state_dict(quantized)},
+            folder / QUANTIZERS_FILE,
+        )
+        np.savez(folder / GATE_FILE, images=gate_images)
+        report = {**report, "files": {name: sha256_file(folder / name) for name in (QUANTIZERS_FILE, GATE_FILE)}}
+        (folder / REPORT_FILE).write_text(dumps(report, CALIBRATION), encoding="utf-8")
+    return Calibration(output, report)

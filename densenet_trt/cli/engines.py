@@ -1,0 +1,258 @@
+"""Commands that make and check engines: models, export, build, info, verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import DenseNetTRTError
+from ..capture import DEFAULT_OPSET, MIN_OPSET
+from ..export import FORMATS
+from ..spec import PRECISIONS, Precision
+from .options import model_options, preprocess_options, preprocessing_option, reporter
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+def models(as_json: bool) -> None:
+    """List the DenseNet presets: parameters, multiply-adds at the default input size (counted
+    from the model), default input size and the published accuracy.
+
+    \b
+    Example:
+      densenet-trt models --json
+    """
+    from ..registry import get_model_info, list_models, preset_stats
+
+    rows = []
+    for name in list_models():
+        info = get_model_info(name)
+        stats = preset_stats(name)
+        rows.append({
+            "name": name,
+            "family": info.family,
+            "description": info.description,
+            "parameters": stats["parameters"],
+            "macs": stats["macs"],
+            "image_size": info.image_size,
+            "num_classes": info.num_classes,
+            "references": [
+                {"metric": r.metric, "value": r.value, "source": r.source} for r in info.references
+            ],
+            "pretrained_url": info.pretrained_url,
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'name':<20} {'parameters':>12} {'MACs':>8} {'input':>7} {'classes':>7}  reference"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for row in rows:
+        refs = get_model_info(row["name"]).references
+        ref = refs[0] if refs else "no published figure"
+        size = f"{row['image_size']}x{row['image_size']}"
+        click.echo(
+            f"{row['name']:<20} {row['parameters']:>12,} {row['macs'] / 1e9:>6.2f} G {size:>7} "
+            f"{row['num_classes']:>7}  {ref}"
+        )
+
+
+@click.command()
+@model_options
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(list(FORMATS)),
+              help="onnx (opset 17+, input 'input', output 'logits'), torchscript (frozen .ts) "
+                   "or exported-program (torch.export .pt2).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write.")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+              help=f"ONNX opset ({MIN_OPSET} or newer).")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
+def export(model_name, weights, num_classes, batch, image_size, fmt, output, opset, force, quiet):
+    """Capture a DenseNet as ONNX, TorchScript or a torch.export program, and check the file
+    against eager PyTorch at the min, opt and max batch before keeping it.
+
+    \b
+    Example:
+      densenet-trt export --model densenet121 --weights densenet121-a639ec97.pth \\
+          --format onnx --batch 1:8:32 --output densenet121.onnx
+    """
+    from ..export import export_model
+    from ..registry import create_model, get_model_info
+    from ..spec import BatchRange, check_image_size
+
+    say = reporter(quiet)
+    info = get_model_info(model_name)
+    batch_range = BatchRange.parse(batch)
+    size = check_image_size(info, image_size)
+    model = create_model(model_name, num_classes=num_classes, weights=weights)
+    if weights is None:
+        say("no --weights: random weights (the graph is real, its predictions are not)")
+    results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
+    for n, cmp in results.items():
+        say(f"  batch {n}: {cmp}")
+    click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB), {fmt}, batch {batch_range}, "
+               f"{size}x{size}: matches eager PyTorch")
+
+
+@click.command()
+@model_options
+@click.option("--precision", type=click.Choice(PRECISIONS), default=Precision.FP32.value,
+              show_default=True, help="Engine precision; never changed silently: a backend that "
+                                      "cannot do it here is an error naming what it can do.")
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, tensorrt, onnxruntime, openvino, inductor or torchscript. auto: TensorRT "
+                   "where an NVIDIA GPU and torch-tensorrt are present, else the fastest CPU backend "
+                   "installed; it prints which and why.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where the engine runs; default: the backend's preferred device here.")
+@click.option("--output", "-o", default="engines", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder the engine folder goes in.")
+@click.option("--name", default=None,
+              help="Engine folder name; default MODEL-BACKEND-PRECISION-bBATCH-SIZE.")
+@click.option("--format", "fmt", default=None,
+              help="Artifact format, default the backend's first. tensorrt: exported-program (.ep), "
+                   "torchscript (.ts), aot-inductor (.pt2) or engine (raw TensorRT plan); "
+                   "onnxruntime: onnx; openvino: openvino-ir; inductor: aot-inductor; "
+                   "torchscript: torchscript.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for building and running; recorded in the manifest.")
+@click.option("--workspace-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="TensorRT: builder workspace limit in GiB.")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=None,
+              help="TensorRT: builder optimization level 0-5 (higher: longer build, faster engine).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TensorRT: timing cache file, reused across builds; default OUTPUT/timing.cache.")
+@click.option("--hardware-compatible", is_flag=True,
+              help="TensorRT: engine runs on any Ampere or newer GPU (slower).")
+@click.option("--version-compatible", is_flag=True,
+              help="TensorRT: engine runs on later TensorRT versions.")
+@preprocess_options
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
+                   "image size (e.g. calibration/densenet121-max-224).")
+@click.option("--force", is_flag=True, help="Replace an existing engine folder of the same name.")
+@click.option("--no-verify", is_flag=True, help="Skip the accuracy gate (recorded in the manifest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
+          name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
+          version_compatible, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
+    """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
+    with its manifest as a folder in OUTPUT.
+
+    \b
+    Examples:
+      densenet-trt build --precision fp16                      # TensorRT on an NVIDIA GPU
+      densenet-trt build --model densenet121 --weights densenet121-a639ec97.pth --batch 1:8:32
+      densenet-trt build --backend openvino --precision bf16 --threads 2
+      densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
+    """
+    from ..build import build as build_engine
+
+    options = {}
+    if workspace_gb is not None:
+        options["workspace_size"] = int(workspace_gb * (1 << 30))
+    if opt_level is not None:
+        options["optimization_level"] = opt_level
+    if timing_cache is not None:
+        options["timing_cache_path"] = str(timing_cache)
+    if hardware_compatible:
+        options["hardware_compatible"] = True
+    if version_compatible:
+        options["version_compatible"] = True
+    artifact = build_engine(
+        model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
+        device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
+        threads=threads, options=options, force=force, verify=not no_verify,
+        calibration=calibration, preprocess=preprocessing_option(model_name, image_size, preprocess, mean, std),
+        progress=reporter(quiet),
+    )
+    m = artifact.manifest
+    if as_json:
+        click.echo(json.dumps(m.to_json(), indent=2))
+        return
+    acc = m.accuracy
+    reference = "eager PyTorch" if m.precision is not Precision.INT8 else "eager float32 within the calibration's tolerance"
+    check = "not verified (--no-verify)" if not acc.verified else f"matches {reference}: " + "; ".join(
+        f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
+        for r in acc.results
+    )
+    click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, "
+               f"{m.image_size}x{m.image_size}, {m.build.seconds:.0f} s): {check}")
+
+
+@click.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and the verdict as JSON.")
+def info(engine, as_json):
+    """Show an engine's manifest and whether this machine can run it.
+
+    \b
+    Example:
+      densenet-trt info engines/densenet121-onnxruntime-fp32-b1-224
+    """
+    from ..engine import compatibility
+
+    manifest, problem = compatibility(engine)
+    if as_json:
+        click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem},
+                              indent=2))
+        return
+    for key, value in info_rows(manifest, problem):
+        click.echo(f"{key:>13}  {value}")
+
+
+def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
+    """``info``'s table: a label and a value per line."""
+    gpu = m.device.gpu
+    where = f"{gpu.name} (compute {gpu.compute_capability}, driver {gpu.driver})" if gpu else m.device.cpu
+    weights = m.model.weights.file if m.model.weights else f"random (seed {m.model.seed})"
+    steps = m.preprocessing
+    cal = m.calibration
+    return [
+        ("model", f"{m.model.name}, {m.model.num_classes} classes, weights {weights}"),
+        ("backend", f"{m.backend} ({m.format}, {m.main_file})"),
+        ("precision", str(m.precision)),
+        ("batch", str(m.batch)),
+        ("input", f"{m.input.name} {m.input.dtype} {m.input.shape}"),
+        ("output", f"{m.output.name} {m.output.dtype} {m.output.shape}"),
+        ("preprocessing", "not recorded (predict needs --preprocess or --mean/--std at build)" if steps is None
+         else f"resize {steps.resize}, crop {steps.crop}, mean {list(steps.mean)}, std {list(steps.std)}"),
+        ("built for", f"{m.device.type}: {where}"),
+        ("built", f"{m.build.time_utc} in {m.build.seconds:.1f} s"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
+        ("accuracy", "passed the gate" if m.accuracy.passed else m.accuracy.reason or "failed"),
+        *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")"))]
+          if cal else []),
+        ("runs here", "yes" if problem is None else f"no: {problem}"),
+    ]
+
+
+@click.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Fresh random inputs to compare, in batches within the engine's range.")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The checkpoint the engine was built from, where it has moved since.")
+@click.option("--seed", type=int, default=None, help="Seed of the inputs; default: a fresh one.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def verify(engine, samples, weights, seed, quiet):
+    """Compare an engine with eager float32 PyTorch on fresh inputs (the same weights, made
+    again from the manifest); exits 1 if it is outside its precision's tolerance.
+
+    \b
+    Example:
+      densenet-trt verify engines/densenet121-onnxruntime-fp32-b1-224 --samples 64
+    """
+    from ..build import verify_engine
+
+    verification = verify_engine(engine, samples, weights=weights, seed=seed, progress=reporter(quiet))
+    for n, cmp in verification.results:
+        reporter(quiet)(f"  batch {n}: {cmp}")
+    if not verification.passed:
+        raise DenseNetTRTError(verification.failure())
+    click.echo(f"{engine}: {verification.source} match eager PyTorch within the engine's tolerance")
+

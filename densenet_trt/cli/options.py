@@ -1,0 +1,75 @@
+"""Options several commands share, and the helpers their handlers use."""
+
+from __future__ import annotations
+
+import click
+
+from ..data import PRESETS
+
+MODEL_OPTIONS = [
+    click.option("--model", "model_name", default="densenet121", show_default=True,
+                 help="Preset name (see `densenet-trt models`)."),
+    click.option("--weights", type=str, default=None,
+                 help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
+                      "load as they are), or 'imagenet' for torchvision's file in torch's hub "
+                      "cache. Without it the weights are random."),
+    click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                 help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
+                      "number re-initialises the classifier (for fine-tuning)."),
+    click.option("--batch", default="1", show_default=True,
+                 help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32."),
+    click.option("--image-size", type=int, default=None,
+                 help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR)."),
+]
+
+
+def model_options(f):
+    """--model, --weights, --num-classes, --batch, --image-size."""
+    for option in reversed(MODEL_OPTIONS):
+        f = option(f)
+    return f
+
+
+def floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (e.g. 0.485,0.456,0.406)")
+
+
+PREPROCESS_OPTIONS = [
+    click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
+                 help="How images become input: resize, center crop and normalise as torchvision's "
+                      "ImageNet evaluation (256 -> 224) or CIFAR (32x32); default: the model's family."),
+    click.option("--mean", callback=floats, default=None,
+                 help="Per-channel mean (in [0, 1] units) replacing the preset's, comma-separated; "
+                      "one value means grayscale (e.g. --mean 0.305 --std 0.323)."),
+    click.option("--std", callback=floats, default=None, help="Per-channel std, like --mean."),
+]
+
+
+def preprocess_options(f):
+    """--preprocess, --mean, --std."""
+    for option in reversed(PREPROCESS_OPTIONS):
+        f = option(f)
+    return f
+
+
+def preprocessing_option(model_name: str, image_size: int | None, preset, mean, std):
+    """The Preprocessing the options ask for, or None where they ask for nothing."""
+    if preset is None and mean is None and std is None:
+        return None
+    from ..data import preprocessing
+    from ..registry import get_model_info
+    from ..spec import check_image_size
+
+    info = get_model_info(model_name)
+    size = check_image_size(info, image_size)
+    return preprocessing(preset or (None if mean and std else info.family), size, mean, std)
+
+
+def reporter(quiet: bool):
+    return (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
+

@@ -1,0 +1,225 @@
+"""Commands that use engines: calibrate, profile, export-triton, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import DenseNetTRTError
+from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
+from ..report import DEFAULT_GAP, DEFAULT_ITERATIONS, DEFAULT_WARMUP
+from .options import MODEL_OPTIONS, preprocess_options, preprocessing_option, reporter
+
+@click.command()
+@MODEL_OPTIONS[0]
+@MODEL_OPTIONS[1]
+@MODEL_OPTIONS[2]
+@MODEL_OPTIONS[4]
+@click.option("--data", type=str, default=None,
+              help="Calibration images: a folder (recursive; JPEG, PNG, BMP, WebP; labels from "
+                   "class subfolders), or a .npz with 'images' (N,C,H,W float32, preprocessed) and "
+                   "optional 'labels', or a .npy of images.")
+@click.option("--synthetic", is_flag=True,
+              help="Random images instead of --data: a smoke test of the pipeline, not fit for accuracy.")
+@click.option("--eval-data", type=str, default=None,
+              help="Held-out data like --data; with labels, float and INT8 (fake-quantized) top-1 "
+                   "are reported. Its first images also feed the build's accuracy gate.")
+@preprocess_options
+@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+              help="Calibration images to use, drawn with --seed from the data.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Images per calibration batch; the data must hold at least one batch.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sample draw: the same data and seed give the same calibration.")
+@click.option("--method", type=click.Choice(METHODS), default=METHODS[0],
+              show_default=True,
+              help="max: ModelOpt's INT8 default (per-channel weight and per-tensor activation "
+                   "ranges from the largest values seen); entropy, percentile: activation ranges "
+                   "cut from a histogram (KL divergence, --percentile); mse: ModelOpt's mse "
+                   "algorithm (weight ranges searched for the least squared error).")
+@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=DEFAULT_PERCENTILE,
+              show_default=True, help="--method percentile: the percentile of |activation| kept.")
+@click.option("--exclude", multiple=True,
+              help="Keep layers in float: a glob over layer names (features.denseblock1.*) or "
+                   "stem / classifier; repeatable.")
+@click.option("--skip-bad", is_flag=True,
+              help="Image folders: leave out files that cannot be read (counted in the report) "
+                   "instead of failing.")
+@click.option("--output", "-o", default="calibration", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder the calibration folder goes in.")
+@click.option("--name", default=None, help="Calibration folder name; default MODEL-METHOD-SIZE.")
+@click.option("--force", is_flag=True, help="Replace an existing calibration folder of the same name.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON when done.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
+def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eval_data, preprocess,
+              mean, std, samples, batch_size, seed, method, percentile, exclude, skip_bad, output,
+              name, force, as_json, quiet):
+    """Calibrate a DenseNet for INT8 with NVIDIA ModelOpt and write a calibration folder
+    (ModelOpt's quantizer state, gate inputs and a JSON report) for `build --precision int8`.
+
+    \b
+    Examples:
+      densenet-trt calibrate --model densenet121 --weights imagenet --data val/ --samples 512
+      densenet-trt calibrate --model densenet121 --data calib.npz --method percentile \\
+          --percentile 99.9 --exclude stem --exclude classifier --eval-data holdout.npz
+      densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
+    """
+    from ..quantize import calibrate as run_calibration
+
+    if (data is None) == (not synthetic):
+        raise DenseNetTRTError("give --data PATH, or --synthetic for a smoke test (not both)")
+    say = reporter(quiet)
+    steps = preprocessing_option(model_name, image_size, preprocess, mean, std)
+    cal = run_calibration(
+        model_name, data="synthetic" if synthetic else data, weights=weights, num_classes=num_classes,
+        image_size=image_size, preprocess=steps, samples=samples, eval_data=eval_data,
+        skip_bad=skip_bad, seed=seed, method=method, percentile=percentile, exclude=exclude,
+        batch_size=batch_size, output=output, name=name, force=force, progress=say,
+    )
+    r = cal.report
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    ev = r["evaluation"]
+    accuracy = ""
+    if ev and "float_top1" in ev:
+        accuracy = (f"; top-1 on {ev['data']['samples']} held-out: float {ev['float_top1']:.2%}, "
+                    f"int8 {ev['int8_top1']:.2%}")
+    elif ev:
+        accuracy = f"; float and int8 agree on {ev['agreement']:.2%} of {ev['data']['samples']} held-out"
+    fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
+    click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
+               f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
+
+
+def _batch_list(ctx, param, value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers (e.g. 1,8,32)")
+    if any(n < 1 for n in sizes):
+        raise click.BadParameter(f"{value!r}: batch sizes must be 1 or more")
+    return sizes
+
+
+@click.command()
+@click.argument("engines", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch", "batches", default="1", show_default=True, callback=_batch_list,
+              help="Batch sizes, comma-separated (e.g. 1,8,32); a size outside an engine's range "
+                   "is skipped with the reason.")
+@click.option("--warmup", type=int, default=None, help=f"Warm-up rounds, not timed [default: {DEFAULT_WARMUP}].")
+@click.option("--warmup-time", type=float, default=None, help="Or warm up for this many seconds.")
+@click.option("--iterations", type=int, default=None, help=f"Timed rounds [default: {DEFAULT_ITERATIONS}].")
+@click.option("--duration", type=float, default=None, help="Or time rounds for this many seconds.")
+@click.option("--vs", type=click.Choice(["eager", "none"]), default="eager", show_default=True,
+              help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
+                   "precision where PyTorch can run it) interleaved with the engine.")
+@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch and the engines [default: torch's].")
+@click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph.")
+@click.option("--include-transfers", is_flag=True,
+              help="GPU engines: also time host-to-device and device-to-host copies, apart.")
+@click.option("--gap", type=float, default=DEFAULT_GAP, show_default=True,
+              help="Seconds of pause before each timed CPU call (PyTorch's OpenMP threads spin "
+                   "after eager runs and would slow the next call).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results as JSON (schema in densenet_trt/report.py).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one CSV row per engine, batch and runner.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the table with its conditions as Markdown.")
+@click.option("--plot", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a PNG: latency percentiles and throughput against batch size.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the table.")
+def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, threads, cuda_graphs,
+            include_transfers, gap, json_path, csv_path, md_path, png_path, quiet):
+    """Measure latency and throughput of built engines against eager PyTorch, interleaved in
+    one run; the speedup is the median of the paired ratios.
+
+    \b
+    Examples:
+      densenet-trt profile engines/densenet121-onnxruntime-fp32-b1-8-32-224 --batch 1,8,32
+      densenet-trt profile engines/a engines/b --duration 30 --json out.json --plot out.png
+    """
+    from ..profiler import profile as run_profile
+    from ..report import check_output
+
+    outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
+                                                  (md_path, "write_markdown"), (png_path, "plot")) if path}
+    for path in outputs:
+        check_output(path)
+    report = run_profile(
+        engines, batches=batches, warmup=warmup, warmup_time=warmup_time, iterations=iterations,
+        duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs,
+        include_transfers=include_transfers, gap=gap, progress=reporter(quiet),
+    )
+    click.echo(report.table())
+    for path, writer in outputs.items():
+        getattr(report, writer)(path)
+        reporter(quiet)(f"wrote {path}")
+
+
+@click.command("export-triton")
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.option("--repository", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Triton model repository folder (created if missing).")
+@click.option("--model-name", default=None, help="Model name in the repository; default: the engine folder's name.")
+@click.option("--max-batch-size", type=int, default=None,
+              help="Largest batch Triton forms; default and limit: the engine's max batch.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model instances (instance_group count).")
+@click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
+              help="Let Triton combine requests into batches.")
+@click.option("--force", is_flag=True, help="Replace an existing model of the same name.")
+def export_triton(engine, repository, model_name, max_batch_size, instances, dynamic_batching, force):
+    """Write a built engine into a Triton Inference Server model repository: the model file in
+    NAME/1/ and NAME/config.pbtxt (tensorrt_plan for a raw TensorRT plan, onnxruntime_onnx,
+    openvino, pytorch_libtorch for TorchScript).
+
+    \b
+    Example:
+      densenet-trt export-triton engines/densenet121-onnxruntime-fp32-b1-8-32-224 \\
+          --repository models --model-name densenet121 --instances 2
+    """
+    from ..triton import export_triton as run_export
+
+    folder = run_export(engine, repository, model_name=model_name, max_batch_size=max_batch_size,
+                        instances=instances, dynamic_batching=dynamic_batching, force=force)
+    click.echo(f"wrote {folder} (config.pbtxt, 1/)")
+
+
+@click.command()
+@click.argument("engine", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Class names, one per line (UTF-8), as many as the engine's classes; default: "
+                   "class indices.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list: per image its path and top classes (index, label, probability).")
+@click.option("--batch-size", type=int, default=None,
+              help="Images per run, within the engine's batch range; default: its opt batch.")
+def predict(engine, images, labels, top_k, as_json, batch_size):
+    """Classify image files (or folders of them, searched recursively) with a built engine: each
+    image preprocessed as the engine's manifest says, and its top classes with their softmax
+    probabilities.
+
+    \b
+    Example:
+      densenet-trt predict engines/densenet121-onnxruntime-fp32-b1-8-32-224 cat.jpg photos/ \\
+          --labels imagenet_classes.txt --top-k 3
+    """
+    from ..predict import classify
+
+    predictions = classify(engine, images, top_k=top_k, labels=labels, batch_size=batch_size,
+                           progress=reporter(as_json))
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in predictions], indent=2))
+        return
+    names = [[g.label if g.label is not None else str(g.index) for g in p.top] for p in predictions]
+    width = max(len(name) for row in names for name in row)
+    for prediction, row in zip(predictions, names):
+        click.echo(str(prediction.path))
+        for name, guess in zip(row, prediction.top):
+            click.echo(f"  {name:<{width}}  {guess.probability:7.2%}")

@@ -1,0 +1,142 @@
+"""The typed engine record: every field a reader reads is checked when the manifest is read, so
+an edited or damaged manifest is one line naming the field, from every command that reads one."""
+
+import dataclasses
+import json
+import shutil
+import typing
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from densenet_trt import DenseNetTRTError, create_model
+from densenet_trt.build import build
+from densenet_trt.cli import main
+from densenet_trt.engine import load
+from densenet_trt.data import Preprocessing
+from densenet_trt.manifest import (
+    ENGINE,
+    MANIFEST,
+    EngineManifest,
+    read_document,
+    read_manifest,
+    write_document,
+)
+from densenet_trt.spec import BatchRange, Precision
+
+SMALL = {"block_config": (2, 2, 2)}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """A small engine built from a checkpoint, so that the weights record is filled in."""
+    folder = tmp_path_factory.mktemp("engines")
+    torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), folder / "w.pth")
+    return build("densenet_bc100_k12", backend="onnxruntime", batch="1:2:2", overrides=SMALL,
+                 weights=folder / "w.pth", output=folder)
+
+
+def record_fields(cls=EngineManifest, prefix=""):
+    """Dotted paths of every field of the record tree, nested records included."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        path = f"{prefix}{field.name}"
+        yield path
+        hint = hints[field.name]
+        inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if dataclasses.is_dataclass(inner[0]) and inner[0] not in (BatchRange, Preprocessing):
+            yield from record_fields(inner[0], f"{path}.")
+
+
+FIELDS = list(record_fields())
+
+
+def test_a_manifest_reads_back_as_the_record_it_was_written_from(engine):
+    folder, manifest = read_manifest(engine.path)
+    assert manifest == engine.manifest
+    assert manifest.precision is Precision.FP32 and manifest.batch == BatchRange(1, 2, 2)
+    assert EngineManifest.from_json(manifest.to_json()) == manifest
+
+
+def test_the_record_tree_covers_what_readers_read():
+    # Spot checks of the field list the parametrised test below walks.
+    for field in ("model.num_classes", "batch", "device.type", "input.dtype", "accuracy.verified", "files"):
+        assert field in FIELDS
+
+
+def _edited(engine, tmp_path, path: str, change) -> str:
+    """A copy of the engine whose manifest has ``change`` applied at ``path``; returns its folder."""
+    folder = tmp_path / "edited"
+    shutil.copytree(engine.path, folder)
+    data = json.loads((folder / MANIFEST).read_text())
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    if node is None:
+        pytest.skip(f"{'.'.join(parents)} is null in this engine's manifest")
+    change(node, last)
+    (folder / MANIFEST).write_text(json.dumps(data))
+    return str(folder)
+
+
+def _wrong_type(node, key):
+    value = node[key]
+    node[key] = [1, 2] if value is None else ["a", "list"] if isinstance(value, str) else "not-a-valid-value"
+
+
+def _remove(node, key):
+    del node[key]
+
+
+@pytest.mark.parametrize("change", [_remove, _wrong_type], ids=["removed", "wrong-type"])
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_bad_field_is_one_line_naming_it_from_every_command(engine, tmp_path, field, change):
+    folder = _edited(engine, tmp_path, field, change)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    commands = [
+        ["info", folder], ["verify", folder], ["predict", folder, str(image)],
+        ["profile", folder, "--iterations", "1", "-q"], ["export-triton", folder, "--repository", str(tmp_path / "r")],
+    ]
+    for args in commands:
+        result = CliRunner().invoke(main, args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1, (args, result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+        assert f"field {field}" in lines[0], lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{", "corrupt"), ('{"schema": "densenet-trt/engine", "schema_version": 1, "x": NaN}', "NaN is not JSON"),
+    ('{"schema": "other", "schema_version": 1}', "not a densenet-trt/engine document"),
+    ('{"schema": "densenet-trt/engine", "schema_version": 9}', "schema version 9"),
+])
+def test_documents_that_are_not_json_or_of_another_schema_are_refused(tmp_path, text, problem):
+    path = tmp_path / "doc.json"
+    path.write_text(text)
+    with pytest.raises(DenseNetTRTError, match=problem):
+        read_document(path, ENGINE)
+
+
+def test_no_document_is_written_with_a_value_that_is_not_finite(tmp_path):
+    path = tmp_path / "doc.json"
+    with pytest.raises(DenseNetTRTError, match="not finite"):
+        write_document(path, {"value": float("nan")}, ENGINE)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (None, "field main_file 'model.onnx' is not among the files"),
+    ({"extra.bin": "0" * 64}, r"lists files \['extra.bin', 'model.onnx'\].*but a onnxruntime onnx engine is model.onnx"),
+])
+def test_the_files_an_engine_must_have_come_from_its_backend_not_the_manifest(engine, tmp_path, extra, message):
+    """An edited file list must not skip a checksum: a corrupt artifact would then load."""
+    files = {} if extra is None else {**engine.manifest.files, **extra}
+    folder = _edited(engine, tmp_path, "files", lambda node, key: node.__setitem__(key, files))
+    (tmp_path / "edited" / "model.onnx").write_bytes(b"corrupt")
+    with pytest.raises(DenseNetTRTError, match=message):
+        load(folder)
