@@ -159,3 +159,11 @@ def test_predict_refuses_a_named_pipe_as_image(work, engine):
     os.mkfifo(work / "pipe.png")
     within(lambda: refused(["predict", engine, "pipe.png", "--json"], work,
                            "image pipe.png is not a regular file (a named pipe)"), work / "pipe.png")
+
+
+# --- ONNX opset (densenet_trt/capture.py) ---------------------------------------------------------
+
+@pytest.mark.parametrize("opset", ["99", "17"])
+def test_export_refuses_an_opset_it_cannot_write(work, opset):
+    refused(["export", *SMALL, "--format", "onnx", "--opset", opset, "-o", "x.onnx", "-q"], work,
+            f"ONNX opset {opset} is not supported; use 18 to 28")
