@@ -167,3 +167,26 @@ def test_predict_refuses_a_named_pipe_as_image(work, engine):
 def test_export_refuses_an_opset_it_cannot_write(work, opset):
     refused(["export", *SMALL, "--format", "onnx", "--opset", opset, "-o", "x.onnx", "-q"], work,
             f"ONNX opset {opset} is not supported; use 18 to 28")
+
+
+# --- checkpoints (densenet_trt/weights.py) --------------------------------------------------------
+
+def test_export_refuses_random_bytes_as_weights_without_unsafe_advice(work):
+    (work / "junk.pth").write_bytes(os.urandom(4096))
+    refused(["export", *SMALL, "--weights", "junk.pth", "--format", "onnx", "-o", "x.onnx", "-q"], work,
+            "junk.pth is not a checkpoint densenet-trt can read (not a state_dict saved with torch.save, nor safetensors)")
+    result = CliRunner().invoke(main, ["export", *SMALL, "--weights", str(work / "junk.pth"), "--format", "onnx",
+                                       "-o", str(work / "x.onnx"), "-q"])
+    assert "weights_only" not in result.stderr
+
+
+def test_build_refuses_weights_with_nan(work):
+    import torch
+
+    from densenet_trt import create_model
+
+    state = create_model("densenet_bc100_k12").state_dict()
+    state["features.conv0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, work / "nan.pth")
+    refused(["build", *SMALL, "--weights", "nan.pth", "--backend", "onnxruntime", "-o", "engines", "-q"], work,
+            "checkpoint nan.pth has NaN or Inf values in features.conv0.weight")
