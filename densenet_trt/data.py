@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
+import numbers
 import os
+import stat
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -28,7 +34,19 @@ SHOW_BAD = 5  # bad files named in an error
 class Preprocessing:
     """Resize the shorter side to ``resize`` (bilinear, antialiased), center-crop ``crop`` x
     ``crop``, scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel. One mean
-    value means grayscale input, three mean RGB."""
+    value means grayscale input, three mean RGB.
+
+    Scaling to [0, 1] follows the image's Pillow mode: 8-bit modes (1, L, P, RGB, CMYK, YCbCr,
+    HSV, LAB, ...) are converted to grayscale or RGB and divided by 255; 16-bit grayscale
+    (I;16, I;16B, ...) by 65535, as is 32-bit integer grayscale (mode I, which is how some
+    16-bit files open) whose values lie in 0..65535; float grayscale (mode F) is taken as it
+    is when its values lie in [0, 1]. Other values, and modes Pillow cannot convert, are
+    refused. Grayscale becomes RGB by repeating it. An alpha channel is dropped (the colour
+    under a transparent pixel is kept, not composited on any background).
+
+    ``resize`` and ``crop`` must be positive integers, ``mean`` and ``std`` finite numbers and
+    ``std`` positive; anything else raises DenseNetTRTError.
+    """
 
     resize: int
     crop: int
@@ -36,6 +54,10 @@ class Preprocessing:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
+        for name in ("resize", "crop"):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        for name in ("mean", "std"):
+            object.__setattr__(self, name, _finite_numbers(name, getattr(self, name)))
         if len(self.mean) not in (1, 3) or len(self.std) != len(self.mean):
             raise DenseNetTRTError(
                 f"mean and std need 1 (grayscale) or 3 (RGB) values each, got {len(self.mean)} and {len(self.std)}"
@@ -53,25 +75,105 @@ class Preprocessing:
         return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> Preprocessing:
-        return cls(int(record["resize"]), int(record["crop"]), tuple(record["mean"]), tuple(record["std"]))
+    def from_dict(cls, record: Mapping[str, Any]) -> Preprocessing:
+        """The Preprocessing ``as_dict`` gave; DenseNetTRTError for a record that is not one."""
+        expected = "it needs resize and crop (positive integers), mean and std (lists of 1 or 3 numbers)"
+        if not isinstance(record, Mapping):
+            raise DenseNetTRTError(f"preprocessing record {record!r} is not a mapping; {expected}")
+        missing = [key for key in ("resize", "crop", "mean", "std") if key not in record]
+        if missing:
+            raise DenseNetTRTError(f"preprocessing record {dict(record)!r} lacks {', '.join(missing)}; {expected}")
+        try:
+            return cls(record["resize"], record["crop"], record["mean"], record["std"])
+        except DenseNetTRTError as e:
+            raise DenseNetTRTError(f"preprocessing record {dict(record)!r}: {e}") from None
 
     def __call__(self, image) -> np.ndarray:
-        """A Pillow image as a float32 (C, crop, crop) array."""
+        """A Pillow image as a float32 (C, crop, crop) array; DenseNetTRTError for an image
+        whose mode or values cannot be scaled to [0, 1] (see the class)."""
         from PIL import Image
 
-        image = image.convert("L" if self.channels == 1 else "RGB")
+        if min(image.size) < 1:
+            raise DenseNetTRTError(f"the image is {image.size[0]}x{image.size[1]} pixels: it has none")
+        if image.mode in DEEP_MODES:
+            image, scale = Image.fromarray(_unit_gray(image), "F"), 1.0
+        else:
+            image, scale = _eight_bit(image, self.channels), 255.0
         w, h = image.size
-        scale = self.resize / min(w, h)
-        size = (max(self.crop, round(w * scale)), max(self.crop, round(h * scale)))
+        factor = self.resize / min(w, h)
+        size = (max(self.crop, round(w * factor)), max(self.crop, round(h * factor)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
         left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
-        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = np.asarray(image, dtype=np.float32) / scale
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        if len(array) != self.channels:  # deep grayscale for an RGB model
+            array = np.repeat(array, self.channels, axis=0)
         mean = np.asarray(self.mean, np.float32)[:, None, None]
         std = np.asarray(self.std, np.float32)[:, None, None]
         return np.ascontiguousarray((array - mean) / std)
+
+
+# Pillow modes with more than 8 bits per value; they are grayscale. Every other mode is 8-bit.
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+DEEP_MODES = (*SIXTEEN_BIT_MODES, "I", "F")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise DenseNetTRTError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _finite_numbers(name: str, values: Any) -> tuple[float, ...]:
+    if not isinstance(values, (tuple, list)) or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):
+        raise DenseNetTRTError(f"{name} must be a list of numbers, got {values!r}")
+    values = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in values):
+        raise DenseNetTRTError(f"{name} values must be finite numbers, got {list(values)}")
+    return values
+
+
+def _eight_bit(image, channels: int):
+    """An 8-bit Pillow image as mode L (one channel) or RGB (three); alpha is dropped."""
+    target = "L" if channels == 1 else "RGB"
+    try:
+        return image.convert(target)
+    except ValueError:  # no direct conversion (LAB to L): go through RGB
+        pass
+    try:
+        return image.convert("RGB").convert(target)
+    except ValueError:
+        raise DenseNetTRTError(
+            f"Pillow cannot convert an image of mode {image.mode} to grayscale or RGB; save it as "
+            "8- or 16-bit grayscale or RGB"
+        ) from None
+
+
+def _unit_gray(image) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grayscale Pillow image as float32 values in [0, 1]."""
+    values = np.asarray(image)
+    if image.mode == "F":
+        if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise DenseNetTRTError(
+                f"a float image (Pillow mode F) must hold values in [0, 1]; this one has "
+                f"{_value_range(values)}: save it scaled to [0, 1], or as 8- or 16-bit"
+            )
+        return values.astype(np.float32)
+    if image.mode == "I" and (values.min() < 0 or values.max() > 65535):
+        raise DenseNetTRTError(
+            f"a 32-bit integer image (Pillow mode I) is read as 16-bit (0 to 65535); this one has "
+            f"{_value_range(values)}: save it as 8- or 16-bit"
+        )
+    return values.astype(np.float32) / np.float32(65535)
+
+
+def _value_range(values: np.ndarray) -> str:
+    if np.isnan(values).any():
+        return "NaN values"
+    return f"values from {values.min():g} to {values.max():g}"
 
 
 PRESETS = {
@@ -80,6 +182,15 @@ PRESETS = {
     # CIFAR-10 training-set statistics; the images are already 32x32.
     "cifar": Preprocessing(32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
+
+
+def _how_to_preprocess(channels: int, size: int) -> str:
+    """What gives images of ``channels`` x ``size`` x ``size``: a preset with that many channels,
+    or a mean and std of that many values."""
+    presets = [name for name, steps in PRESETS.items() if steps.channels == channels]
+    if presets:
+        return f"image_size={size} with preprocess={'|'.join(presets)}"
+    return f"image_size={size} with mean and std of {channels} value(s) each, e.g. mean={','.join(['0.5'] * channels)}"
 
 
 def preprocessing(
@@ -94,7 +205,7 @@ def preprocessing(
         raise DenseNetTRTError(f"unknown preprocessing preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if preset is None and (image_size is None or mean is None or std is None):
         raise DenseNetTRTError(
-            "give a preprocessing preset (imagenet or cifar) or all of --image-size, --mean and --std"
+            "give a preprocessing preset (preprocess=imagenet or preprocess=cifar) or all of image_size=N, mean=M and std=S"
         )
     base = PRESETS[preset] if preset else Preprocessing(image_size, image_size, tuple(mean), tuple(std))
     if image_size is not None and image_size != base.crop:
@@ -142,8 +253,7 @@ class Dataset:
         if c != in_channels or h != image_size or w != image_size:
             raise DenseNetTRTError(
                 f"the {what} has images of {c}x{h}x{w} (CxHxW) but the model takes "
-                f"{in_channels}x{image_size}x{image_size}; preprocess to that size "
-                f"(--image-size, or a --preprocess preset with {in_channels} channel(s))"
+                f"{in_channels}x{image_size}x{image_size}; preprocess to that size ({_how_to_preprocess(in_channels, image_size)})"
             )
 
     def check_labels(self, num_classes: int, what: str = "data") -> None:
@@ -182,7 +292,7 @@ def load_data(
     if path.is_dir():
         if preprocess is None:
             raise DenseNetTRTError(
-                f"{path} is an image folder: give a --preprocess preset or --image-size, --mean and --std"
+                f"{path} is an image folder: give preprocess=PRESET, or image_size=N, mean=M and std=S"
             )
         dataset = _load_folder(path, preprocess, samples, seed, skip_bad, progress)
     elif path.suffix.lower() in (".npz", ".npy"):
@@ -211,6 +321,7 @@ def _subset(total: int, samples: int | None, seed: int) -> np.ndarray:
 
 
 def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
+    path = regular_file(path, "data file")
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -224,8 +335,14 @@ def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
             images, labels = np.load(path, allow_pickle=False), None
     except DenseNetTRTError:
         raise
-    except (OSError, ValueError, EOFError) as e:
-        raise DenseNetTRTError(f"cannot read {path} as a numpy file: {e}") from None
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "pickle" in reason:  # numpy's advice to unpickle is not for files from elsewhere
+            reason = "not numpy's format, or pickled Python objects, which are never loaded"
+        raise DenseNetTRTError(
+            f"cannot read {path} as a numpy file ({reason}); is it complete? Write it with "
+            "numpy.save or numpy.savez"
+        ) from None
     if images.ndim != 4:
         raise DenseNetTRTError(f"images in {path} have shape {images.shape}; expected (N, C, H, W)")
     if not np.issubdtype(images.dtype, np.floating):
@@ -246,8 +363,33 @@ def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
     return Dataset(images, labels, {"kind": path.suffix.lower()[1:], "path": str(path.resolve())})
 
 
+def regular_file(path: str | os.PathLike, what: str) -> Path:
+    """``path`` where it is a regular file (or a link to one); DenseNetTRTError naming it where
+    it is missing or something else: reading a named pipe would wait for a writer forever, a
+    device could be read without end."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DenseNetTRTError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot read {what} {path}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise DenseNetTRTError(f"{what} {path} is not a regular file ({kind}); give a file")
+    return path
+
+
+_FILE_KINDS = [
+    (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+]
+
+
 def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, in sorted order."""
+    """Image files under ``folder``, recursively, in sorted order. Only regular files (or links
+    to them) count: named pipes, sockets and devices with an image suffix are passed over
+    without a word, as folders are."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -264,15 +406,25 @@ def find_images(folder: Path) -> list[Path]:
     return files
 
 
-def read_image(path: Path, preprocess: Preprocessing) -> np.ndarray:
-    """One image file, preprocessed; DenseNetTRTError if Pillow cannot read it."""
+def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray:
+    """One image file, preprocessed; DenseNetTRTError naming the file if it is not a regular
+    file, Pillow cannot read it, it is over Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, where Pillow would only warn too), or its mode or values
+    cannot be scaled to [0, 1]."""
     from PIL import Image, UnidentifiedImageError
 
+    path = regular_file(path, "image")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return preprocess(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return preprocess(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DenseNetTRTError(
+            f"{path}: refused as a possible decompression bomb: {e} Shrink the image"
+        ) from None
+    except (DenseNetTRTError, OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DenseNetTRTError(f"{path}: {e}") from None
 
 
@@ -299,7 +451,7 @@ def _load_folder(
     if bad and not skip_bad:
         raise DenseNetTRTError(
             f"{len(bad)}{'+' if len(bad) >= SHOW_BAD else ''} unreadable image file(s) in {folder}, "
-            f"first: {'; '.join(bad[:SHOW_BAD])}; fix or remove them, or pass --skip-bad"
+            f"first: {'; '.join(bad[:SHOW_BAD])}; fix or remove them, or pass skip_bad=True"
         )
     if not images:
         raise DenseNetTRTError(f"none of the {len(files)} image files in {folder} could be read")

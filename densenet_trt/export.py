@@ -21,6 +21,7 @@ from .capture import (
     capture_exported_program,
     capture_onnx,
     capture_torchscript,
+    check_opset,
     example_input,
     in_channels_of,
     require_onnx,
@@ -99,6 +100,7 @@ def export_model(
         raise DenseNetTRTError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "onnx":
         require_onnx()
+        check_opset(opset)
     batch = BatchRange.parse(batch)
     path = check_writable(output, force)
     with atomic_path(path) as tmp:

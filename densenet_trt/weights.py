@@ -48,11 +48,40 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DenseNetTRTError(
-                f"{path} is not a PyTorch checkpoint that can be read with weights_only=True: {reason}"
+                f"{path} is not a checkpoint densenet-trt can read (not a state_dict saved with "
+                f"torch.save, nor safetensors): {_load_failure(e)}"
             ) from None
-    return normalize_keys(_unwrap(state, path))
+    state = _unwrap(state, path)
+    _check_finite(state, path)
+    return normalize_keys(state)
+
+
+def _load_failure(error: Exception) -> str:
+    """The cause of torch.load's failure in a few words, without its advice to load the file
+    with weights_only=False or to allowlist globals: a checkpoint must never run code."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = lines[0].split(". ")[0].rstrip(".") if lines else ""
+    pickled = re.match(r"Unsupported global: GLOBAL (\S+)", cause)
+    if pickled:
+        return f"it pickles {pickled.group(1)}, which is not a tensor; pickled code is never run"
+    if not cause or re.search(r"weights_only|safe_globals|Weights only load failed", cause):
+        return f"torch.load failed ({type(error).__name__})"
+    return cause if cause.startswith(type(error).__name__) else f"{type(error).__name__}: {cause}"
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights with NaN or Inf: a model made from them cannot predict anything."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        raise DenseNetTRTError(
+            f"checkpoint {path} has NaN or Inf values in {bad[0]}{more}; use a checkpoint saved "
+            "before training diverged"
+        )
 
 
 def _unwrap(state: object, path: Path) -> Mapping[str, torch.Tensor]:
@@ -120,7 +149,7 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: st
     if problems:
         raise DenseNetTRTError(
             f"{source} does not fit this model: {'; '.join(problems)}. "
-            "Check --model (and the preset's overrides) against the checkpoint"
+            "Check model=NAME (and the preset's overrides) against the checkpoint"
         )
     if shapes:
         warnings.warn(

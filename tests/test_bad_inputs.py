@@ -2,10 +2,15 @@
 exit status 1, no traceback, nothing half-written, and nothing that was there before changed."""
 
 import os
+import struct
+import threading
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from densenet_trt.cli import main
 
@@ -60,3 +65,128 @@ def test_calibrate_name_that_is_not_one_folder_name_is_refused_before_any_work(w
         name = str(work / "unrelated")
     refused(["calibrate", *SMALL, "--synthetic", "-o", "calibration", "--name", name, "--force"],
             work, "is not a plain folder name")
+
+
+# --- data and images (densenet_trt/data.py) ---------------------------------------------------
+
+def within(call, fifo: Path, seconds: float = 20) -> None:
+    """Run ``call()`` in a thread; fail, and unblock it, if it still runs after ``seconds``
+    (reading a named pipe waits for a writer forever)."""
+    errors = []
+
+    def target():
+        try:
+            call()
+        except BaseException as e:  # noqa: BLE001 - raised again below
+            errors.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader gets end of file
+        pytest.fail(f"still blocked on the named pipe {fifo} after {seconds} s")
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """A small random-weight engine (ONNX Runtime, 3x32x32, CIFAR preprocessing) to predict with."""
+    import densenet_trt
+
+    return densenet_trt.build("densenet_bc100_k12", backend="onnxruntime", batch="1",
+                              output=tmp_path_factory.mktemp("engines"),
+                              overrides={"block_config": (2, 2, 2)}).path
+
+
+def bomb_png(path: Path, side: int) -> Path:
+    """A PNG whose header claims ``side`` x ``side`` pixels."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_predict_refuses_a_float_image_outside_0_1_by_name(work, engine):
+    Image.fromarray(np.full((8, 8), 255.0, np.float32)).save(work / "float.tif")
+    # predict --json: progress would be a second line on stderr
+    refused(["predict", engine, "float.tif", "--json"], work, "float.tif: a float image (Pillow mode F) must hold values in [0, 1]")
+
+
+@pytest.mark.parametrize("side", [100_000, 10_000])
+def test_decompression_bomb_is_one_line_naming_the_file(work, engine, side):
+    bomb_png(work / "bomb.png", side)
+    refused(["predict", engine, "bomb.png", "--json"], work, "bomb.png: refused as a possible decompression bomb")
+    (work / "images").mkdir()
+    (work / "bomb.png").rename(work / "images" / "bomb.png")
+    refused(["calibrate", *SMALL, "--data", "images", "-o", "calibration", "-q"], work,
+            "1 unreadable image file(s) in images, first: images/bomb.png: refused as a possible decompression bomb")
+
+
+@pytest.mark.parametrize("mean, std, message", [
+    ("nan", "0.2", "mean values must be finite numbers, got [nan]"),
+    ("inf", "0.2", "mean values must be finite numbers, got [inf]"),
+    ("0.5", "inf", "std values must be finite numbers, got [inf]"),
+    ("0.5,0.5,0.5", "0.2,nan,0.2", "std values must be finite numbers, got [0.2, nan, 0.2]"),
+    ("0.5", "0", "std values must be positive, got [0.0]"),
+])
+def test_build_refuses_mean_and_std_that_are_not_finite_or_positive(work, mean, std, message):
+    refused(["build", *SMALL, "--backend", "onnxruntime", "-o", "engines", "--mean", mean, "--std", std],
+            work, message)
+
+
+@pytest.mark.parametrize("name, keep", [("cut.npz", 0.5), ("cut.npy", 0.5), ("junk.npz", 0)])
+def test_calibrate_refuses_a_cut_or_junk_numpy_file(work, name, keep):
+    images = np.zeros((4, 3, 32, 32), np.float32)
+    path = work / name
+    (np.save(path, images) if name.endswith(".npy") else np.savez(path, images=images))
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)] if keep else os.urandom(len(data)))
+    refused(["calibrate", *SMALL, "--data", name, "-o", "calibration", "-q"], work, f"cannot read {name} as a numpy file")
+
+
+def test_calibrate_refuses_a_named_pipe_as_data(work):
+    os.mkfifo(work / "pipe.npz")
+    within(lambda: refused(["calibrate", *SMALL, "--data", "pipe.npz", "-o", "calibration", "-q"], work,
+                           "data file pipe.npz is not a regular file (a named pipe)"), work / "pipe.npz")
+
+
+def test_predict_refuses_a_named_pipe_as_image(work, engine):
+    os.mkfifo(work / "pipe.png")
+    within(lambda: refused(["predict", engine, "pipe.png", "--json"], work,
+                           "image pipe.png is not a regular file (a named pipe)"), work / "pipe.png")
+
+
+# --- ONNX opset (densenet_trt/capture.py) ---------------------------------------------------------
+
+@pytest.mark.parametrize("opset", ["99", "17"])
+def test_export_refuses_an_opset_it_cannot_write(work, opset):
+    refused(["export", *SMALL, "--format", "onnx", "--opset", opset, "-o", "x.onnx", "-q"], work,
+            f"ONNX opset {opset} is not supported; use 18 to 28")
+
+
+# --- checkpoints (densenet_trt/weights.py) --------------------------------------------------------
+
+def test_export_refuses_random_bytes_as_weights_without_unsafe_advice(work):
+    (work / "junk.pth").write_bytes(os.urandom(4096))
+    refused(["export", *SMALL, "--weights", "junk.pth", "--format", "onnx", "-o", "x.onnx", "-q"], work,
+            "junk.pth is not a checkpoint densenet-trt can read (not a state_dict saved with torch.save, nor safetensors)")
+    result = CliRunner().invoke(main, ["export", *SMALL, "--weights", str(work / "junk.pth"), "--format", "onnx",
+                                       "-o", str(work / "x.onnx"), "-q"])
+    assert "weights_only" not in result.stderr
+
+
+def test_build_refuses_weights_with_nan(work):
+    import torch
+
+    from densenet_trt import create_model
+
+    state = create_model("densenet_bc100_k12").state_dict()
+    state["features.conv0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, work / "nan.pth")
+    refused(["build", *SMALL, "--weights", "nan.pth", "--backend", "onnxruntime", "-o", "engines", "-q"], work,
+            "checkpoint nan.pth has NaN or Inf values in features.conv0.weight")

@@ -1,10 +1,13 @@
+import re
+
 import onnx
 import pytest
 import torch
 
 from densenet_trt import BatchRange, DenseNetTRTError, create_model, export_model, get_model_info, list_models
+from densenet_trt import capture
 from densenet_trt.artifact import atomic_path
-from densenet_trt.capture import capture_exported_program, capture_onnx, example_input
+from densenet_trt.capture import MAX_OPSET, MIN_OPSET, capture_exported_program, capture_onnx, example_input
 from densenet_trt.export import FORMATS, check_against_eager, load_capture
 
 SMALL = dict(block_config=(2, 2, 2))
@@ -30,12 +33,12 @@ def test_export_writes_a_graph_that_matches_eager_across_the_batch_range(tmp_pat
 
 def test_onnx_names_opset_and_dynamic_batch(tmp_path, small_model):
     path = tmp_path / "m.onnx"
-    export_model(small_model, "onnx", path, "1:8:32", 32, opset=17)
+    export_model(small_model, "onnx", path, "1:8:32", 32, opset=19)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == ["logits"]
-    assert proto.opset_import[0].version >= 17
+    assert [o.version for o in proto.opset_import if o.domain == ""] == [19]  # as asked, not 18
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
     assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -106,3 +109,29 @@ def test_default_model_captures_in_every_format(tmp_path):
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "densenet121"])
 def test_every_preset_captures_in_every_format(tmp_path, name):
     _check_every_capture(name, tmp_path)
+
+
+def _opset(proto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_onnx_is_written_at_the_opset_asked_for(small_model):
+    from densenet_trt.capture import MAX_OPSET
+
+    assert _opset(capture_onnx(small_model, BatchRange.parse("1:2:4"), 32, opset=MAX_OPSET)) == MAX_OPSET
+
+
+@pytest.mark.parametrize("opset", [99, 17, MIN_OPSET - 1, MAX_OPSET + 1, True, "18"])
+def test_onnx_opset_outside_what_torch_writes_is_refused(tmp_path, small_model, opset):
+    message = rf"ONNX opset {re.escape(repr(opset))} is not supported; use {MIN_OPSET} to {MAX_OPSET}"
+    with pytest.raises(DenseNetTRTError, match=message):
+        export_model(small_model, "onnx", tmp_path / "m.onnx", "1", 32, opset=opset)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_opset_torch_does_not_write_is_refused_not_replaced(monkeypatch, small_model):
+    """torch's exporter returns opset 18 where asked for 17, without an error: were 17 let
+    through, it is refused after the capture rather than written as 18."""
+    monkeypatch.setattr(capture, "MIN_OPSET", 17)
+    with pytest.raises(DenseNetTRTError, match=r"torch.onnx wrote ONNX opset 18, not the opset 17 asked for; use 17 to"):
+        capture_onnx(small_model, BatchRange.parse("1"), 32, opset=17)

@@ -1,3 +1,4 @@
+import os
 import re
 import warnings
 
@@ -81,7 +82,7 @@ def test_checkpoint_of_another_model_is_an_error_naming_keys_and_shapes(checkpoi
 def test_files_that_are_not_checkpoints(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("hello")
-    with pytest.raises(DenseNetTRTError, match="is not a PyTorch checkpoint"):
+    with pytest.raises(DenseNetTRTError, match=re.escape(UNREADABLE)):
         read_state_dict(text)
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(DenseNetTRTError, match="holds no state_dict"):
@@ -96,14 +97,53 @@ def test_files_that_are_not_checkpoints(tmp_path):
 def test_truncated_checkpoint(tmp_path, checkpoint):
     cut = tmp_path / "cut.pth"
     cut.write_bytes(checkpoint.read_bytes()[:100_000])
-    with pytest.raises(DenseNetTRTError, match="is not a PyTorch checkpoint"):
+    with pytest.raises(DenseNetTRTError, match=re.escape(UNREADABLE)) as e:
         read_state_dict(cut)
+    _no_unsafe_advice(str(e.value))
 
 
 def test_pickled_code_is_not_run(tmp_path):
     torch.save({"w": torch.zeros(1), "f": warnings.warn}, tmp_path / "code.pth")
-    with pytest.raises(DenseNetTRTError, match="weights_only"):
+    with pytest.raises(DenseNetTRTError, match=r"code.pth is not a checkpoint densenet-trt can read .*: it "
+                                               r"pickles _?warnings\.warn, which is not a tensor") as e:
         read_state_dict(tmp_path / "code.pth")
+    _no_unsafe_advice(str(e.value))
+
+
+def _no_unsafe_advice(message):
+    """Nothing in ``message`` suggests loading the file with weights_only=False or allowlisting."""
+    assert "weights_only" not in message and "Re-running" not in message
+    assert "safe_globals" not in message and "\n" not in message and "\x1b" not in message
+
+
+UNREADABLE = "is not a checkpoint densenet-trt can read (not a state_dict saved with torch.save, nor safetensors)"
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"hello", b"PK\x03\x04" + os.urandom(300)])
+def test_random_bytes_are_refused_without_unsafe_advice(tmp_path, content):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(content)
+    with pytest.raises(DenseNetTRTError) as e:
+        read_state_dict(path)
+    assert str(e.value).startswith(f"{path} {UNREADABLE}: ")
+    _no_unsafe_advice(str(e.value))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_checkpoint_with_nan_or_inf_weights_is_refused_at_load(tmp_path, bad, suffix):
+    state = create_model("densenet_bc100_k12", block_config=(2, 2, 2)).state_dict()
+    state["features.denseblock2.denselayer1.conv1.weight"][0, 0, 0, 0] = bad
+    state["classifier.bias"][3] = bad
+    path = tmp_path / f"diverged{suffix}"
+    (save_file({k: v.contiguous() for k, v in state.items()}, path) if suffix == ".safetensors"
+     else torch.save({"model": state}, path))
+    # The first bad tensor in the file's order: safetensors keeps its keys sorted.
+    with pytest.raises(DenseNetTRTError, match=rf"checkpoint {re.escape(str(path))} has NaN or Inf values in "
+                                               r"(features\.denseblock2\.denselayer1\.conv1\.weight|classifier\.bias) "
+                                               r"\(and 1 more tensor\)") as e:
+        create_model("densenet_bc100_k12", weights=path, block_config=(2, 2, 2))
+    assert "\n" not in str(e.value)
 
 
 def test_pretrained_weights_are_never_downloaded(tmp_path, monkeypatch, checkpoint, torchvision_121):

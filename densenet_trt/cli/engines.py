@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import DenseNetTRTError
-from ..capture import DEFAULT_OPSET, MIN_OPSET
+from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
 from ..spec import PRECISIONS, Precision
 from .options import model_options, preprocess_options, preprocessing_option, reporter
@@ -62,12 +62,12 @@ def models(as_json: bool) -> None:
 @model_options
 @click.option("--format", "fmt", required=True,
               type=click.Choice(list(FORMATS)),
-              help="onnx (opset 17+, input 'input', output 'logits'), torchscript (frozen .ts) "
+              help=f"onnx (opset {MIN_OPSET}-{MAX_OPSET}, input 'input', output 'logits'), torchscript (frozen .ts) "
                    "or exported-program (torch.export .pt2).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write.")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
-              help=f"ONNX opset ({MIN_OPSET} or newer).")
+              help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (what this torch's exporter writes).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
 def export(model_name, weights, num_classes, batch, image_size, fmt, output, opset, force, quiet):
