@@ -15,6 +15,7 @@ never a raw dict. A bad field is one ``DenseNetTRTError`` naming the field and t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -38,7 +39,9 @@ class Document:
     fix: str
 
 
-ENGINE = Document("densenet-trt/engine", 1, "rebuild the engine")
+# Engine version 2: the manifest carries a digest of its own content, and input/output dtypes
+# are the artifact's graph's.
+ENGINE = Document("densenet-trt/engine", 2, "rebuild the engine")
 CALIBRATION = Document("densenet-trt/calibration", 1, "calibrate again")
 PROFILE = Document("densenet-trt/profile", 1, "profile again")
 
@@ -237,12 +240,31 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
             f"{folder} has no {MANIFEST}: not an engine built by densenet-trt (rebuild it)"
         )
     data = read_document(manifest_path, ENGINE)
-    body = {k: v for k, v in data.items() if k not in ("schema", "schema_version")}
-    return folder, EngineManifest.from_json(body, manifest_path)
+    body = {k: v for k, v in data.items() if k not in ("schema", "schema_version", DIGEST)}
+    manifest = EngineManifest.from_json(body, manifest_path)
+    if DIGEST not in data:
+        raise DenseNetTRTError(f"{manifest_path}: field {DIGEST} is missing; {ENGINE.fix}")
+    if data[DIGEST] != digest(body):
+        raise DenseNetTRTError(
+            f"{manifest_path} was changed after the build (its {DIGEST} does not match its content); "
+            f"{ENGINE.fix}"
+        )
+    return folder, manifest
+
+
+DIGEST = "digest"
+
+
+def digest(body: dict[str, Any]) -> str:
+    """sha256 of a manifest's body in canonical JSON: what catches an accidental edit (not a
+    signature: anyone can compute it again)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def write_manifest(folder: Path, manifest: EngineManifest) -> None:
-    write_document(folder / MANIFEST, manifest.to_json(), ENGINE)
+    body = manifest.to_json()
+    write_document(folder / MANIFEST, {**body, DIGEST: digest(body)}, ENGINE)
 
 
 def parse(cls: type, data: Any, source: str, fix: str = ENGINE.fix) -> Any:

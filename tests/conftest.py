@@ -18,3 +18,22 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def edit_manifest():
+    """``edit(folder, change)``: apply ``change`` to the engine manifest's JSON in ``folder``
+    and write it back with its digest made again, as a deliberate edit (an accidental one is
+    caught by the digest: tests/test_manifest.py)."""
+    import json
+
+    from densenet_trt.manifest import DIGEST, MANIFEST, digest
+
+    def edit(folder, change):
+        path = folder / MANIFEST
+        data = json.loads(path.read_text())
+        change(data)
+        data[DIGEST] = digest({k: v for k, v in data.items() if k not in ("schema", "schema_version", DIGEST)})
+        path.write_text(json.dumps(data))
+
+    return edit

@@ -111,7 +111,7 @@ def test_a_bad_field_is_one_line_naming_it_from_every_command(engine, tmp_path, 
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("{", "corrupt"), ('{"schema": "densenet-trt/engine", "schema_version": 1, "x": NaN}', "NaN is not JSON"),
+    ("{", "corrupt"), ('{"schema": "densenet-trt/engine", "schema_version": 2, "x": NaN}', "NaN is not JSON"),
     ('{"schema": "other", "schema_version": 1}', "not a densenet-trt/engine document"),
     ('{"schema": "densenet-trt/engine", "schema_version": 9}', "schema version 9"),
 ])
@@ -133,10 +133,33 @@ def test_no_document_is_written_with_a_value_that_is_not_finite(tmp_path):
     (None, "field main_file 'model.onnx' is not among the files"),
     ({"extra.bin": "0" * 64}, r"lists files \['extra.bin', 'model.onnx'\].*but a onnxruntime onnx engine is model.onnx"),
 ])
-def test_the_files_an_engine_must_have_come_from_its_backend_not_the_manifest(engine, tmp_path, extra, message):
-    """An edited file list must not skip a checksum: a corrupt artifact would then load."""
+def test_the_files_an_engine_must_have_come_from_its_backend_not_the_manifest(
+    engine, tmp_path, extra, message, edit_manifest
+):
+    """An edited file list (even with its digest made again) must not skip a checksum: a corrupt
+    artifact would then load."""
     files = {} if extra is None else {**engine.manifest.files, **extra}
-    folder = _edited(engine, tmp_path, "files", lambda node, key: node.__setitem__(key, files))
-    (tmp_path / "edited" / "model.onnx").write_bytes(b"corrupt")
+    folder = shutil.copytree(engine.path, tmp_path / "edited")
+    edit_manifest(folder, lambda m: m.update(files=files))
+    (folder / "model.onnx").write_bytes(b"corrupt")
     with pytest.raises(DenseNetTRTError, match=message):
         load(folder)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(precision="bf16"), "was changed after the build"),
+    (lambda m: m["batch"].update(max=64), "was changed after the build"),
+    (lambda m: m.update(threads=1), "was changed after the build"),
+    (lambda m: m.pop("digest"), "field digest is missing"),
+])
+def test_an_edited_manifest_is_caught_by_its_digest(engine, tmp_path, change, message):
+    """Edits that keep every field valid, which would weaken the checks (a looser tolerance, a
+    batch the engine was not built for), are caught by the manifest's digest of itself."""
+    folder = shutil.copytree(engine.path, tmp_path / "edited")
+    data = json.loads((folder / MANIFEST).read_text())
+    change(data)
+    (folder / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(DenseNetTRTError, match=message):
+        load(folder)
+    result = CliRunner().invoke(main, ["info", str(folder)])
+    assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1

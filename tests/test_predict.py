@@ -109,14 +109,12 @@ def test_read_labels(tmp_path):
 @pytest.mark.parametrize("record, message", [
     ("absent", "field preprocessing is missing"), (None, "rebuild it with preprocess=PRESET or mean=M std=S"),
 ])
-def test_an_engine_without_preprocessing(engine, images, tmp_path, record, message):
+def test_an_engine_without_preprocessing(engine, images, tmp_path, record, message, edit_manifest):
     folder = shutil.copytree(engine.path, tmp_path / "engine")
-    manifest = json.loads((folder / "manifest.json").read_text())
     if record == "absent":
-        del manifest["preprocessing"]
+        edit_manifest(folder, lambda m: m.pop("preprocessing"))
     else:
-        manifest["preprocessing"] = record
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+        edit_manifest(folder, lambda m: m.update(preprocessing=record))
     with pytest.raises(DenseNetTRTError, match=message):
         classify(folder, [images])
 

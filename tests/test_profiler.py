@@ -178,12 +178,10 @@ def test_missing_or_corrupt_engine_is_the_load_error(engine_path, tmp_path):
         profile([broken], **FAST)
 
 
-def test_a_checkpoint_that_moved_is_an_error_naming_the_fix(engine_path, tmp_path):
+def test_a_checkpoint_that_moved_is_an_error_naming_the_fix(engine_path, tmp_path, edit_manifest):
     moved = tmp_path / "moved"
     shutil.copytree(engine_path, moved)
-    manifest = json.loads((moved / "manifest.json").read_text())
-    manifest["model"]["weights"] = {"file": str(tmp_path / "gone.pt"), "sha256": "0" * 64}
-    (moved / "manifest.json").write_text(json.dumps(manifest))
+    edit_manifest(moved, lambda m: m["model"].update(weights={"file": str(tmp_path / "gone.pt"), "sha256": "0" * 64}))
     with pytest.raises(DenseNetTRTError, match="gone.pt is not there.*vs=none"):
         profile([moved], **FAST)
     (tmp_path / "gone.pt").write_bytes(b"another checkpoint")
