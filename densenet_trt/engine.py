@@ -143,6 +143,10 @@ def engine_reference(engine: Engine, weights: str | os.PathLike | None = None) -
     random weights, or its checkpoint (at ``weights`` where it has moved; its sha256 must match)."""
     record = engine.manifest.model
     checkpoint = None
+    if record.weights is None and weights is not None:
+        raise DenseNetTRTError(
+            f"the engine {engine.path} was built from random weights (seed {record.seed}); weights=PATH does not apply"
+        )
     if record.weights is not None:
         checkpoint = Path(weights or record.weights.file)
         if not checkpoint.is_file():
