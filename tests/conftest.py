@@ -6,8 +6,14 @@ import torch
 
 def pytest_collection_modifyitems(config, items):
     no_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA; this machine has none")
-    no_trt = pytest.mark.skip(reason="torch-tensorrt is not installed (pip install 'densenet-trt[tensorrt]')")
-    has_trt = importlib.util.find_spec("torch_tensorrt") is not None
+    # Installed is not enough: where TensorRT's libraries are missing, the import fails.
+    trt_failure = "torch-tensorrt is not installed (pip install 'densenet-trt[tensorrt]')"
+    if importlib.util.find_spec("torch_tensorrt") is not None:
+        from densenet_trt.backends.tensorrt import import_failure
+
+        trt_failure = import_failure("torch_tensorrt") and f"import torch_tensorrt fails: {import_failure('torch_tensorrt')}"
+    no_trt = pytest.mark.skip(reason=trt_failure or "")
+    has_trt = not trt_failure
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(no_gpu)

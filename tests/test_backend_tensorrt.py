@@ -467,3 +467,23 @@ def test_int8_from_a_modelopt_calibration(tmp_path, fmt):
     accuracy = artifact.manifest.accuracy
     assert accuracy["passed"] and accuracy["vs_fake_quantized"]["passed"]
     assert artifact.manifest.calibration.method == "max"
+
+
+def test_a_relative_timing_cache_path_is_handed_over_resolved(tmp_path, monkeypatch):
+    """Torch-TensorRT makes the cache's folder with os.makedirs(dirname(path)) after the build:
+    a bare file name (--timing-cache x.cache, or --output .) would crash there."""
+    monkeypatch.chdir(tmp_path)
+    for options, cache_dir in [({"timing_cache_path": "x.cache"}, None), ({}, ".")]:
+        kwargs = compile_kwargs(dataclasses.replace(spec(), cache_dir=cache_dir), TensorRTSettings(**options))
+        path = Path(kwargs["timing_cache_path"])
+        assert path.is_absolute() and path.parent == tmp_path and os.path.dirname(str(path))
+
+
+def test_a_package_that_does_not_import_is_not_available_in_one_line():
+    """Installed metadata is not enough: the import itself is probed, in a subprocess (a broken
+    TensorRT install can abort the process). A module that does not exist stands for it here."""
+    from densenet_trt.backends.tensorrt import import_failure
+
+    reason = import_failure("densenet_trt_no_such_module")
+    assert reason == "ModuleNotFoundError: No module named 'densenet_trt_no_such_module'"
+    assert import_failure("json") == ""

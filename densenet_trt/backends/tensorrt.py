@@ -77,8 +77,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib.metadata
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -246,6 +249,10 @@ def compile_kwargs(spec: BuildSpec, settings: TensorRTSettings) -> dict[str, Any
     timing_cache = settings.timing_cache_path
     if timing_cache is None and spec.cache_dir is not None:
         timing_cache = str(Path(spec.cache_dir) / "timing.cache")
+    if timing_cache is not None:
+        # Torch-TensorRT 2.14 calls os.makedirs(os.path.dirname(path)) after the build
+        # (_TRTInterpreter.py): a bare file name gives makedirs("") -> FileNotFoundError.
+        timing_cache = str(Path(timing_cache).resolve())
     library_defaults = {
         "workspace_size": settings.workspace_size,
         "optimization_level": settings.optimization_level,
@@ -307,6 +314,18 @@ def _capability_text(compute_capability: tuple[int, int]) -> str:
     return ".".join(map(str, compute_capability))
 
 
+@functools.lru_cache(maxsize=None)
+def import_failure(module: str) -> str:
+    """Why ``import module`` fails ("" when it works), tried in a subprocess: where TensorRT's
+    libraries are missing or do not match, importing torch_tensorrt prints pages and may abort
+    the process. The last line of its error output is the reason."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return ""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {result.returncode}"
+
+
 def _package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -335,6 +354,9 @@ class TensorRTBackend:
                 False, "no NVIDIA GPU with CUDA is visible (torch.cuda.is_available() is False)",
                 "run on a machine with an NVIDIA GPU and driver, or use a CPU backend",
             )
+        failure = import_failure("torch_tensorrt")
+        if failure:
+            return Availability(False, f"import torch_tensorrt fails: {failure}", INSTALL_HINT)
         return Availability(True)
 
     def precisions(self, device: str = "cuda") -> dict[Precision, str]:
