@@ -134,9 +134,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def platform_name() -> str:
+    """The operating system and CPU architecture, e.g. ``Linux-x86_64``: what compiled code
+    (TensorRT plans, AOTInductor packages) is tied to."""
+    return f"{platform.system()}-{platform.machine()}"
+
+
 def device_info(device: str) -> dict:
-    """The machine an engine is built for: CPU model and cores; GPU name, compute capability, driver."""
-    info: dict = {"type": device, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "gpu": None}
+    """The machine an engine is built for: platform, CPU model and cores; GPU name, compute
+    capability, driver."""
+    info: dict = {"type": device, "platform": platform_name(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+                  "gpu": None}
     if device == "cuda":
         major, minor = torch.cuda.get_device_capability()
         driver = None

@@ -143,6 +143,7 @@ class DeviceRecord:
     """The machine an engine was built for."""
 
     type: str
+    platform: str  # operating system and CPU architecture, e.g. Linux-x86_64
     cpu: str
     cpu_count: int | None
     gpu: GpuRecord | None

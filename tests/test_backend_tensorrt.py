@@ -28,6 +28,7 @@ from densenet_trt.backends.tensorrt import (
     unsupported_reason,
 )
 from densenet_trt.capture import capture_exported_program, example_input
+from densenet_trt.artifact import platform_name
 from densenet_trt.manifest import EngineManifest
 from densenet_trt.spec import BuildSpec, Precision
 from densenet_trt.verify import compare
@@ -304,7 +305,7 @@ def typed_manifest(build_spec, settings, versions, gpu) -> EngineManifest:
         "input": {"name": "input", "dtype": dtype, "shape": shape},
         "output": {"name": "logits", "dtype": dtype, "shape": [shape[0], 10]},
         "threads": None, "preprocessing": None, "calibration": None,
-        "device": {"type": "cuda", "cpu": "x", "cpu_count": 1, "gpu": gpu},
+        "device": {"type": "cuda", "platform": platform_name(), "cpu": "x", "cpu_count": 1, "gpu": gpu},
         "versions": versions, "backend_settings": settings,
         "build": {"seconds": 1.0, "time_utc": "2026-01-01T00:00:00+00:00"},
         "files": {FILES[settings["format"]]: "0" * 64}, "main_file": FILES[settings["format"]],
@@ -487,3 +488,21 @@ def test_a_package_that_does_not_import_is_not_available_in_one_line():
     reason = import_failure("densenet_trt_no_such_module")
     assert reason == "ModuleNotFoundError: No module named 'densenet_trt_no_such_module'"
     assert import_failure("json") == ""
+
+
+def test_a_plan_built_on_another_platform_is_refused():
+    other = manifest()
+    other = dataclasses.replace(other, device=dataclasses.replace(other.device, platform="Linux-aarch64"))
+    if platform_name() == "Linux-aarch64":
+        other = dataclasses.replace(other, device=dataclasses.replace(other.device, platform="Linux-x86_64"))
+    with pytest.raises(DenseNetTRTError, match="TensorRT engine was built for Linux-.*; this machine is"):
+        check_engine_compatible(other, "11.1.0.7", (9, 0))
+
+
+def test_the_aot_inductor_format_needs_the_torch_that_built_it():
+    aoti = manifest()
+    aoti = dataclasses.replace(aoti, format="aot-inductor", versions={**aoti.versions, "torch": "2.13.0"})
+    with pytest.raises(DenseNetTRTError, match="built with torch 2.13.0, this machine has"):
+        check_engine_compatible(aoti, "11.1.0.7", (9, 0))
+    check_engine_compatible(dataclasses.replace(aoti, versions={**aoti.versions, "torch": torch.__version__}),
+                            "11.1.0.7", (9, 0))

@@ -163,3 +163,20 @@ def test_an_edited_manifest_is_caught_by_its_digest(engine, tmp_path, change, me
         load(folder)
     result = CliRunner().invoke(main, ["info", str(folder)])
     assert result.exit_code == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_compiled_cpu_code_from_another_platform_or_torch_is_refused(engine):
+    """AOTInductor packages are compiled code: another OS or CPU architecture, or another torch,
+    cannot run them (an ONNX file can: it is not checked)."""
+    from densenet_trt.backends import BACKENDS
+
+    m = engine.manifest
+    inductor = dataclasses.replace(m, backend="inductor", format="aot-inductor")
+    BACKENDS["inductor"].check_compatible(inductor)
+    elsewhere = dataclasses.replace(inductor, device=dataclasses.replace(m.device, platform="Other-arch"))
+    with pytest.raises(DenseNetTRTError, match="was built for Other-arch; this machine is"):
+        BACKENDS["inductor"].check_compatible(elsewhere)
+    older = dataclasses.replace(inductor, versions={**m.versions, "torch": "2.11.0"})
+    with pytest.raises(DenseNetTRTError, match="built with torch 2.11.0"):
+        BACKENDS["inductor"].check_compatible(older)
+    BACKENDS["onnxruntime"].check_compatible(dataclasses.replace(m, device=elsewhere.device))

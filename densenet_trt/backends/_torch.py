@@ -81,4 +81,10 @@ class TorchBackendBase:
         return {}  # torch's version is in every manifest
 
     def check_compatible(self, manifest: EngineManifest) -> None:
-        torch_device(manifest.device.type)
+        device = manifest.device.type
+        torch_device(device)
+        if manifest.precision not in torch_precisions(device):
+            raise DenseNetTRTError(
+                f"this {manifest.precision} engine cannot run on this {device}: PyTorch here does "
+                f"{', '.join(torch_precisions(device))} (bf16 on a GPU needs compute capability 8.0 or newer)"
+            )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 from torch import nn
 
+from ..artifact import platform_name
+from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 
 if TYPE_CHECKING:
@@ -25,6 +27,34 @@ class Availability:
 
     def message(self, backend: str) -> str:
         return f"backend {backend} is not available: {self.reason}" + (f"; {self.hint}" if self.hint else "")
+
+
+def check_native(manifest: EngineManifest, what: str) -> None:
+    """Refuse compiled code (``what``) built for another operating system or CPU architecture."""
+    here = platform_name()
+    if manifest.device.platform != here:
+        raise DenseNetTRTError(
+            f"this {what} was built for {manifest.device.platform}; this machine is {here}: rebuild it here"
+        )
+
+
+def check_same_gpu(manifest: EngineManifest, capability: tuple[int, int], what: str) -> None:
+    """Refuse GPU code (``what``) compiled for another compute capability."""
+    gpu = manifest.device.gpu
+    if gpu is not None and gpu.capability != tuple(capability):
+        raise DenseNetTRTError(
+            f"this {what} was compiled for compute capability {gpu.compute_capability} ({gpu.name}); this GPU "
+            f"is {'.'.join(map(str, capability))}: rebuild it on this GPU"
+        )
+
+
+def check_same_torch(manifest: EngineManifest, what: str) -> None:
+    """Refuse an AOTInductor package built with another torch: its generated code calls the
+    libtorch it was compiled against."""
+    built = manifest.versions.get("torch")
+    if built != torch.__version__:
+        raise DenseNetTRTError(f"this {what} was built with torch {built}, this machine has {torch.__version__}; "
+                               "rebuild it here")
 
 
 class Backend(Protocol):

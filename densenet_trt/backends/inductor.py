@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from ..errors import DenseNetTRTError
 from ..capture import capture_exported_program
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import Availability
+from .base import Availability, check_native, check_same_gpu, check_same_torch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -56,9 +55,7 @@ class InductorBackend(TorchBackendBase):
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         super().check_compatible(manifest)
-        built = manifest.versions.get("torch")
-        if built != torch.__version__:
-            raise DenseNetTRTError(
-                f"this AOTInductor package was built with torch {built}, this machine has "
-                f"{torch.__version__}; rebuild it here"
-            )
+        check_native(manifest, "AOTInductor package")
+        check_same_torch(manifest, "AOTInductor package")
+        if manifest.device.type == "cuda":
+            check_same_gpu(manifest, torch.cuda.get_device_capability(), "AOTInductor package")

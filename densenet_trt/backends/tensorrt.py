@@ -100,7 +100,7 @@ from ..capture import (
     example_input,
 )
 from ..spec import BuildSpec, Precision
-from .base import Availability
+from .base import Availability, check_native, check_same_torch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -279,7 +279,12 @@ def check_engine_compatible(
 ) -> None:
     """Raise DenseNetTRTError unless TensorRT ``tensorrt_version`` on a GPU of
     ``compute_capability`` can run the engine ``manifest`` describes. A version not recorded
-    (or not installed as a package, as on some Jetsons) is not compared."""
+    (or not installed as a package, as on some Jetsons) is not compared. A TensorRT plan, and
+    the AOTInductor format's compiled code, run only on the platform (OS and CPU architecture)
+    they were built on; the AOTInductor format also only with the torch that built it."""
+    check_native(manifest, "TensorRT engine")
+    if manifest.format == "aot-inductor":
+        check_same_torch(manifest, "TensorRT AOTInductor package")
     settings = manifest.backend_settings
     version_compatible = settings.get("version_compatible") is True
     built_version = manifest.versions.get("tensorrt")
