@@ -57,13 +57,19 @@ Settings (``BuildSpec.options``; defaults in ``TensorRTSettings``)
     newer): faster, about 1e-3 relative error.
     ``hardware_compatible``: build for every GPU of compute capability 8.0 or newer, not only
     this one's architecture (the build GPU must itself be 8.0+); can be slower.
-    ``version_compatible``: let newer TensorRT releases of the same major version run the
-    engine; can be slower.
+    ``version_compatible``: build a version-compatible plan; can be slower. Torch-TensorRT 2.14
+    sets both ``BuilderFlag.VERSION_COMPATIBLE`` and ``EXCLUDE_LEAN_RUNTIME`` for it
+    (``_TRTInterpreter.py``): the plan does not carry TensorRT's lean runtime, so a newer
+    TensorRT can run it only after ``IRuntime::loadRuntime()`` is given the lean runtime library
+    (``libnvinfer_lean``) of the release that built it (NvInferRuntime.h). This tool's loaders
+    do not do that, so it loads such an engine only with the building release, like any other;
+    a C++ app that loads the lean runtime itself can go further.
 
 Compatibility
-    An engine runs only with the TensorRT release that built it and on GPUs of the compute
-    capability it was built on, unless built ``version_compatible`` / ``hardware_compatible``.
-    ``check_compatible`` compares the manifest against this machine before anything loads.
+    An engine runs only with the TensorRT release that built it (version-compatible ones too,
+    here: see above) and on GPUs of the compute capability it was built on, unless built
+    ``hardware_compatible``; and only on the platform (OS and CPU architecture) it was built
+    on. ``check_compatible`` compares the manifest against this machine before anything loads.
 
 Jetson
     Jetson modules are CUDA GPUs like any other (Orin is compute capability 8.7, so BF16 works;
@@ -286,16 +292,15 @@ def check_engine_compatible(
     if manifest.format == "aot-inductor":
         check_same_torch(manifest, "TensorRT AOTInductor package")
     settings = manifest.backend_settings
-    version_compatible = settings.get("version_compatible") is True
     built_version = manifest.versions.get("tensorrt")
-    if built_version and tensorrt_version:
-        built, here = release(built_version), release(tensorrt_version)
-        if not (here == built or (version_compatible and here[:1] == built[:1] and here > built)):
-            allowed = f"it or a newer {built[0]}.x release" if version_compatible else "that release only"
-            raise DenseNetTRTError(
-                f"this engine was built with TensorRT {built_version} and runs with {allowed}; this machine "
-                f"has TensorRT {tensorrt_version}; rebuild the engine here (or install TensorRT {built_version})"
-            )
+    if built_version and tensorrt_version and release(tensorrt_version) != release(built_version):
+        lean = (" (version-compatible plans from Torch-TensorRT exclude the lean runtime: a newer TensorRT "
+                "runs them only with the building release's libnvinfer_lean loaded by IRuntime::loadRuntime)"
+                if settings.get("version_compatible") is True else "")
+        raise DenseNetTRTError(
+            f"this engine was built with TensorRT {built_version} and runs with that release only{lean}; this "
+            f"machine has TensorRT {tensorrt_version}; rebuild the engine here (or install TensorRT {built_version})"
+        )
     gpu = manifest.device.gpu
     if gpu is None:
         return

@@ -128,7 +128,8 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--hardware-compatible", is_flag=True,
               help="TensorRT: engine runs on any Ampere or newer GPU (slower).")
 @click.option("--version-compatible", is_flag=True,
-              help="TensorRT: engine runs on later TensorRT versions.")
+              help="TensorRT: a version-compatible plan (without the lean runtime: a later TensorRT "
+                   "runs it only where the app loads the building release's lean runtime).")
 @preprocess_options
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
