@@ -13,7 +13,9 @@
 # reason. On a machine without a GPU it profiles the CPU backends instead. INT8 engines need
 # nvidia-modelopt: the model is calibrated once on synthetic data (speed does not depend on the
 # calibration data; accuracy is measured on real data by examples/digits/evaluate_int8.py).
-# Settings (environment): PYTHON (python3), MODEL (densenet121), BATCHES (1,32), RANGE (1:1:32),
+# Each engine is built for one reported batch size (a fixed batch: TensorRT tunes its kernels
+# for the opt batch, so an engine is timed at the batch it was built for), and profiled at it.
+# Settings (environment): PYTHON (python3), MODEL (densenet121), BATCHES (1,32),
 # ITERATIONS (20), BUILD_TIMEOUT (seconds per build, 240), DEVICE (cuda if visible, else cpu).
 set -u
 out=${1:?usage: scripts/gpu_benchmark.sh OUTDIR}
@@ -21,7 +23,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 model=${MODEL:-densenet121}
 batches=${BATCHES:-1,32}
-range=${RANGE:-1:1:32}
 iterations=${ITERATIONS:-20}
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 device=${DEVICE:-$("$py" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')}
@@ -58,20 +59,23 @@ fi
 built=()
 for candidate in "${candidates[@]}"; do
     read -r backend dev precision <<< "$candidate"
-    name="$model-$backend-$dev-$precision"
     extra=()
     if [ "$precision" = int8 ]; then
         [ ${#calibration[@]} -eq 0 ] && continue
         extra=("${calibration[@]}")
     fi
-    echo "== build $backend $precision on $dev"
-    if timeout "${BUILD_TIMEOUT:-240}" "$py" -m densenet_trt build --model "$model" --backend "$backend" \
-        --device "$dev" --precision "$precision" --batch "$range" --output "$out/engines" --name "$name" \
-        "${extra[@]}" --force --quiet; then
-        built+=("$out/engines/$name")
-    else
-        echo "   skipped: $backend $precision on $dev (reason above; 124 = over BUILD_TIMEOUT)"
-    fi
+    for batch in ${batches//,/ }; do
+        name="$model-$backend-$dev-$precision-b$batch"
+        echo "== build $backend $precision on $dev, batch $batch"
+        if timeout "${BUILD_TIMEOUT:-240}" "$py" -m densenet_trt build --model "$model" --backend "$backend" \
+            --device "$dev" --precision "$precision" --batch "$batch" --output "$out/engines" --name "$name" \
+            "${extra[@]}" --force --quiet; then
+            built+=("$out/engines/$name")
+        else
+            echo "   skipped: $backend $precision on $dev, batch $batch (reason above; 124 = over BUILD_TIMEOUT)"
+            break
+        fi
+    done
 done
 if [ ${#built[@]} -eq 0 ]; then
     echo "no engine could be built here" >&2
