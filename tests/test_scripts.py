@@ -21,7 +21,7 @@ def test_matmul_rate_reports_gflops():
 @pytest.mark.slow
 def test_gpu_benchmark_script_from_the_source_tree(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "MODEL": "densenet_bc100_k12",
-           "BATCHES": "1,2", "ITERATIONS": "2", "PYTHONPATH": ""}
+           "BATCHES": "2", "ITERATIONS": "2", "PYTHONPATH": ""}
     run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_benchmark.sh"), str(tmp_path)], env=env,
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -31,7 +31,7 @@ def test_gpu_benchmark_script_from_the_source_tree(tmp_path):
     assert ("onnxruntime", "int8") in {(e["backend"], e["precision"]) for e in report["engines"]}
     assert (tmp_path / "profile.md").is_file() and (tmp_path / "profile.png").is_file()
     # Each engine is built for the batch it is timed at: its range is that one size.
-    assert {e["batch_range"] for e in report["engines"]} == {"1", "2"}
+    assert {e["batch_range"] for e in report["engines"]} == {"2"}
     assert {(r["engine"], r["batch"]) for r in report["rows"]} == {
         (i, int(e["batch_range"])) for i, e in enumerate(report["engines"])}
     from densenet_trt.backends import BACKENDS
