@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,3 +39,17 @@ def test_gpu_benchmark_script_from_the_source_tree(tmp_path):
 
     if not BACKENDS["tensorrt"].available().ok:
         assert "skipped: tensorrt fp32 on cuda" in run.stdout
+
+
+def test_gpu_check_runs_on_the_cpu_with_every_gpu_row_skipped_and_the_reason(tmp_path):
+    """scripts/gpu_check.sh is for a machine with an NVIDIA GPU; on this one it must still run,
+    skip every row with the reason, and end with the summary table (exit 0: nothing failed)."""
+    env = {**os.environ, "PYTHON": sys.executable, "MODEL": "densenet_bc100_k12", "PYTHONPATH": ""}
+    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), str(tmp_path)], env=env,
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    rows = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 14 and all(status in ("ok", "skipped") for _, status, _, _ in rows)
+    if not torch.cuda.is_available():
+        assert all(status == "skipped" and "no CUDA device" in detail for _, status, _, detail in rows)
+    assert "== summary (densenet_bc100_k12" in run.stdout
