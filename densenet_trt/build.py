@@ -38,7 +38,7 @@ from .manifest import (
     write_manifest,
 )
 from .models import DenseNet
-from .calibration import REPORT_FILE, Calibration, load_calibration
+from .calibration import REPORT_FILE, Calibration, load_calibration, writable_folder
 from .registry import ModelInfo, get_model_info, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Precision, check_image_size
 from .verify import Comparison, compare
@@ -156,6 +156,7 @@ def plan_build(
     batch = BatchRange.parse(batch)
     overrides = dict(overrides or {})
     size = check_image_size(info, image_size, len(overrides.get("block_config", info.config["block_config"])))
+    writable_folder(output, "give another output=DIR", create=False)
     _check_calibration_precision(precision, calibration)
     chosen, device = _choose_backend(backend, precision, device, progress)
     fmt = _check_backend_settings(chosen, format, options)
@@ -166,7 +167,7 @@ def plan_build(
     record = model_record(model, net, checkpoint, seed, overrides)
     cal, quantized = _calibration(calibration, record, size, net, progress)
     steps = _preprocessing(info, size, net.in_channels, preprocess)
-    out_dir = _output_folder(output)
+    out_dir = writable_folder(output, "give another output=DIR")
     target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
     if target.exists() and not force:
         raise DenseNetTRTError(f"{target} exists; pass force=True to replace it")
@@ -258,17 +259,6 @@ def _preprocessing(info: ModelInfo, size: int, in_channels: int, given: Preproce
             f"model takes {in_channels}x{size}x{size}"
         )
     return given
-
-
-def _output_folder(output: str | os.PathLike) -> Path:
-    out_dir = Path(output)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
-    return out_dir
 
 
 # ---------------------------------------------------------------------------------------------
