@@ -39,7 +39,8 @@ from .manifest import (
 )
 from .models import DenseNet
 from .calibration import REPORT_FILE, Calibration, load_calibration, writable_folder
-from .registry import ModelInfo, get_model_info, model_record, reference_model, weights_path
+from .memory import check_build_memory
+from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Precision, check_image_size
 from .verify import Comparison, compare
 from .version import __version__
@@ -156,6 +157,7 @@ def plan_build(
     batch = BatchRange.parse(batch)
     overrides = dict(overrides or {})
     size = check_image_size(info, image_size, len(overrides.get("block_config", info.config["block_config"])))
+    check_build_memory(model_config(model, num_classes, **overrides), batch, size)
     writable_folder(output, "give another output=DIR", create=False)
     _check_calibration_precision(precision, calibration)
     chosen, device = _choose_backend(backend, precision, device, progress)

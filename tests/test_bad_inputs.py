@@ -6,6 +6,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -268,3 +269,15 @@ def test_export_triton_refuses_a_model_name_that_would_rewrite_the_config(work, 
 ])
 def test_profile_refuses_amounts_that_would_never_end(work, engine, flag, value, message):
     refused(["profile", engine, flag, value], work, message)
+
+
+# --- builds that cannot fit in memory (densenet_trt/memory.py) ------------------------------------
+
+@pytest.mark.parametrize("args", [["--batch", "1:1:100000"], ["--image-size", "100000"],
+                                  ["--num-classes", str(10**9)]])
+def test_build_refuses_at_once_what_would_not_fit_in_memory(work, args):
+    start = time.perf_counter()
+    refused(["build", "--model", "densenet_bc40_k12", "--backend", "onnxruntime", "-o", "engines", *args], work,
+            "of memory (")
+    assert time.perf_counter() - start < 1.0
+    assert sorted(p.name for p in (work / "engines").iterdir()) == ["other-engine"]
