@@ -227,6 +227,9 @@ def calibrate_model(
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
                      "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
+        # How images became the calibration data: an image folder's; None for data that came
+        # preprocessed (.npz, .npy, synthetic). build records it for predict.
+        "preprocessing": data.source.get("preprocessing"),
         **_method_record(method, percentile), "exclude": list(exclude),
         "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},

@@ -1,6 +1,9 @@
 """Bad input and faults, as a user meets them on the command line: each is one line on stderr,
 exit status 1, no traceback, nothing half-written, and nothing that was there before changed."""
 
+import hashlib
+import io
+import json
 import os
 import shutil
 import struct
@@ -281,3 +284,42 @@ def test_build_refuses_at_once_what_would_not_fit_in_memory(work, args):
             "of memory (")
     assert time.perf_counter() - start < 1.0
     assert sorted(p.name for p in (work / "engines").iterdir()) == ["other-engine"]
+
+
+# --- tampered calibration folders (densenet_trt/calibration.py) -----------------------------------
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
+    from densenet_trt.quantize import calibrate
+
+    return calibrate("densenet_bc40_k12", data="synthetic", samples=16, batch_size=8, exclude=["stem"],
+                     output=tmp_path_factory.mktemp("cal"), name="c").path
+
+
+def tampered(calibration: Path, into: Path, name: str, content: bytes) -> Path:
+    """A copy of ``calibration`` with file ``name`` replaced by ``content`` and the report's
+    sha256 of it updated, so that only the check of the content itself can refuse it."""
+    folder = shutil.copytree(calibration, into)
+    (folder / name).write_bytes(content)
+    report = json.loads((folder / "report.json").read_text())
+    report["files"][name] = hashlib.sha256(content).hexdigest()
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+def nan_gate_archive() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.full((8, 3, 32, 32), np.nan, np.float32))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("quantizers.pt", os.urandom(4096), ("quantizers.pt is not a calibration state (ModelOpt's quantizer state "
+                                         "that calibrate writes) for this model; calibrate again")),
+    ("gate.npz", nan_gate_archive(), "gate.npz has NaN or Inf values in 8 of its 8 gate inputs"),
+])
+def test_build_refuses_a_tampered_calibration_by_file(work, calibration, name, content, message):
+    tampered(calibration, work / "calibration" / "bad", name, content)
+    refused(["build", "--model", "densenet_bc40_k12", "--precision", "int8", "--calibration", "calibration/bad",
+             "--backend", "onnxruntime", "-o", "engines", "-q"], work, message)

@@ -274,3 +274,18 @@ def test_the_memory_estimate_counts_every_parameter_without_making_the_model():
             config = model_config(name, **overrides)
             with torch.device("meta"):
                 assert parameter_count(config) == count_parameters(DenseNet(**config)), (name, overrides)
+
+
+# --- the accuracy gate on outputs that are not finite -------------------------------------------
+
+
+def test_non_finite_outputs_are_said_to_be_so_not_blamed_on_the_engine(tmp_path):
+    state = create_model("densenet_bc100_k12", **SMALL).state_dict()
+    state["classifier.weight"][:] = 3e38  # finite, as a checkpoint must be; the logits overflow float32
+    torch.save(state, tmp_path / "big.pth")
+    with pytest.raises(DenseNetTRTError, match=r"^eager float32 PyTorch and the fp32 engine gave non-finite outputs "
+                                               r"\(NaN or Inf\) at batch 1 on the random inputs: non-finite inputs or "
+                                               r"weights, or values beyond float32's range, are the likely cause") as error:
+        small_build(tmp_path / "engines", weights=tmp_path / "big.pth")
+    assert "differs from" not in str(error.value)
+    assert list((tmp_path / "engines").iterdir()) == []

@@ -209,7 +209,8 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
 def predict(engine, images, labels, top_k, as_json, batch_size):
     """Classify image files (or folders of them, searched recursively) with a built engine: each
     image preprocessed as the engine's manifest says, and its top classes with their softmax
-    probabilities.
+    probabilities. An engine built from random weights is said to be so (a warning; in --json,
+    "random_weights": true per image): its classes mean nothing.
 
     \b
     Example:
