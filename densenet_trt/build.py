@@ -38,8 +38,9 @@ from .manifest import (
     write_manifest,
 )
 from .models import DenseNet
-from .calibration import REPORT_FILE, Calibration, load_calibration
-from .registry import ModelInfo, get_model_info, model_record, reference_model, weights_path
+from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration, writable_folder
+from .memory import check_build_memory
+from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Precision, check_image_size
 from .verify import Comparison, compare
 from .version import __version__
@@ -156,7 +157,9 @@ def plan_build(
     batch = BatchRange.parse(batch)
     overrides = dict(overrides or {})
     size = check_image_size(info, image_size, len(overrides.get("block_config", info.config["block_config"])))
-    _check_calibration_precision(precision, calibration)
+    check_build_memory(model_config(model, num_classes, **overrides), batch, size)
+    writable_folder(output, "give another output=DIR", create=False)
+    check_calibration_precision(precision, calibration)
     chosen, device = _choose_backend(backend, precision, device, progress)
     fmt = _check_backend_settings(chosen, format, options)
     checkpoint = weights_path(info, weights)
@@ -165,8 +168,8 @@ def plan_build(
     net = reference_model(model, checkpoint, num_classes, seed, overrides)
     record = model_record(model, net, checkpoint, seed, overrides)
     cal, quantized = _calibration(calibration, record, size, net, progress)
-    steps = _preprocessing(info, size, net.in_channels, preprocess)
-    out_dir = _output_folder(output)
+    steps = _preprocessing(info, size, net.in_channels, preprocess, cal)
+    out_dir = writable_folder(output, "give another output=DIR")
     target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
     if target.exists() and not force:
         raise DenseNetTRTError(f"{target} exists; pass force=True to replace it")
@@ -175,16 +178,6 @@ def plan_build(
         format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
     )
     return Plan(chosen, spec, net, record, target, steps, cal, quantized)
-
-
-def _check_calibration_precision(precision: Precision, calibration: str | os.PathLike | None) -> None:
-    if precision is Precision.INT8 and calibration is None:
-        raise DenseNetTRTError(
-            "int8 needs a calibration: make one with `densenet-trt calibrate` (densenet_trt.quantize."
-            "calibrate) and pass its folder as calibration"
-        )
-    if calibration is not None and precision is not Precision.INT8:
-        raise DenseNetTRTError(f"calibration is for precision int8, not {precision}")
 
 
 def _choose_backend(name: str, precision: Precision, device: str | None, progress: Progress) -> tuple[Backend, str]:
@@ -248,27 +241,30 @@ def _calibration(
     return cal, cal.quantized_model(net)
 
 
-def _preprocessing(info: ModelInfo, size: int, in_channels: int, given: Preprocessing | None) -> Preprocessing | None:
-    """What the manifest records: ``given``, checked against the input; else the preset's."""
+def _preprocessing(info: ModelInfo, size: int, in_channels: int, given: Preprocessing | None,
+                   cal: Calibration | None) -> Preprocessing | None:
+    """What the manifest records: ``given``, checked against the input and the calibration's
+    (an int8 engine runs on images preprocessed as it was calibrated); else the calibration's,
+    where it read images; else the preset's."""
+    calibrated = None if cal is None else cal.preprocessing
     if given is None:
-        return info.preprocessing(size, in_channels)
+        return calibrated or info.preprocessing(size, in_channels)
     if given.crop != size or given.channels != in_channels:
         raise DenseNetTRTError(
             f"the preprocessing gives {given.channels}x{given.crop}x{given.crop} images but the "
             f"model takes {in_channels}x{size}x{size}"
         )
+    if calibrated is not None and given != calibrated:
+        raise DenseNetTRTError(
+            f"the preprocessing asked for ({_steps(given)}) is not the one {cal.path} was calibrated "
+            f"with ({_steps(calibrated)}); leave out preprocess=PRESET and mean=M std=S to use the "
+            "calibration's, or calibrate with these"
+        )
     return given
 
 
-def _output_folder(output: str | os.PathLike) -> Path:
-    out_dir = Path(output)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create output folder {str(out_dir)!r}: {e.strerror}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise DenseNetTRTError(f"output folder {str(out_dir)!r} is not writable")
-    return out_dir
+def _steps(p: Preprocessing) -> str:
+    return f"resize {p.resize}, crop {p.crop}, mean {list(p.mean)}, std {list(p.std)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,8 +361,22 @@ def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], toler
     for x in inputs:
         with torch.no_grad():
             ref = net(x)
-        results.append((len(x), compare(ref, engine(x), tolerance)))
+        out = engine(x)
+        check_finite({"eager float32 PyTorch": ref, f"the {engine.precision} engine": out}, len(x), "random inputs")
+        results.append((len(x), compare(ref, out, tolerance)))
     return results
+
+
+def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
+    """Refuse NaN or Inf among ``outputs`` (by who gave them) at batch ``n``: compared, they
+    would only read as a difference and be blamed on the engine's arithmetic."""
+    bad = [who for who, out in outputs.items() if not bool(torch.isfinite(out).all())]
+    if bad:
+        raise DenseNetTRTError(
+            f"{' and '.join(bad)} gave non-finite outputs (NaN or Inf) at batch {n} on the {inputs}: "
+            "non-finite inputs or weights, or values beyond float32's range, are the likely cause, "
+            "not the engine's arithmetic; check the weights and the data"
+        )
 
 
 def int8_gate(
@@ -381,8 +391,11 @@ def int8_gate(
         x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
         out = engine(x)
         with torch.no_grad():
-            simulated.append((n, compare(quantized(x), out, Precision.INT8.tolerance)))
-            floating.append((n, compare(net(x), out, calibration.tolerance)))
+            fake, ref = quantized(x), net(x)
+        check_finite({"the int8 engine": out, "ModelOpt's fake-quantized model": fake,
+                      "eager float32 PyTorch": ref}, n, f"gate inputs of {calibration.path}")
+        simulated.append((n, compare(fake, out, Precision.INT8.tolerance)))
+        floating.append((n, compare(ref, out, calibration.tolerance)))
     return simulated, floating
 
 

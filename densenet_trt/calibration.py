@@ -14,7 +14,10 @@ import dataclasses
 import importlib.util
 import io
 import os
+import pickle
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from .artifact import atomic_dir, check_files, sha256_file
+from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .manifest import CALIBRATION, ModelRecord, dumps, parse, read_document
 from .spec import Precision
@@ -32,6 +36,31 @@ QUANTIZERS_FILE = "quantizers.pt"
 GATE_FILE = "gate.npz"
 REPORT_FILE = "report.json"
 INSTALL_HINT = "pip install 'densenet-trt[quantize]'"
+
+
+def writable_folder(folder: str | os.PathLike, fix: str, create: bool = True) -> Path:
+    """``folder`` after checking that a file can be written in it: its permission bits
+    (``os.access``) and, since those do not stop root, a temporary file made and removed there
+    (a read-only file system stops everyone). ``create``: make it if missing; else check the
+    nearest folder above it that exists, creating nothing. ``fix`` ends the error (``give
+    another output=DIR``). Every writer (build, calibrate, export-triton, profile) checks its
+    folder so before any work; this belongs with artifact.py's file helpers."""
+    folder = Path(folder)
+    try:
+        where = next(p for p in (folder, *folder.parents) if p.exists())
+        if not where.is_dir():
+            raise NotADirectoryError(0, f"{where} is a file, not a folder")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            where = folder
+        fd, probe = tempfile.mkstemp(prefix=".densenet-trt-write-test-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+        if not os.access(where, os.W_OK):
+            raise PermissionError(0, "Permission denied")
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot write in folder {str(folder)!r} ({e.strerror or e}); {fix}") from None
+    return folder
 
 
 def available() -> str:
@@ -80,6 +109,18 @@ class Calibration:
     def tolerance(self) -> Tolerance:
         return Tolerance(**self.report["gate"]["tolerance"])
 
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """How the calibration's images were preprocessed: read from an image folder; None for
+        data that came preprocessed (.npz, .npy, synthetic) and for reports before the field."""
+        record = self.report.get("preprocessing")
+        try:
+            return None if record is None else Preprocessing.from_dict(record)
+        except DenseNetTRTError as e:
+            raise DenseNetTRTError(
+                f"{self.path / REPORT_FILE}: field preprocessing is invalid ({e}); {CALIBRATION.fix}"
+            ) from None
+
     def record(self) -> dict[str, Any]:
         """What an engine's manifest says about the calibration it came from."""
         return {
@@ -117,16 +158,36 @@ class Calibration:
         _, mto = modelopt_modules()
         from modelopt.torch.quantization.utils import set_quantizer_state_dict
 
-        state = torch.load(self.path / QUANTIZERS_FILE, map_location="cpu", weights_only=True)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            model = mto.restore_from_modelopt_state(copy.deepcopy(net).eval(), state["modelopt_state"])
-            set_quantizer_state_dict(model, state["quantizers"])
+        file = self.path / QUANTIZERS_FILE
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                model = mto.restore_from_modelopt_state(copy.deepcopy(net).eval(), state["modelopt_state"])
+                set_quantizer_state_dict(model, state["quantizers"])
+        except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError, KeyError, TypeError,
+                IndexError, AttributeError, AssertionError):
+            # torch.load's unpickler, zip reader and ModelOpt's restore each fail their own way.
+            raise DenseNetTRTError(
+                f"{file} is not a calibration state (ModelOpt's quantizer state that calibrate writes) "
+                f"for this model; {CALIBRATION.fix}"
+            ) from None
         return model.eval()
 
     def gate_inputs(self) -> torch.Tensor:
         with np.load(self.path / GATE_FILE, allow_pickle=False) as archive:
             return torch.from_numpy(archive["images"])
+
+
+def check_calibration_precision(precision: Precision, calibration: str | os.PathLike | None) -> None:
+    """A build's calibration: given for int8, and only for int8."""
+    if precision is Precision.INT8 and calibration is None:
+        raise DenseNetTRTError(
+            "int8 needs a calibration: make one with `densenet-trt calibrate` (densenet_trt.quantize."
+            "calibrate) and pass its folder as calibration"
+        )
+    if calibration is not None and precision is not Precision.INT8:
+        raise DenseNetTRTError(f"calibration is for precision int8, not {precision}")
 
 
 def _weights_text(record: dict[str, Any]) -> str:
@@ -151,7 +212,30 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
             f"{CALIBRATION.fix}"
         )
     check_files(folder, checked.files, f"the calibration is damaged; {CALIBRATION.fix}")
-    return Calibration(folder, report)
+    calibration = Calibration(folder, report)
+    _check_gate_inputs(calibration, checked)
+    return calibration
+
+
+def _check_gate_inputs(calibration: Calibration, report: ReportFields) -> None:
+    """The gate inputs: images of the calibrated shape, every value finite."""
+    file = calibration.path / GATE_FILE
+    try:
+        images = calibration.gate_inputs()
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        raise DenseNetTRTError(f"{file} is not a gate input archive; {CALIBRATION.fix}") from None
+    shape = (report.in_channels, report.image_size, report.image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != shape or images.dtype != torch.float32 or not len(images):
+        raise DenseNetTRTError(
+            f"{file} holds {images.dtype} images of shape {tuple(images.shape)}, not float32 (N, "
+            f"{', '.join(map(str, shape))}); {CALIBRATION.fix}"
+        )
+    bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+    if bad:
+        raise DenseNetTRTError(
+            f"{file} has NaN or Inf values in {bad} of its {len(images)} gate inputs; the engine's "
+            f"accuracy gate cannot run on them: {CALIBRATION.fix}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,9 +32,11 @@ class Prediction:
 
     path: Path
     top: list[Guess]
+    random_weights: bool = False  # the engine's weights are random: its classes mean nothing
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "top": [dataclasses.asdict(g) for g in self.top]}
+        return {"path": str(self.path), "random_weights": self.random_weights,
+                "top": [dataclasses.asdict(g) for g in self.top]}
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
@@ -103,7 +105,8 @@ def classify(
         batch_size: images per run, within the engine's batch range; default its opt batch. A
             last batch below the engine's min batch is padded up to it (the padding's results
             are dropped).
-        progress: called with a line when the images have been found.
+        progress: called with a line when the images have been found, and with a warning
+            where the engine was built from random weights (each prediction says so too).
     """
     if not isinstance(engine, Engine):
         engine = load(engine)
@@ -115,6 +118,10 @@ def classify(
     size = engine.batch.opt if batch_size is None else engine.batch.check(batch_size, "batch size")
     files = expand_images(paths)
 
+    random = engine.manifest.model.weights is None
+    if random:
+        progress(f"warning: {engine.path} was built from random weights (seed {engine.manifest.model.seed}): "
+                 "its classes mean nothing")
     progress(f"classifying {len(files)} image(s) with {engine.path} in batches of {size}")
     predictions = []
     for start in range(0, len(files), size):
@@ -128,7 +135,7 @@ def classify(
         for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
             predictions.append(Prediction(path, [
                 Guess(i, None if names is None else names[i], p) for i, p in zip(indices, values)
-            ]))
+            ], random))
     return predictions
 
 

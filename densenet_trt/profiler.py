@@ -39,6 +39,9 @@ from .report import (
     DEFAULT_GAP,
     DEFAULT_ITERATIONS,
     DEFAULT_WARMUP,
+    MAX_GAP,
+    MAX_ROUNDS,
+    MAX_SECONDS,
     EngineInfo,
     ProfileReport,
     Row,
@@ -147,19 +150,22 @@ def _check_batches(batches: tuple[Any, ...]) -> None:
 def _check_amounts(
     warmup: int | None, warmup_time: float | None, iterations: int | None, duration: float | None
 ) -> None:
-    """How long to warm up and to measure: one of each pair, each of them positive."""
+    """How long to warm up and to measure: one of each pair, each of them positive (warmup may
+    be 0), finite and within MAX_ROUNDS or MAX_SECONDS."""
     if warmup is not None and warmup_time is not None:
         raise DenseNetTRTError("give warmup (rounds) or warmup_time (seconds), not both")
-    if warmup is not None and not (_is_int(warmup) and warmup >= 0):
-        raise DenseNetTRTError(f"warmup must be a count of 0 or more, got {warmup!r}")
-    if warmup_time is not None and not (_is_number(warmup_time) and warmup_time > 0):
-        raise DenseNetTRTError(f"warmup_time must be a positive number of seconds, got {warmup_time!r}")
+    if warmup is not None and not (_is_int(warmup) and 0 <= warmup <= MAX_ROUNDS):
+        raise DenseNetTRTError(f"warmup must be a count from 0 to {MAX_ROUNDS:,}, got {warmup!r}")
+    if warmup_time is not None and not (_is_number(warmup_time) and 0 < warmup_time <= MAX_SECONDS):
+        raise DenseNetTRTError(
+            f"warmup_time must be a positive number of seconds up to {MAX_SECONDS:g}, got {warmup_time!r}")
     if iterations is not None and duration is not None:
         raise DenseNetTRTError("give iterations or duration (seconds), not both")
-    if iterations is not None and not (_is_int(iterations) and iterations > 0):
-        raise DenseNetTRTError(f"iterations must be a positive integer, got {iterations!r}")
-    if duration is not None and not (_is_number(duration) and duration > 0):
-        raise DenseNetTRTError(f"duration must be a positive number of seconds, got {duration!r}")
+    if iterations is not None and not (_is_int(iterations) and 0 < iterations <= MAX_ROUNDS):
+        raise DenseNetTRTError(f"iterations must be a positive integer up to {MAX_ROUNDS:,}, got {iterations!r}")
+    if duration is not None and not (_is_number(duration) and 0 < duration <= MAX_SECONDS):
+        raise DenseNetTRTError(
+            f"duration must be a positive number of seconds up to {MAX_SECONDS:g}, got {duration!r}")
 
 
 def _check_run_options(vs: str, threads: int | None, gap: float) -> None:
@@ -167,8 +173,8 @@ def _check_run_options(vs: str, threads: int | None, gap: float) -> None:
         raise DenseNetTRTError(f"vs must be 'eager' or 'none', got {vs!r}")
     if threads is not None and not (_is_int(threads) and threads > 0):
         raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
-    if not (_is_number(gap) and gap >= 0):
-        raise DenseNetTRTError(f"gap must be 0 or more seconds, got {gap!r}")
+    if not (_is_number(gap) and 0 <= gap <= MAX_GAP):
+        raise DenseNetTRTError(f"gap must be 0 to {MAX_GAP:g} seconds, got {gap!r}")
 
 
 def _is_int(value: Any) -> bool:

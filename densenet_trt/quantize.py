@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from .artifact import entry_path
-from .calibration import Calibration, modelopt_modules, gate_tolerance, write_calibration
+from .calibration import Calibration, modelopt_modules, gate_tolerance, writable_folder, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .registry import get_model_info, model_record, reference_model, weights_path
@@ -227,6 +227,9 @@ def calibrate_model(
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
                      "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
+        # How images became the calibration data: an image folder's; None for data that came
+        # preprocessed (.npz, .npy, synthetic). build records it for predict.
+        "preprocessing": data.source.get("preprocessing"),
         **_method_record(method, percentile), "exclude": list(exclude),
         "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
@@ -256,14 +259,12 @@ def _check_data(net: nn.Module, data: Dataset, eval_data: Dataset | None, image_
             dataset.check_labels(net.classifier.out_features, what)
 
 
-def _check_output(output: Path, force: bool) -> Path:
-    """``output``, after checking it may be written: absent, or ``force``; its folder writable."""
+def _check_output(output: Path, force: bool, create: bool = True) -> Path:
+    """``output``, after checking it may be written: absent, or ``force``; its folder writable
+    (``create``: made if missing)."""
     if output.exists() and not force:
         raise DenseNetTRTError(f"{output} exists; pass force=True to replace it")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create folder {str(output.parent)!r}: {e.strerror}") from None
+    writable_folder(output.parent, "give another output=DIR", create)
     return output
 
 
@@ -324,6 +325,7 @@ def calibrate(
         entry_path(output, name)  # refused before any work
     info = get_model_info(model)
     size = check_image_size(info, image_size)
+    output = _check_output(entry_path(output, name or f"{model}-{method}-{size}"), force, create=False)
     checkpoint = weights_path(info, weights)
     net = reference_model(model, checkpoint, num_classes, 0, {})
     if checkpoint is None:
@@ -335,7 +337,6 @@ def calibrate(
     held_out = None if eval_data is None else _dataset(
         eval_data, eval_samples, seed + 1, "evaluation data", shape, preprocess, skip_bad, progress)
     record = model_record(model, net, checkpoint, 0, {})
-    output = entry_path(output, name or f"{model}-{method}-{size}")
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
         exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .artifact import atomic_path, check_writable
+from .calibration import writable_folder
 from .errors import DenseNetTRTError
 from .manifest import PROFILE, write_document
 from .stats import Stats
@@ -66,6 +67,11 @@ from .stats import Stats
 DEFAULT_WARMUP = 3
 DEFAULT_ITERATIONS = 20
 DEFAULT_GAP = 0.2
+# Bounds of a profile run: rounds (warmup, iterations), seconds (warmup_time, duration) and the
+# pause before each timed CPU call (gap). Beyond them a run would not end in any useful time.
+MAX_ROUNDS = 1_000_000
+MAX_SECONDS = 3600.0
+MAX_GAP = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +357,8 @@ def _ms(value: float) -> str:
 
 def check_output(path: str | os.PathLike) -> Path:
     """``path`` as a Path, after checking that a report can be written there (an existing file
-    is replaced)."""
-    return check_writable(path, force=True)
+    is replaced; its folder takes a new file, which permission bits alone do not tell root)."""
+    path = check_writable(path, force=True)
+    writable_folder(path.parent, "write the report elsewhere", create=False)
+    return path
 

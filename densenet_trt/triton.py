@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from pathlib import Path
+
 from .artifact import atomic_dir, check_files, entry_path
+from .calibration import writable_folder
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .spec import Precision
@@ -23,7 +26,7 @@ from .spec import Precision
 class TritonTarget:
     """How Triton runs one kind of engine."""
 
-    setting: str  # 'platform: "..."' or 'backend: "..."'
+    setting: tuple[str, str]  # ("platform", "...") or ("backend", "...")
     files: dict[str, str]  # engine file -> file name in the version folder
     input_name: str
     output_name: str
@@ -32,15 +35,15 @@ class TritonTarget:
 
 # Triton's PyTorch backend names tensors <name>__<index>; the others use the graph's names.
 _TARGETS = {
-    ("tensorrt", "engine"): TritonTarget('platform: "tensorrt_plan"', {"model.engine": "model.plan"},
+    ("tensorrt", "engine"): TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"},
                                          "input", "logits", "KIND_GPU"),
-    ("tensorrt", "torchscript"): TritonTarget('platform: "pytorch_libtorch"', {"model.ts": "model.pt"},
+    ("tensorrt", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},
                                               "input__0", "logits__0", "KIND_GPU"),
-    ("torchscript", "torchscript"): TritonTarget('platform: "pytorch_libtorch"', {"model.ts": "model.pt"},
+    ("torchscript", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},
                                                  "input__0", "logits__0", "KIND_CPU"),
-    ("onnxruntime", "onnx"): TritonTarget('platform: "onnxruntime_onnx"', {"model.onnx": "model.onnx"},
+    ("onnxruntime", "onnx"): TritonTarget(("platform", "onnxruntime_onnx"), {"model.onnx": "model.onnx"},
                                           "input", "logits", "KIND_CPU"),
-    ("openvino", "openvino-ir"): TritonTarget('backend: "openvino"',
+    ("openvino", "openvino-ir"): TritonTarget(("backend", "openvino"),
                                               {"model.xml": "model.xml", "model.bin": "model.bin"},
                                               "input", "logits", "KIND_CPU"),
 }
@@ -60,22 +63,62 @@ def triton_target(manifest: EngineManifest) -> TritonTarget:
     return target
 
 
+# Triton's model name is the name of the model's folder in the repository, and the name in
+# config.pbtxt "must match the name of the model repository directory containing the model"
+# (Triton docs, user_guide/model_configuration.md, "Name, Platform and Backend"; the layout is
+# user_guide/model_repository.md, "Repository Layout"). Triton documents no character set of its
+# own; clients put the name in URLs (/v2/models/<name>/config) and on command lines
+# (perf_analyzer -m <name>). So a name is one folder name of URL-safe characters (RFC 3986's
+# unreserved ones but '~'): letters, digits, '_', '-' and '.', first a letter, digit or '_' (not
+# '.', which hides the folder and makes '.' and '..'; not '-', which reads as an option), at most
+# 200 characters (a file name's limit is 255, and the temporary folder written beside it while
+# the entry is made adds 18).
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if Triton can serve a model of that name (see MODEL_NAME); else the error."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise DenseNetTRTError(
+            f"model name {name!r} is not a Triton model name: use letters, digits, '_', '-' and "
+            "'.', starting with a letter, digit or '_', at most 200 characters; e.g. "
+            "model_name=densenet121"
+        )
+    return name
+
+
+def pbtxt_string(text: str) -> str:
+    """``text`` as a quoted string of protobuf's text format: backslash and double quote escaped,
+    as are control characters (octal), so that no text can end the string early."""
+    out = []
+    for char in text:
+        if char in ('\\', '"'):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\{ord(char):03o}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
 def config_pbtxt(manifest: EngineManifest, model_name: str, max_batch_size: int, instances: int,
                  dynamic_batching: bool) -> str:
-    """The model configuration, in Triton's protobuf text format."""
+    """The model configuration, in Triton's protobuf text format; every string through
+    ``pbtxt_string``."""
     target = triton_target(manifest)
     # The dtype the engine's graph takes, as the manifest records it.
     dtype = Precision.of_dtype(manifest.input.dtype).triton
     size, channels = manifest.image_size, manifest.in_channels
+    key, value = target.setting
     lines = [
-        f'name: "{model_name}"',
-        target.setting,
+        f"name: {pbtxt_string(model_name)}",
+        f"{key}: {pbtxt_string(value)}",
         f"max_batch_size: {max_batch_size}",
         "input [",
-        f'  {{ name: "{target.input_name}" data_type: {dtype} dims: [ {channels}, {size}, {size} ] }}',
+        f"  {{ name: {pbtxt_string(target.input_name)} data_type: {dtype} dims: [ {channels}, {size}, {size} ] }}",
         "]",
         "output [",
-        f'  {{ name: "{target.output_name}" data_type: {dtype} dims: [ {manifest.model.num_classes} ] }}',
+        f"  {{ name: {pbtxt_string(target.output_name)} data_type: {dtype} dims: [ {manifest.model.num_classes} ] }}",
         "]",
         f"instance_group [ {{ count: {instances} kind: {target.kind} }} ]",
     ]
@@ -95,7 +138,8 @@ def export_triton(
     force: bool = False,
 ) -> Path:
     """Write the engine at ``engine`` into the Triton model repository ``repository`` as
-    ``model_name`` (default: the engine folder's name); returns the model's folder."""
+    ``model_name`` (default: the engine folder's name; a name Triton can serve, see
+    ``MODEL_NAME``); returns the model's folder. The repository is checked writable first."""
     folder, manifest = read_manifest(engine)
     check_files(folder, manifest.files, "rebuild the engine")
     target = triton_target(manifest)
@@ -109,17 +153,14 @@ def export_triton(
     if not isinstance(instances, int) or instances < 1:
         raise DenseNetTRTError(f"instances must be a positive integer, got {instances!r}")
     repository = Path(repository)
-    name = model_name or folder.name
+    name = check_model_name(folder.name if model_name is None else model_name)
     target_dir = entry_path(repository, name)
-    try:
-        repository.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot create repository {str(repository)!r}: {e.strerror}") from None
+    writable_folder(repository, "give another repository=DIR")
     if target_dir.exists() and not force:
         raise DenseNetTRTError(f"{target_dir} exists; pass force=True to replace it")
     with atomic_dir(target_dir, force) as tmp:
         (tmp / "config.pbtxt").write_text(
-            config_pbtxt(manifest, name, max_batch_size, instances, dynamic_batching)
+            config_pbtxt(manifest, name, max_batch_size, instances, dynamic_batching), encoding="utf-8"
         )
         (tmp / "1").mkdir()
         for source, dest in target.files.items():

@@ -1,9 +1,15 @@
 """Bad input and faults, as a user meets them on the command line: each is one line on stderr,
 exit status 1, no traceback, nothing half-written, and nothing that was there before changed."""
 
+import hashlib
+import io
+import json
 import os
+import shutil
 import struct
+import subprocess
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -190,3 +196,130 @@ def test_build_refuses_weights_with_nan(work):
     torch.save(state, work / "nan.pth")
     refused(["build", *SMALL, "--weights", "nan.pth", "--backend", "onnxruntime", "-o", "engines", "-q"], work,
             "checkpoint nan.pth has NaN or Inf values in features.conv0.weight")
+
+
+# --- outputs that cannot be written (build, calibrate, export-triton, profile) --------------------
+
+@pytest.fixture
+def read_only(work):
+    """``work/ro``, a folder no one can write in: a read-only tmpfs mounted there (as root, whom
+    permission bits do not stop), or, for another user, a folder without write permission."""
+    folder = work / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if shutil.which("mount") is None:
+        pytest.skip("as root, permission bits do not stop writes, and there is no mount command for a read-only tmpfs")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"as root, permission bits do not stop writes, and a read-only tmpfs cannot be mounted here: "
+                    f"{mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+WRITERS = {
+    "build": (["build", *SMALL, "--backend", "onnxruntime", "-o", "{F}"], "give another --output DIR"),
+    "calibrate": (["calibrate", *SMALL, "--synthetic", "-o", "{F}"], "give another --output DIR"),
+    "export-triton": (["export-triton", "{E}", "--repository", "{F}"], "give another --repository DIR"),
+    "profile": (["profile", "{E}", "--iterations", "1", "--json", "{F}/r.json"], ""),
+}
+
+
+@pytest.mark.parametrize("command", WRITERS)
+@pytest.mark.parametrize("where", ["read-only", "under a file"])
+def test_writers_refuse_a_folder_they_cannot_write_before_any_work(work, engine, request, command, where):
+    """No progress line either: the check comes before the work (calibrating took ~35 s before
+    export-triton's traceback or calibrate's late failure)."""
+    if where == "read-only":
+        folder = request.getfixturevalue("read_only").name
+        message = "folder 'ro' is not writable" if command == "profile" else "cannot write in folder 'ro' ("
+    else:
+        folder = "unrelated/keep.txt/sub"
+        message = ("folder 'unrelated/keep.txt/sub' for r.json does not exist" if command == "profile" else
+                   "cannot write in folder 'unrelated/keep.txt/sub' (unrelated/keep.txt is a file, not a folder)")
+    args, fix = WRITERS[command]
+    refused([a.replace("{F}", folder).replace("{E}", str(engine)) for a in args], work, message)
+    if fix:
+        refused([a.replace("{F}", folder).replace("{E}", str(engine)) for a in args], work, fix)
+
+
+# --- Triton model names (densenet_trt/triton.py) ------------------------------------------------
+
+def test_export_triton_refuses_a_model_name_that_would_rewrite_the_config(work, engine):
+    refused(["export-triton", engine, "--repository", "repo", "--model-name", 'x" platform: "evil'], work,
+            "model name 'x\" platform: \"evil' is not a Triton model name: use letters, digits, '_', '-' and '.'")
+    assert not (work / "repo").exists()
+
+
+# --- profile amounts (densenet_trt/profiler.py) ---------------------------------------------------
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--duration", "inf", "duration must be a positive number of seconds up to 3600, got inf"),
+    ("--duration", "nan", "duration must be a positive number of seconds up to 3600, got nan"),
+    ("--duration", "3601", "duration must be a positive number of seconds up to 3600, got 3601.0"),
+    ("--warmup-time", "inf", "warmup_time must be a positive number of seconds up to 3600, got inf"),
+    ("--warmup-time", "nan", "warmup_time must be a positive number of seconds up to 3600, got nan"),
+    ("--iterations", "1000001", "iterations must be a positive integer up to 1,000,000, got 1000001"),
+    ("--warmup", "1000001", "warmup must be a count from 0 to 1,000,000, got 1000001"),
+    ("--gap", "inf", "gap must be 0 to 10 seconds, got inf"),
+])
+def test_profile_refuses_amounts_that_would_never_end(work, engine, flag, value, message):
+    refused(["profile", engine, flag, value], work, message)
+
+
+# --- builds that cannot fit in memory (densenet_trt/memory.py) ------------------------------------
+
+@pytest.mark.parametrize("args", [["--batch", "1:1:100000"], ["--image-size", "100000"],
+                                  ["--num-classes", str(10**9)]])
+def test_build_refuses_at_once_what_would_not_fit_in_memory(work, args):
+    start = time.perf_counter()
+    refused(["build", "--model", "densenet_bc40_k12", "--backend", "onnxruntime", "-o", "engines", *args], work,
+            "of memory (")
+    assert time.perf_counter() - start < 1.0
+    assert sorted(p.name for p in (work / "engines").iterdir()) == ["other-engine"]
+
+
+# --- tampered calibration folders (densenet_trt/calibration.py) -----------------------------------
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
+    from densenet_trt.quantize import calibrate
+
+    return calibrate("densenet_bc40_k12", data="synthetic", samples=16, batch_size=8, exclude=["stem"],
+                     output=tmp_path_factory.mktemp("cal"), name="c").path
+
+
+def tampered(calibration: Path, into: Path, name: str, content: bytes) -> Path:
+    """A copy of ``calibration`` with file ``name`` replaced by ``content`` and the report's
+    sha256 of it updated, so that only the check of the content itself can refuse it."""
+    folder = shutil.copytree(calibration, into)
+    (folder / name).write_bytes(content)
+    report = json.loads((folder / "report.json").read_text())
+    report["files"][name] = hashlib.sha256(content).hexdigest()
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+def nan_gate_archive() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, images=np.full((8, 3, 32, 32), np.nan, np.float32))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("quantizers.pt", os.urandom(4096), ("quantizers.pt is not a calibration state (ModelOpt's quantizer state "
+                                         "that calibrate writes) for this model; calibrate again")),
+    ("gate.npz", nan_gate_archive(), "gate.npz has NaN or Inf values in 8 of its 8 gate inputs"),
+])
+def test_build_refuses_a_tampered_calibration_by_file(work, calibration, name, content, message):
+    tampered(calibration, work / "calibration" / "bad", name, content)
+    refused(["build", "--model", "densenet_bc40_k12", "--precision", "int8", "--calibration", "calibration/bad",
+             "--backend", "onnxruntime", "-o", "engines", "-q"], work, message)

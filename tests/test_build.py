@@ -2,6 +2,7 @@
 with eager, batch sizes across the range, bad input; manifests and the accuracy gate."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from densenet_trt.backends import BACKENDS, choose_backend
 from densenet_trt.build import build, verify_engine
 from densenet_trt.engine import compatibility, load
 from densenet_trt.capture import example_input
-from densenet_trt.registry import create_model
+from densenet_trt.memory import machine_memory, parameter_count
+from densenet_trt.models import DenseNet, count_parameters
+from densenet_trt.registry import create_model, list_models, model_config
 from densenet_trt.verify import compare
 
 SMALL = {"block_config": (2, 2, 2)}
@@ -156,7 +159,8 @@ def test_existing_engine_needs_force_and_force_replaces_it(tmp_path):
 
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(DenseNetTRTError, match="cannot create output folder"):
+    with pytest.raises(DenseNetTRTError, match="cannot write in folder .*engines' \\(.*file is a file, not a folder\\); "
+                                               "give another output=DIR"):
         small_build(tmp_path / "file" / "engines")
 
 
@@ -246,3 +250,42 @@ def test_a_checkpoint_that_does_not_fit_creates_no_output_folder(tmp_path):
     with pytest.raises(DenseNetTRTError, match="does not fit this model"):
         small_build(tmp_path / "engines", weights=tmp_path / "w.pth")
     assert not (tmp_path / "engines").exists()
+
+
+# --- memory (densenet_trt/memory.py) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [{"batch": "1:1:100000"}, {"image_size": 100000}, {"num_classes": 10**9}])
+def test_builds_that_cannot_fit_in_memory_are_refused_at_once(tmp_path, kwargs):
+    start = time.perf_counter()
+    with pytest.raises(DenseNetTRTError, match=r"this build needs about [\d,.]+ GiB of memory \(.*\) but this machine "
+                                               r"has [\d,.]+ GiB; use a smaller batch=MIN:OPT:MAX, image_size=N or "
+                                               r"num_classes=N$"):
+        build("densenet_bc40_k12", backend="onnxruntime", output=tmp_path / "engines", **kwargs)
+    assert time.perf_counter() - start < 0.5
+    assert not (tmp_path / "engines").exists()
+
+
+def test_the_memory_estimate_counts_every_parameter_without_making_the_model():
+    assert 1 << 30 < machine_memory() < 1 << 50
+    for name in list_models():
+        for overrides in ({}, {"bn_size": 0}, {"compression": 1.0, "in_channels": 1, "num_classes": 7},
+                          {"block_config": (2, 3)}):
+            config = model_config(name, **overrides)
+            with torch.device("meta"):
+                assert parameter_count(config) == count_parameters(DenseNet(**config)), (name, overrides)
+
+
+# --- the accuracy gate on outputs that are not finite -------------------------------------------
+
+
+def test_non_finite_outputs_are_said_to_be_so_not_blamed_on_the_engine(tmp_path):
+    state = create_model("densenet_bc100_k12", **SMALL).state_dict()
+    state["classifier.weight"][:] = 3e38  # finite, as a checkpoint must be; the logits overflow float32
+    torch.save(state, tmp_path / "big.pth")
+    with pytest.raises(DenseNetTRTError, match=r"^eager float32 PyTorch and the fp32 engine gave non-finite outputs "
+                                               r"\(NaN or Inf\) at batch 1 on the random inputs: non-finite inputs or "
+                                               r"weights, or values beyond float32's range, are the likely cause") as error:
+        small_build(tmp_path / "engines", weights=tmp_path / "big.pth")
+    assert "differs from" not in str(error.value)
+    assert list((tmp_path / "engines").iterdir()) == []

@@ -19,6 +19,12 @@ def test_help_of_every_command_has_an_example():
         assert result.exit_code == 0 and "Example" in result.output, command
 
 
+def test_profile_help_names_the_bounds_of_a_run():
+    text = " ".join(run("profile", "--help").output.split())
+    for bound in ("0 to 1,000,000", "1 to 1,000,000", "(finite, up to 3600)", "0 to 10 (PyTorch's"):
+        assert bound in text, bound
+
+
 def test_models_table_and_json():
     table = run("models")
     assert table.exit_code == 0

@@ -166,6 +166,17 @@ def test_cli_json(engine, images):
     assert [len(r["top"]) for r in rows] == [5] * 4 and set(rows[0]["top"][0]) == {"index", "label", "probability"}
 
 
+def test_an_engine_with_random_weights_says_so_in_text_and_in_json(engine, images):
+    warning = f"warning: {engine.path} was built from random weights (seed 0): its classes mean nothing"
+    text = run("predict", engine.path, images / "a.png", "--top-k", "1")
+    assert text.exit_code == 0 and text.stderr.splitlines()[0] == warning, text.output
+    rows = json.loads(run("predict", engine.path, images, "--json").stdout)
+    assert [row["random_weights"] for row in rows] == [True] * 4
+    lines = []
+    assert all(p.random_weights for p in classify(engine, [images], progress=lines.append))
+    assert lines[0] == warning
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -236,3 +247,6 @@ def test_trained_digits_checkpoint_classifies_digit_images(tmp_path):
     correct = sum(p.top[0].label == t for p, t in zip(predictions, truth))
     print(f"digits: {correct}/20 top-1 correct")
     assert correct >= 16
+    assert not any(p.random_weights for p in predictions)  # trained weights: no warning
+    text = run("predict", artifact.path, files[0])
+    assert text.exit_code == 0 and "warning" not in text.stderr and "random" not in text.stderr

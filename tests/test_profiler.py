@@ -142,6 +142,16 @@ def test_interleave_by_duration_and_warmup_time():
     ({"batches": (0,)}, "batches must be positive"),
     ({"vs": "onnx"}, "vs must be 'eager' or 'none'"),
     ({"threads": 0}, "threads must be a positive integer"),
+    # Unbounded runs: these ran until killed.
+    ({"duration": float("inf")}, "duration must be a positive number of seconds up to 3600, got inf"),
+    ({"duration": float("nan")}, "duration must be a positive number of seconds up to 3600, got nan"),
+    ({"duration": 3600.5}, "duration must be a positive number of seconds up to 3600, got 3600.5"),
+    ({"warmup_time": float("inf")}, "warmup_time must be a positive number of seconds up to 3600, got inf"),
+    ({"warmup_time": float("nan")}, "warmup_time must be a positive number of seconds up to 3600, got nan"),
+    ({"iterations": 10**6 + 1}, "iterations must be a positive integer up to 1,000,000, got 1000001"),
+    ({"warmup": 10**6 + 1}, "warmup must be a count from 0 to 1,000,000, got 1000001"),
+    ({"gap": float("inf")}, "gap must be 0 to 10 seconds, got inf"),
+    ({"gap": float("nan")}, "gap must be 0 to 10 seconds, got nan"),
 ])
 def test_bad_options_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(DenseNetTRTError, match=message):

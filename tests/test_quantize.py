@@ -1,5 +1,10 @@
+import hashlib
+import io
 import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +16,9 @@ from densenet_trt.registry import reference_model
 from densenet_trt.capture import capture_qdq_onnx
 from densenet_trt.cli import main
 from densenet_trt.data import synthetic
-from densenet_trt.calibration import QUANTIZERS_FILE, REPORT_FILE, load_calibration
+from densenet_trt.calibration import GATE_FILE, QUANTIZERS_FILE, REPORT_FILE, load_calibration
+from densenet_trt.data import Preprocessing
+from densenet_trt.predict import classify
 from densenet_trt.quantize import calibrate, quantize_model, resolve_exclude
 from densenet_trt.spec import BatchRange
 from PIL import Image
@@ -19,6 +26,9 @@ from PIL import Image
 pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
 
 MODEL = "densenet_bc40_k12"
+# The grayscale digits model (examples/digits) and its own mean and std: no preset fits it.
+CHECKPOINT = Path(__file__).resolve().parent / "data" / "digits_densenet_bc40_k12.pth"
+DIGITS = Preprocessing(32, 32, (0.305,), (0.323,))
 
 
 def small_calibration(tmp_path, **kwargs):
@@ -46,6 +56,7 @@ def test_report_says_what_was_calibrated(cal):
     assert not any(name.startswith("features.conv0.") for name in r["amax"])
     assert r["gate"]["tolerance"]["atol"] >= 2 * r["gate"]["fake_quant_vs_float"]["max_abs"]
     assert r["evaluation"] is None
+    assert r["preprocessing"] is None  # synthetic data comes preprocessed
 
 
 def test_restored_quantizers_reproduce_the_calibrated_model(cal):
@@ -208,3 +219,100 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert re.search(message, result.output), result.output
     assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
+
+
+# --- the preprocessing a calibration was made with goes into the engine --------------------------
+
+
+@pytest.fixture(scope="module")
+def folder_calibration(tmp_path_factory):
+    """The digits model calibrated on a folder of 16 tiny grayscale PNGs, with its own mean and std."""
+    work = tmp_path_factory.mktemp("folder")
+    (work / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(work / "images" / f"{i:02d}.png")
+    cal = calibrate(MODEL, weights=CHECKPOINT, data=work / "images", preprocess=DIGITS, samples=16, batch_size=8,
+                    exclude=["stem"], output=work / "cal", name="c")
+    return work / "images", cal
+
+
+def test_a_calibration_from_an_image_folder_gives_its_preprocessing_to_the_engine(folder_calibration, tmp_path):
+    images, cal = folder_calibration
+    assert cal.report["preprocessing"] == DIGITS.as_dict()
+    assert load_calibration(cal.path).preprocessing == DIGITS
+    artifact = build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="onnxruntime",
+                     batch="1:4:4", output=tmp_path)
+    assert artifact.manifest.preprocessing == DIGITS
+    predictions = classify(artifact.path, [images], top_k=1)
+    assert len(predictions) == 16 and not any(p.random_weights for p in predictions)
+    result = CliRunner().invoke(main, ["predict", str(artifact.path), str(images / "00.png"), "--top-k", "1"])
+    assert result.exit_code == 0 and result.stderr.splitlines()[0].startswith("classifying 1 image(s)"), result.output
+
+
+def test_a_build_preprocessing_other_than_the_calibrations_is_refused(folder_calibration, tmp_path):
+    _, cal = folder_calibration
+    with pytest.raises(DenseNetTRTError, match=re.escape(
+            "the preprocessing asked for (resize 32, crop 32, mean [0.5], std [0.5]) is not the one "
+            f"{cal.path} was calibrated with (resize 32, crop 32, mean [0.305], std [0.323]); leave out "
+            "preprocess=PRESET and mean=M std=S to use the calibration's, or calibrate with these")):
+        build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="onnxruntime",
+              output=tmp_path, preprocess=Preprocessing(32, 32, (0.5,), (0.5,)))
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- calibration folders whose files were replaced, their sha256 updated to match ---------------
+
+
+def replaced(cal, into: Path, name: str, content: bytes) -> Path:
+    """A copy of calibration ``cal`` with file ``name`` replaced by ``content`` and the report's
+    sha256 of it updated, so that the checksum passes and only the content can be refused."""
+    folder = shutil.copytree(cal.path, into)
+    (folder / name).write_bytes(content)
+    report = json.loads((folder / REPORT_FILE).read_text())
+    report["files"][name] = hashlib.sha256(content).hexdigest()
+    (folder / REPORT_FILE).write_text(json.dumps(report))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "half the file", "another torch file", "another model's state"])
+def test_a_quantizer_state_that_is_not_one_is_refused_naming_the_file(cal, tmp_path, kind):
+    original = (cal.path / QUANTIZERS_FILE).read_bytes()
+    if kind == "another torch file":
+        torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    elif kind == "another model's state":
+        other = calibrate("densenet_bc100_k12", data="synthetic", samples=8, batch_size=8, output=tmp_path, name="o")
+        shutil.copy(other.path / QUANTIZERS_FILE, tmp_path / "other.pt")
+    content = {"random bytes": os.urandom(4096), "half the file": original[:len(original) // 2]}.get(kind)
+    folder = replaced(cal, tmp_path / "c", QUANTIZERS_FILE, content or (tmp_path / "other.pt").read_bytes())
+    message = (f"{folder / QUANTIZERS_FILE} is not a calibration state (ModelOpt's quantizer state that calibrate "
+               "writes) for this model; calibrate again")
+    with pytest.raises(DenseNetTRTError, match=f"^{re.escape(message)}$"):
+        load_calibration(folder).quantized_model(reference_model(MODEL, None, None, 0, {}))
+    with pytest.raises(DenseNetTRTError, match=re.escape(message)):
+        build(MODEL, precision="int8", calibration=folder, backend="onnxruntime", output=tmp_path / "engines")
+    assert not (tmp_path / "engines").exists()
+
+
+def gate_archive(value: float) -> bytes:
+    with io.BytesIO() as buffer:
+        np.savez(buffer, images=np.full((8, 3, 32, 32), value, np.float32))
+        return buffer.getvalue()
+
+
+def test_gate_inputs_that_are_not_finite_are_refused_when_the_calibration_is_loaded(cal, tmp_path):
+    folder = replaced(cal, tmp_path / "c", GATE_FILE, gate_archive(np.nan))
+    with pytest.raises(DenseNetTRTError, match="gate.npz has NaN or Inf values in 8 of its 8 gate inputs; the engine's "
+                                               "accuracy gate cannot run on them: calibrate again"):
+        load_calibration(folder)
+
+
+def test_non_finite_gate_outputs_are_said_to_be_so_not_blamed_on_the_int8_arithmetic(cal, tmp_path):
+    """Finite gate inputs beyond what float32 arithmetic can take: eager float32's logits overflow."""
+    folder = replaced(cal, tmp_path / "c", GATE_FILE, gate_archive(3e38))
+    with pytest.raises(DenseNetTRTError, match=r"gave non-finite outputs \(NaN or Inf\) at batch 1 on the gate "
+                                               r"inputs of .*: non-finite inputs or weights, or values beyond "
+                                               r"float32's range, are the likely cause") as error:
+        build(MODEL, precision="int8", calibration=folder, backend="onnxruntime", output=tmp_path / "engines")
+    assert "eager float32 PyTorch" in str(error.value) and "INT8 arithmetic" not in str(error.value)
+    assert list((tmp_path / "engines").iterdir()) == []

@@ -10,7 +10,7 @@ from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS
 from densenet_trt.build import build
 from densenet_trt.manifest import read_manifest
-from densenet_trt.triton import export_triton, triton_target
+from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 
 SMALL = {"block_config": (2, 2, 2)}
 MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases
@@ -87,7 +87,7 @@ def test_formats_triton_cannot_run_are_refused_naming_those_it_can(engine):
         triton_target(inductor)
     gpu_device = dataclasses.replace(manifest.device, type="cuda")
     gpu = triton_target(dataclasses.replace(manifest, backend="tensorrt", format="engine", device=gpu_device))
-    assert gpu.setting == 'platform: "tensorrt_plan"' and gpu.files == {"model.engine": "model.plan"}
+    assert gpu.setting == ("platform", "tensorrt_plan") and gpu.files == {"model.engine": "model.plan"}
 
 
 def test_engines_without_batch_1_or_manifest_are_refused(tmp_path):
@@ -97,3 +97,37 @@ def test_engines_without_batch_1_or_manifest_are_refused(tmp_path):
     (artifact.path / "manifest.json").unlink()
     with pytest.raises(DenseNetTRTError, match="has no manifest.json"):
         export_triton(artifact.path, tmp_path / "repo")
+
+
+@pytest.fixture(scope="module")
+def onnx_engine(tmp_path_factory):
+    return build(MODEL, backend="onnxruntime", batch="1:2:4", output=tmp_path_factory.mktemp("onnx")).path
+
+
+@pytest.mark.parametrize("name", [
+    'x" platform: "evil', "x\\", "", ".", "..", ".hidden", "a/b", "/abs", "a\nb", "tab\t", "nul\0", "-x",
+    "a b", "caf\u00e9", "x" * 201,
+])
+def test_names_triton_cannot_serve_are_refused_and_nothing_is_written(onnx_engine, tmp_path, name):
+    with pytest.raises(DenseNetTRTError, match="is not a Triton model name: use letters, digits") as error:
+        export_triton(onnx_engine, tmp_path / "repo", model_name=name)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("name", ["densenet-121_v2.0", "_x", "9", "a..b", "x" * 200])
+def test_a_name_with_allowed_punctuation_parses_and_round_trips(onnx_engine, tmp_path, name):
+    folder = export_triton(onnx_engine, tmp_path / "repo", model_name=name)
+    assert folder == tmp_path / "repo" / name
+    config = parse(folder)
+    assert config.name == name and config.platform == "onnxruntime_onnx"
+    assert text_format.Parse(text_format.MessageToString(config), mc.ModelConfig()) == config
+
+
+@pytest.mark.parametrize("text", [
+    "plain", 'a"b', "back\\slash", '"; platform: "evil', "\\\"", "new\nline", "tab\tcr\r", "\x01\x1f\x7f",
+    "caf\u00e9 \u4e16", "",
+])
+def test_pbtxt_strings_round_trip_through_tritons_parser(text):
+    config = text_format.Parse(f"name: {pbtxt_string(text)} platform: {pbtxt_string('p')}", mc.ModelConfig())
+    assert (config.name, config.platform) == (text, "p")

@@ -9,7 +9,7 @@ import click
 
 from ..errors import DenseNetTRTError
 from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
-from ..report import DEFAULT_GAP, DEFAULT_ITERATIONS, DEFAULT_WARMUP
+from ..report import DEFAULT_GAP, DEFAULT_ITERATIONS, DEFAULT_WARMUP, MAX_GAP, MAX_ROUNDS, MAX_SECONDS
 from .options import MODEL_OPTIONS, preprocess_options, preprocessing_option, reporter
 
 @click.command()
@@ -109,10 +109,14 @@ def _batch_list(ctx, param, value: str) -> list[int]:
 @click.option("--batch", "batches", default="1", show_default=True, callback=_batch_list,
               help="Batch sizes, comma-separated (e.g. 1,8,32); a size outside an engine's range "
                    "is skipped with the reason.")
-@click.option("--warmup", type=int, default=None, help=f"Warm-up rounds, not timed [default: {DEFAULT_WARMUP}].")
-@click.option("--warmup-time", type=float, default=None, help="Or warm up for this many seconds.")
-@click.option("--iterations", type=int, default=None, help=f"Timed rounds [default: {DEFAULT_ITERATIONS}].")
-@click.option("--duration", type=float, default=None, help="Or time rounds for this many seconds.")
+@click.option("--warmup", type=int, default=None,
+              help=f"Warm-up rounds, not timed, 0 to {MAX_ROUNDS:,} [default: {DEFAULT_WARMUP}].")
+@click.option("--warmup-time", type=float, default=None,
+              help=f"Or warm up for this many seconds (finite, up to {MAX_SECONDS:g}).")
+@click.option("--iterations", type=int, default=None,
+              help=f"Timed rounds, 1 to {MAX_ROUNDS:,} [default: {DEFAULT_ITERATIONS}].")
+@click.option("--duration", type=float, default=None,
+              help=f"Or time rounds for this many seconds (finite, up to {MAX_SECONDS:g}).")
 @click.option("--vs", type=click.Choice(["eager", "none"]), default="eager", show_default=True,
               help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
                    "precision where PyTorch can run it) interleaved with the engine.")
@@ -121,8 +125,8 @@ def _batch_list(ctx, param, value: str) -> list[int]:
 @click.option("--include-transfers", is_flag=True,
               help="GPU engines: also time host-to-device and device-to-host copies, apart.")
 @click.option("--gap", type=float, default=DEFAULT_GAP, show_default=True,
-              help="Seconds of pause before each timed CPU call (PyTorch's OpenMP threads spin "
-                   "after eager runs and would slow the next call).")
+              help=f"Seconds of pause before each timed CPU call, 0 to {MAX_GAP:g} (PyTorch's OpenMP "
+                   "threads spin after eager runs and would slow the next call).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON (schema in densenet_trt/report.py).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -164,7 +168,9 @@ def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, thr
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.option("--repository", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Triton model repository folder (created if missing).")
-@click.option("--model-name", default=None, help="Model name in the repository; default: the engine folder's name.")
+@click.option("--model-name", default=None,
+              help="Model name in the repository (letters, digits, '_', '-', '.'; not starting with "
+                   "'.' or '-'); default: the engine folder's name.")
 @click.option("--max-batch-size", type=int, default=None,
               help="Largest batch Triton forms; default and limit: the engine's max batch.")
 @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
@@ -203,7 +209,8 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
 def predict(engine, images, labels, top_k, as_json, batch_size):
     """Classify image files (or folders of them, searched recursively) with a built engine: each
     image preprocessed as the engine's manifest says, and its top classes with their softmax
-    probabilities.
+    probabilities. An engine built from random weights is said to be so (a warning; in --json,
+    "random_weights": true per image): its classes mean nothing.
 
     \b
     Example:
