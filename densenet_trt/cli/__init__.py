@@ -18,7 +18,7 @@ from .use import calibrate, export_triton, predict, profile
 
 # Library parameter names that the command line spells another way.
 _RENAMED = {"model": "model_name", "format": "fmt", "json": "as_json"}
-_PARAMETER = re.compile(r"\b([a-z][a-z_]*)=([^\s,;)]+(?:\))?)")
+_PARAMETER = re.compile(r"\b([a-z][a-z_]*)=([^\s,;)]+)")
 
 
 def as_flags(message: str, command: click.Command | None) -> str:
