@@ -128,7 +128,10 @@ def build(
         threads=threads, options=options, force=force, seed=seed, overrides=overrides,
         calibration=calibration, preprocess=preprocess, progress=progress,
     )
-    with torch_threads(plan.spec.threads), atomic_dir(plan.target, force) as folder:
+    # Room for the artifact before writing it (TorchScript's writer aborts the process on a
+    # full disk): twice the model's float32 weights.
+    size = 2 * 4 * sum(p.numel() for p in plan.net.parameters())
+    with torch_threads(plan.spec.threads), atomic_dir(plan.target, force, expected_bytes=size) as folder:
         manifest = compile_engine(plan, folder, progress)
         if verify:
             accuracy = gate_engine(plan, Engine(folder, manifest, plan.backend.load(folder, manifest)), progress)

@@ -103,7 +103,8 @@ def export_model(
         check_opset(opset)
     batch = BatchRange.parse(batch)
     path = check_writable(output, force)
-    with atomic_path(path) as tmp:
+    # TorchScript's writer aborts the process on a full disk: check for room first.
+    with atomic_path(path, expected_bytes=2 * 4 * sum(p.numel() for p in model.parameters())) as tmp:
         progress(f"capturing as {fmt} (batch {batch}, {image_size}x{image_size})")
         _write(model, fmt, tmp, batch, image_size, opset)
         progress(f"checking {path.name} against eager PyTorch at batch {', '.join(map(str, batch.sizes()))}")

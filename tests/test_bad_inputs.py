@@ -4,6 +4,8 @@ exit status 1, no traceback, nothing half-written, and nothing that was there be
 import hashlib
 import io
 import json
+import contextlib
+import gc
 import os
 import shutil
 import struct
@@ -323,3 +325,40 @@ def test_build_refuses_a_tampered_calibration_by_file(work, calibration, name, c
     tampered(calibration, work / "calibration" / "bad", name, content)
     refused(["build", "--model", "densenet_bc40_k12", "--precision", "int8", "--calibration", "calibration/bad",
              "--backend", "onnxruntime", "-o", "engines", "-q"], work, message)
+# --- full and read-only disks (densenet_trt/artifact.py) -----------------------------------------
+
+@contextlib.contextmanager
+def mounted(folder: Path, options: str):
+    """A tmpfs mounted at ``folder`` with ``options``; the test is skipped where mounting is not
+    permitted (not root, no CAP_SYS_ADMIN)."""
+    folder.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True,
+                       capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        reason = (getattr(e, "stderr", None) or str(e)).strip()
+        print(f"cannot mount a tmpfs here: {reason}")
+        pytest.skip(f"cannot mount a tmpfs to fill or make read-only here: {reason}")
+    try:
+        yield folder
+    finally:
+        gc.collect()  # a failed writer's file may still be open, which keeps the mount busy
+        if subprocess.run(["umount", str(folder)], check=False).returncode:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_export_to_a_full_disk_is_one_line(work):
+    with mounted(work / "small", "size=2m"):
+        refused(["export", *SMALL, "--format", "onnx", "-o", "small/x.onnx", "-q"], work,
+                "no space left on device writing small/x.onnx: free space there, or write elsewhere")
+
+
+def test_export_triton_to_a_read_only_repository_is_one_line(work, engine):
+    with mounted(work / "ro", "ro,size=1m"):
+        refused(["export-triton", engine, "--repository", "ro", "--model-name", "m"], work,
+                "cannot write ro/m: read-only file system (EROFS); write elsewhere")
+
+
+def test_build_into_a_read_only_folder_is_one_line(work):
+    with mounted(work / "ro", "ro,size=1m"):
+        refused(["build", *SMALL, "--backend", "onnxruntime", "-o", "ro", "-q"], work, "output folder 'ro' is not writable")

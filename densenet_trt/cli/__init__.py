@@ -6,7 +6,10 @@ them as the flags of the command that failed (``--force``, ``--batch 1:8:32``).
 
 from __future__ import annotations
 
+import functools
 import re
+import signal
+import threading
 import warnings
 
 import click
@@ -46,8 +49,56 @@ def as_flags(message: str, command: click.Command | None) -> str:
     return _PARAMETER.sub(flag, message)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised in the main thread so that every cleanup runs. A subclass: CPython
+    ends ``python -m`` by SIGINT, whatever the exit status, when a plain KeyboardInterrupt
+    escaped code run by ``exec`` of a string (dataclasses, torch.fx) before it was caught."""
+
+    def __init__(self, signum: signal.Signals):
+        super().__init__()
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame) -> None:
+    if _importing(frame):
+        # Raised inside an extension module's initialisation, the exception would become an
+        # ImportError, which libraries catch for optional packages (torch catches triton's):
+        # the signal would be lost. It is delivered again once the import is done.
+        threading.Timer(0.05, _again, (signum,)).start()
+        return
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise Interrupted(signal.Signals(signum))
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _again(signum: int) -> None:
+    if signal.getsignal(signum) is _interrupt:
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+
+def _catch_signals(ctx: click.Context) -> None:
+    """Until the command ends, SIGINT and SIGTERM raise ``Interrupted`` (where they have their
+    default handling: an ignored signal stays ignored); the handlers before are put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        before = signal.getsignal(signum)
+        if before == default:
+            signal.signal(signum, _interrupt)
+            ctx.call_on_close(functools.partial(signal.signal, signum, before))
+
+
 class _Group(click.Group):
-    """Prints the package's errors as one line and exits 1; ``--debug`` shows the traceback."""
+    """Prints the package's errors as one line and exits 1; ``--debug`` shows the traceback.
+    Ctrl-C and SIGTERM stop the command after its cleanup, with one line and the shell's status
+    for the signal: 130 (SIGINT) or 143 (SIGTERM)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -58,6 +109,10 @@ class _Group(click.Group):
             command = self.commands.get(ctx.invoked_subcommand or "")
             click.echo(f"error: {as_flags(str(e), command)}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            click.echo(f"error: interrupted by {signum.name}", err=True)
+            ctx.exit(128 + signum)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -76,6 +131,7 @@ def main(debug: bool) -> None:
       densenet-trt export --model densenet121 --format onnx --batch 1:8:32 --output densenet121.onnx
     """
     warnings.showwarning = _show_warning
+    _catch_signals(click.get_current_context())
 
 
 for _command in (models, export, build, info, verify, calibrate, profile, export_triton, predict):
