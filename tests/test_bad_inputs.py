@@ -348,17 +348,20 @@ def mounted(folder: Path, options: str):
 
 
 def test_export_to_a_full_disk_is_one_line(work):
+    """Refused before writing (the free space is checked against the model's size first); a
+    disk that fills up while writing is tests/test_artifact.py's."""
     with mounted(work / "small", "size=2m"):
         refused(["export", *SMALL, "--format", "onnx", "-o", "small/x.onnx", "-q"], work,
-                "no space left on device writing small/x.onnx: free space there, or write elsewhere")
+                "not enough free space in small: 2.1 MB free")
 
 
 def test_export_triton_to_a_read_only_repository_is_one_line(work, engine):
     with mounted(work / "ro", "ro,size=1m"):
         refused(["export-triton", engine, "--repository", "ro", "--model-name", "m"], work,
-                "cannot write ro/m: read-only file system (EROFS); write elsewhere")
+                "cannot write in folder 'ro' (Read-only file system); give another --repository DIR")
 
 
 def test_build_into_a_read_only_folder_is_one_line(work):
     with mounted(work / "ro", "ro,size=1m"):
-        refused(["build", *SMALL, "--backend", "onnxruntime", "-o", "ro", "-q"], work, "output folder 'ro' is not writable")
+        refused(["build", *SMALL, "--backend", "onnxruntime", "-o", "ro", "-q"], work,
+                "cannot write in folder 'ro' (Read-only file system); give another --output DIR")

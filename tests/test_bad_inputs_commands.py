@@ -64,7 +64,8 @@ CASES = {
                                         "takes no option optimization_level"),
     "build existing engine": (["build", *MODEL, "--backend", "onnxruntime", "--batch", "1:2:4", "-o", "engines",
                                "--name", "e", "-q"], "exists; pass --force"),
-    "build output under a file": (["build", *MODEL, "-o", "text.json/engines", "-q"], "cannot create output folder"),
+    "build output under a file": (["build", *MODEL, "-o", "text.json/engines", "-q"],
+                                   "cannot write in folder 'text.json/engines' (text.json is a file"),
     "build preprocessing for another size": (["build", *MODEL, "--mean", "0.5", "--std", "0.5", "-q"],
                                              "the model takes 3x32x32"),
     "export unknown model": (["export", "--model", "nope", "--format", "onnx", "-o", "x.onnx"], "unknown model"),
@@ -105,7 +106,7 @@ CASES = {
     "export-triton max batch beyond range": (["export-triton", ENGINE, "--repository", "repo",
                                               "--max-batch-size", "9"], "outside this engine's batch range"),
     "export-triton bad model name": (["export-triton", ENGINE, "--repository", "repo", "--model-name", "a/b"],
-                                     "not a plain folder name"),
+                                     "model name 'a/b' is not a Triton model name"),
     "export-triton missing engine": (["export-triton", "gone", "--repository", "repo"], "does not exist"),
 }
 
