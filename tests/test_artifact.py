@@ -4,7 +4,6 @@ the umask, and a full or read-only disk is one line naming the path."""
 
 import contextlib
 import errno
-import gc
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import torch
 from densenet_trt import artifact
 from densenet_trt.artifact import atomic_dir, atomic_path, check_free_space
 from densenet_trt.errors import DenseNetTRTError
+from helpers import mounted
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"block_config": (2, 2, 2)}
@@ -297,26 +297,6 @@ def test_atomic_path_and_atomic_dir_honour_the_umask(tmp_path):
 
 
 # --- 4. a full or read-only disk is one line naming the path ----------------------------------
-
-@contextlib.contextmanager
-def mounted(folder: Path, options: str):
-    """A tmpfs mounted at ``folder`` with ``options``; the test is skipped where mounting is not
-    permitted."""
-    folder.mkdir(exist_ok=True)
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True,
-                       capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        reason = getattr(e, "stderr", None) or str(e)
-        print(f"cannot mount a tmpfs here: {reason}")
-        pytest.skip(f"cannot mount a tmpfs to fill or make read-only here: {reason.strip()}")
-    try:
-        yield folder
-    finally:
-        gc.collect()  # a failed writer's file may still be open, which keeps the mount busy
-        if subprocess.run(["umount", str(folder)], check=False).returncode:
-            subprocess.run(["umount", "--lazy", str(folder)], check=True)
-
 
 @pytest.fixture
 def full(tmp_path):

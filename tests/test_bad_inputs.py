@@ -4,13 +4,10 @@ exit status 1, no traceback, nothing half-written, and nothing that was there be
 import hashlib
 import io
 import json
-import contextlib
-import gc
 import os
 import shutil
 import struct
 import subprocess
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -21,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from densenet_trt.cli import main
+from helpers import finishes, mounted
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -78,24 +76,11 @@ def test_calibrate_name_that_is_not_one_folder_name_is_refused_before_any_work(w
 # --- data and images (densenet_trt/data.py) ---------------------------------------------------
 
 def within(call, fifo: Path, seconds: float = 20) -> None:
-    """Run ``call()`` in a thread; fail, and unblock it, if it still runs after ``seconds``
-    (reading a named pipe waits for a writer forever)."""
-    errors = []
-
-    def target():
-        try:
-            call()
-        except BaseException as e:  # noqa: BLE001 - raised again below
-            errors.append(e)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader gets end of file
-        pytest.fail(f"still blocked on the named pipe {fifo} after {seconds} s")
-    if errors:
-        raise errors[0]
+    """Run ``call()``; fail, and unblock it, if it still runs after ``seconds`` (reading a named
+    pipe waits for a writer forever); raise what it raised."""
+    error = finishes(call, fifo, seconds)
+    if error is not None:
+        raise error
 
 
 @pytest.fixture(scope="module")
@@ -326,26 +311,6 @@ def test_build_refuses_a_tampered_calibration_by_file(work, calibration, name, c
     refused(["build", "--model", "densenet_bc40_k12", "--precision", "int8", "--calibration", "calibration/bad",
              "--backend", "onnxruntime", "-o", "engines", "-q"], work, message)
 # --- full and read-only disks (densenet_trt/artifact.py) -----------------------------------------
-
-@contextlib.contextmanager
-def mounted(folder: Path, options: str):
-    """A tmpfs mounted at ``folder`` with ``options``; the test is skipped where mounting is not
-    permitted (not root, no CAP_SYS_ADMIN)."""
-    folder.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True,
-                       capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        reason = (getattr(e, "stderr", None) or str(e)).strip()
-        print(f"cannot mount a tmpfs here: {reason}")
-        pytest.skip(f"cannot mount a tmpfs to fill or make read-only here: {reason}")
-    try:
-        yield folder
-    finally:
-        gc.collect()  # a failed writer's file may still be open, which keeps the mount busy
-        if subprocess.run(["umount", str(folder)], check=False).returncode:
-            subprocess.run(["umount", "--lazy", str(folder)], check=True)
-
 
 def test_export_to_a_full_disk_is_one_line(work):
     """Refused before writing (the free space is checked against the model's size first); a

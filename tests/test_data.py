@@ -1,7 +1,6 @@
 import os
 import re
 import struct
-import threading
 import warnings
 import zlib
 
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 
 from densenet_trt import DenseNetTRTError
+from helpers import finishes
 from densenet_trt.data import (
     PRESETS, Dataset, Preprocessing, find_images, load_data, preprocessing, read_image, synthetic,
 )
@@ -356,27 +356,6 @@ def test_cut_or_junk_numpy_files_are_one_line_errors(tmp_path, save, damage):
 
 
 # --- named pipes and other files that are not regular files -----------------------------------
-
-def finishes(call, fifo, seconds=10):
-    """The exception ``call()`` raises, run in a thread: fail, and unblock it, if it is still
-    running after ``seconds`` (reading a named pipe blocks until a writer opens it)."""
-    outcome = []
-
-    def target():
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as e:  # noqa: BLE001 - handed to the test
-            outcome.append(e)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the reader gets end of file
-        pytest.fail(f"still blocked on the named pipe {fifo} after {seconds} s")
-    return outcome[0]
-
 
 @pytest.mark.parametrize("name", ["pipe.npz", "pipe.npy"])
 def test_named_pipe_as_data_is_refused(tmp_path, name):
