@@ -67,6 +67,31 @@ def entry_path(folder: str | os.PathLike, name: str) -> Path:
     return Path(folder) / name
 
 
+def writable_folder(folder: str | os.PathLike, fix: str, create: bool = True) -> Path:
+    """``folder`` after checking that a file can be written in it: its permission bits
+    (``os.access``) and, since those do not stop root, a temporary file made and removed there
+    (a read-only file system stops everyone). ``create``: make it if missing; else check the
+    nearest folder above it that exists, creating nothing. ``fix`` ends the error (``give
+    another output=DIR``). Every writer (build, calibrate, export-triton, profile) checks its
+    folder so before any work."""
+    folder = Path(folder)
+    try:
+        where = next(p for p in (folder, *folder.parents) if p.exists())
+        if not where.is_dir():
+            raise NotADirectoryError(0, f"{where} is a file, not a folder")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+            where = folder
+        fd, probe = tempfile.mkstemp(prefix=".densenet-trt-write-test-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+        if not os.access(where, os.W_OK):
+            raise PermissionError(0, "Permission denied")
+    except OSError as e:
+        raise DenseNetTRTError(f"cannot write in folder {str(folder)!r} ({e.strerror or e}); {fix}") from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, expected_bytes: int | None = None) -> Iterator[Path]:
     """A temporary path in the folder of ``path``; renamed to ``path`` when the block ends

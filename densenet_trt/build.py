@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from .artifact import atomic_dir, device_info, entry_path, hash_files, sha256_file
+from .artifact import atomic_dir, device_info, entry_path, hash_files, sha256_file, writable_folder
 from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
@@ -38,7 +38,7 @@ from .manifest import (
     write_manifest,
 )
 from .models import DenseNet
-from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration, writable_folder
+from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration
 from .memory import check_build_memory
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Precision, check_image_size

@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .artifact import entry_path
-from .calibration import Calibration, modelopt_modules, gate_tolerance, writable_folder, write_calibration
+from .artifact import entry_path, writable_folder
+from .calibration import Calibration, modelopt_modules, gate_tolerance, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .registry import get_model_info, model_record, reference_model, weights_path

@@ -58,8 +58,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .artifact import atomic_path, check_writable
-from .calibration import writable_folder
+from .artifact import atomic_path, check_writable, writable_folder
 from .errors import DenseNetTRTError
 from .manifest import PROFILE, write_document
 from .stats import Stats

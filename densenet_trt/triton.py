@@ -15,8 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .artifact import atomic_dir, check_files, entry_path
-from .calibration import writable_folder
+from .artifact import atomic_dir, check_files, entry_path, writable_folder
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .spec import Precision
