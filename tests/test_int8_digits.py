@@ -42,7 +42,7 @@ def calibration(work):
     result = CliRunner().invoke(main, [
         "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
         "--eval-data", str(work / "test.npz"), "--samples", "300", "--batch-size", "50",
-        # OpenVINO's INT8 stem convolution strays from ModelOpt's (README, INT8 accuracy).
+        # OpenVINO's INT8 stem convolution strays from ModelOpt's (docs/calibrate.md, INT8 accuracy).
         "--exclude", "stem", "--output", str(work / "cal"), "--name", "max", "--quiet",
     ])
     assert result.exit_code == 0, result.output
