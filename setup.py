@@ -38,7 +38,10 @@ setup(
         "tensorrt": ["torch-tensorrt==2.14.0"] + quantize,
         # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
         # scikit-learn: the digits the INT8 accuracy tests run on.
-        "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40", "scikit-learn>=1.3"]
+        # dllist, psutil: torch-tensorrt 2.14's pure-Python requirements, for the conformance tier,
+        # which imports its Python files from the wheel (the wheel itself needs TensorRT's libraries).
+        "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40", "scikit-learn>=1.3",
+                 "dllist>=2", "psutil>=5.9"]
         + onnx + plot + quantize,
     },
     entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},

@@ -280,6 +280,22 @@ def input_shapes(spec: BuildSpec) -> dict[str, Any]:
     }
 
 
+def exported_program(model: nn.Module, spec: BuildSpec, device: str) -> torch.export.ExportedProgram:
+    """The graph handed to Torch-TensorRT: a copy of ``model`` in the precision's dtype on
+    ``device``, exported with a dynamic batch. An int8 model (ModelOpt fake-quantizers) is
+    exported with ``strict=False`` under ModelOpt's ``export_torch_mode()``, as Torch-TensorRT's
+    ``examples/dynamo/vgg16_ptq.py`` does."""
+    dtype = spec.precision.dtype
+    model = copy.deepcopy(model).eval().to(device, dtype)
+    if spec.precision is not Precision.INT8:
+        return capture_exported_program(model, spec.batch, spec.image_size, dtype, device)
+    from modelopt.torch.quantization.utils import export_torch_mode
+
+    example = example_input(capture_batch(spec.batch), spec.image_size, spec.in_channels, dtype=dtype).to(device)
+    with torch.no_grad(), export_torch_mode():
+        return torch.export.export(model, (example,), dynamic_shapes=batch_dynamic_shapes(spec.batch), strict=False)
+
+
 def check_engine_compatible(
     manifest: EngineManifest, tensorrt_version: str | None, compute_capability: tuple[int, int]
 ) -> None:
@@ -399,16 +415,9 @@ class TensorRTBackend:
                 f"choose one of {', '.join(precisions_for(capability))}"
             )
         kwargs = compile_kwargs(spec, settings)
-        model = copy.deepcopy(model).eval().to("cuda", dtype)
+        program = exported_program(model, spec, "cuda")
         example = example_input(capture_batch(spec.batch), spec.image_size, spec.in_channels, dtype=dtype).cuda()
         dynamic_shapes = batch_dynamic_shapes(spec.batch)
-        if spec.precision is Precision.INT8:
-            from modelopt.torch.quantization.utils import export_torch_mode
-
-            with torch.no_grad(), export_torch_mode():
-                program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
-        else:
-            program = capture_exported_program(model, spec.batch, spec.image_size, dtype, "cuda")
         with torch.no_grad():
             inputs = [torch_tensorrt.Input(**input_shapes(spec))]
             path = folder / FILES[fmt]
