@@ -534,3 +534,13 @@ def test_device_memory_is_measured_per_runner(tmp_path):
     memory = {r.label: r.device_mb for r in result.rows}
     assert all(v is not None and v > 0 for v in memory.values())
     assert len(set(memory.values())) == len(memory), memory
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_raw_plan_reports_its_slowest_layers_from_tensorrts_profiler(tmp_path):
+    engine = small_build(tmp_path, backend="tensorrt", device="cuda", format="engine").path
+    result = profile([engine], mode="latency", layers=3, **FAST)
+    (times,) = result.layers
+    assert times.source == "TensorRT IProfiler" and len(times.layers) == 3
+    assert times.layers[0].ms >= times.layers[-1].ms > 0 and times.total_ms >= sum(t.ms for t in times.layers)
