@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from .build import Progress
+from .errors import DenseNetTRTError
 from .layers import layer_times
 from .report import EngineInfo, LayerTimes, Row, Settings
 from .report_text import _ms
@@ -114,8 +115,6 @@ def _latency(
 
 def _cuda_timers(group: Group, engines: list[Any], x: torch.Tensor, settings: Settings) -> list[Timer]:
     """CUDA-event timers of each eager runner, then of each engine (from a CUDA graph if asked)."""
-    from .errors import DenseNetTRTError
-
     transfers = settings.include_transfers
     timers = [cuda_timer(run, x, include_transfers=transfers) for run in group.eager.values()]
     for i in group.engines:
