@@ -43,7 +43,9 @@ class Document:
 # are the artifact's graph's.
 ENGINE = Document("densenet-trt/engine", 2, "rebuild the engine")
 CALIBRATION = Document("densenet-trt/calibration", 1, "calibrate again")
-PROFILE = Document("densenet-trt/profile", 1, "profile again")
+# Profile version 2: latency and measured throughput rows, one eager baseline per model and device,
+# device memory per runner, the slowest layers.
+PROFILE = Document("densenet-trt/profile", 2, "profile again")
 
 
 def _no_constants(name: str) -> float:

@@ -1,28 +1,37 @@
-"""Latency and throughput of built engines, measured against eager PyTorch in the same run.
+"""Latency and measured throughput of built engines, against one eager PyTorch baseline per
+model, input size and device for the whole run.
 
-``profile`` loads each engine, draws one standard-normal input per batch size, warms up, then
-times the engine and its eager PyTorch baseline interleaved (eager, engine, eager, engine, ...)
-so that drift of a shared machine hits both alike; the speedup is the median of the paired
-ratios eager/engine. CPU calls are timed with ``time.perf_counter_ns``, each after a short pause
-(``gap``: PyTorch's OpenMP threads spin-wait after an eager run and would otherwise steal the
-cores from the next call); GPU calls with CUDA events, the input already on the GPU unless
-``include_transfers`` (then host-to-device, compute and device-to-host are timed apart too, as
-trtexec does), optionally replayed from a CUDA graph (the engine only: eager stays eager).
+``profile`` loads each engine, draws one standard-normal input per batch size, then for each batch
+size and each eager baseline (the engines of one model, input size and device) measures:
 
-The timers and the interleaved loop are in ``timing.py``, the statistics in ``stats.py``, the
-report (``ProfileReport``: JSON, CSV, Markdown, PNG) and its JSON schema in ``report.py``.
+- latency: one request at a time, the runners interleaved in rounds (eager, engine A, engine B,
+  eager, ...) so that drift of a shared machine hits all alike; each engine's speedup is the
+  median of its paired ratios eager/engine, against the same eager samples. CPU calls are timed
+  with ``time.perf_counter_ns``, each after a short pause (``gap``: PyTorch's OpenMP threads
+  spin-wait after an eager run and would otherwise steal the cores from the next call); GPU calls
+  with CUDA events, the input already on the GPU unless ``include_transfers`` (then host-to-device,
+  compute and device-to-host are timed apart too, as trtexec does), optionally replayed from a
+  CUDA graph (the engine only: eager stays eager).
+- throughput: images completed / wall time, each runner back to back, and each engine with
+  several requests in flight where its runtime offers it (``throughput.py``).
+
+Eager runs as users tune it: ``torch.no_grad()``, and on a GPU ``cudnn.benchmark=True`` (with TF32
+off, so that fp32 is true fp32). The timers are in ``timing.py``, one cell's measurement in
+``measure.py``, per-layer timing in ``layers.py``, the statistics in ``stats.py``, the report
+(``ProfileReport``: JSON, CSV, Markdown, PNG) and its JSON schema in ``report.py``.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import json
 import os
 import platform
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -34,27 +43,28 @@ from .build import Progress, quiet, torch_threads
 from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
+from .measure import Group, measure_cell
 from .spec import Precision
 from .report import (
+    DEFAULT_DURATION,
     DEFAULT_GAP,
-    DEFAULT_ITERATIONS,
     DEFAULT_WARMUP,
     MAX_GAP,
+    MAX_REQUESTS,
     MAX_ROUNDS,
     MAX_SECONDS,
+    MODES,
     EngineInfo,
+    LayerTimes,
     ProfileReport,
     Row,
     Settings,
     Skipped,
-    _ms,
     check_output,
 )
-from .stats import paired_speedup, summarize
-from .timing import Timer, _peak_gpu_mb, _peak_rss_mb, _tf32_off, cpu_timer, cuda_timer, interleave
+from .timing import _tf32_off, eager_as_users_run_it, resident_mb
 
 OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
-
 
 
 def profile(
@@ -67,51 +77,52 @@ def profile(
     duration: float | None = None,
     vs: str = "eager",
     threads: int | None = None,
-    cuda_graphs: bool = False,
-    include_transfers: bool = False,
+    cuda_graphs: bool = False, include_transfers: bool = False,
     gap: float = DEFAULT_GAP,
+    mode: str = "both", requests: int | None = None, layers: int = 0,
     outputs: Sequence[str | os.PathLike] = (),
     progress: Progress = quiet,
 ) -> ProfileReport:
-    """Latency and throughput of each engine folder in ``engines`` at each of ``batches``.
+    """Latency and measured throughput of each engine folder in ``engines`` at each of ``batches``.
 
     Args:
-        warmup, warmup_time: warm-up rounds, or seconds of them (not timed); default 3 rounds.
-        iterations, duration: timed rounds, or seconds of them; default 20 rounds.
-        vs: ``"eager"``: also time eager PyTorch (same model and weights, made again from the
-            manifest) in float32 and, where it can run it, the engine's precision, interleaved
-            with the engine; ``"none"``: the engine alone.
+        warmup, warmup_time: warm-up rounds, or seconds, before each measurement; default 3 rounds.
+        iterations, duration: each measurement's rounds (latency) or requests (throughput), or
+            its seconds; default 5 seconds. p99 needs 100 samples or more to be a tail.
+        vs: ``"eager"``: also time eager PyTorch (the same model and weights) in float32 and,
+            where it can, each engine's precision: one baseline per model, input size and
+            device, in the same rounds as its engines; ``"none"``: the engines alone.
         threads: torch's CPU threads (and the engines') for the run; default: torch's current.
-        cuda_graphs: GPU engines: replay the engine from a CUDA graph.
-        include_transfers: GPU engines: time the copies of input and output too.
-        gap: seconds of pause before each timed CPU call (lets eager's OpenMP threads settle).
-        outputs: report files to write, by suffix (.json, .csv, .md, .png); checked before
-            measuring.
+        cuda_graphs, include_transfers: GPU engines, latency mode: replay the engine from a CUDA
+            graph; time the copies of input and output too.
+        gap: seconds of pause before each timed CPU call in latency mode.
+        mode: ``"latency"`` (one request at a time, with pauses), ``"throughput"`` (measured,
+            back to back and with requests in flight where the runtime offers it) or ``"both"``.
+        requests: requests in flight in throughput mode; default: the runtime's choice.
+        layers: list each engine's N slowest layers where its runtime times layers (0: none).
+        outputs: report files to write, by suffix (.json, .csv, .md, .png); checked first.
         progress: called with a line as each engine and batch size is measured.
 
     A batch size outside an engine's range is skipped (with the reason, in the report) unless
     nothing at all could run.
     """
     settings = _settings(batches, warmup, warmup_time, iterations, duration, vs, threads,
-                         cuda_graphs, include_transfers, gap)
+                         cuda_graphs, include_transfers, gap, mode, requests, layers)
     paths = [_check_output_suffix(p) for p in outputs]
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
 
-    with torch_threads(settings.threads), _tf32_off():
-        loaded, references = _load_all(engines, settings, progress)
-        plan, skipped = _plan(loaded, settings.batches)
-        if not plan:
-            reasons = "; ".join(s.reason for s in skipped)
-            raise DenseNetTRTError(f"no batch size can run: {reasons}; choose batches within the engines' ranges")
-        for s in skipped:
-            progress(f"skip [{s.engine}] batch {s.batch}: {s.reason}")
-        infos = [_engine_info(engine, seconds) for engine, seconds in loaded]
-        rows = _measure_all(loaded, references, infos, plan, settings, progress)
+    with torch_threads(settings.threads), _tf32_off(), eager_as_users_run_it():
+        loaded = _load_all(engines, settings, progress)
+        plan, skipped = _plan(loaded, settings.batches, progress)
+        infos = [_engine_info(engine, seconds) for engine, seconds, _ in loaded]
+        groups = _groups(loaded, infos, settings, progress)
+        rows, layer_rows = _measure_all([e for e, _, _ in loaded], infos, groups, plan, settings, progress)
 
     report = ProfileReport(
         date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        settings=settings, host=_host(settings), engines=infos, rows=rows, skipped=skipped,
+        settings=settings, host=_host(settings, infos), engines=infos, rows=rows, skipped=skipped,
+        layers=layer_rows,
     )
     _write(report, paths, progress)
     return report
@@ -120,25 +131,29 @@ def profile(
 def _settings(
     batches: Iterable[int], warmup: int | None, warmup_time: float | None, iterations: int | None,
     duration: float | None, vs: str, threads: int | None, cuda_graphs: bool, include_transfers: bool,
-    gap: float,
+    gap: float, mode: str, requests: int | None, layers: int,
 ) -> Settings:
     """The checked options with their defaults resolved, and a new random seed."""
     batches = tuple(batches)
     _check_batches(batches)
     _check_amounts(warmup, warmup_time, iterations, duration)
     _check_run_options(vs, threads, gap)
+    _check_modes(mode, requests, layers)
     return Settings(
         batches=tuple(sorted(set(batches))),
         warmup=DEFAULT_WARMUP if warmup is None and warmup_time is None else warmup,
         warmup_time=warmup_time,
-        iterations=DEFAULT_ITERATIONS if iterations is None and duration is None else iterations,
-        duration=duration,
+        iterations=iterations,
+        duration=DEFAULT_DURATION if iterations is None and duration is None else duration,
         vs=vs,
         threads=threads or torch.get_num_threads(),
         cuda_graphs=cuda_graphs,
         include_transfers=include_transfers,
         gap=float(gap),
         seed=secrets.randbelow(2**31),
+        mode=mode,
+        requests=requests,
+        layers=layers,
     )
 
 
@@ -177,6 +192,15 @@ def _check_run_options(vs: str, threads: int | None, gap: float) -> None:
         raise DenseNetTRTError(f"gap must be 0 to {MAX_GAP:g} seconds, got {gap!r}")
 
 
+def _check_modes(mode: str, requests: int | None, layers: int) -> None:
+    if mode not in MODES:
+        raise DenseNetTRTError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if requests is not None and not (_is_int(requests) and 1 <= requests <= MAX_REQUESTS):
+        raise DenseNetTRTError(f"requests must be an integer from 1 to {MAX_REQUESTS}, got {requests!r}")
+    if not (_is_int(layers) and 0 <= layers <= MAX_ROUNDS):
+        raise DenseNetTRTError(f"layers must be a count from 0 to {MAX_ROUNDS:,}, got {layers!r}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -203,11 +227,14 @@ def _check_device_options(engine: Engine, settings: Settings) -> None:
             )
 
 
-def _plan(loaded: list[tuple[Engine, float]], batches: tuple[int, ...]) -> tuple[dict[int, list[int]], list[Skipped]]:
-    """The batch sizes each engine can run, and the cells skipped with the reason."""
+def _plan(
+    loaded: list[tuple[Engine, float, float]], batches: tuple[int, ...], progress: Progress
+) -> tuple[dict[int, list[int]], list[Skipped]]:
+    """The batch sizes each engine can run, and the cells skipped with the reason (an error if
+    nothing can run)."""
     plan: dict[int, list[int]] = {}
     skipped = []
-    for index, (engine, _) in enumerate(loaded):
+    for index, (engine, _, _) in enumerate(loaded):
         for n in batches:
             try:
                 engine.batch.check(n)
@@ -215,7 +242,22 @@ def _plan(loaded: list[tuple[Engine, float]], batches: tuple[int, ...]) -> tuple
                 skipped.append(Skipped(index, n, f"{engine.path.name}: {e}"))
             else:
                 plan.setdefault(index, []).append(n)
+    if not plan:
+        reasons = "; ".join(s.reason for s in skipped)
+        raise DenseNetTRTError(f"no batch size can run: {reasons}; choose batches within the engines' ranges")
+    for s in skipped:
+        progress(f"skip [{s.engine}] batch {s.batch}: {s.reason}")
     return plan, skipped
+
+
+def _baseline(engine: Engine) -> str:
+    """The eager baseline an engine is measured against: its model (with any overrides), input
+    size and device."""
+    m = engine.manifest
+    overrides = f" {json.dumps(m.model.overrides, sort_keys=True)}" if m.model.overrides else ""
+    classes = "" if m.model.num_classes == m.model.config.get("num_classes") else f" {m.model.num_classes} classes"
+    return (f"{m.model.name}{overrides}{classes} {m.in_channels}x{m.image_size}x{m.image_size} "
+            f"{engine.device}")
 
 
 def _engine_info(engine: Engine, load_seconds: float) -> EngineInfo:
@@ -233,149 +275,111 @@ def _engine_info(engine: Engine, load_seconds: float) -> EngineInfo:
         format=m.format, precision=m.precision.value, batch_range=str(m.batch),
         image_size=m.image_size, device=device_info(device), versions=dict(m.versions),
         build_seconds=m.build.seconds, load_seconds=round(load_seconds, 4),
-        eager=eager, notes=notes,
+        eager=eager, notes=notes, baseline=_baseline(engine),
     )
 
 
-def _eager_runners(
-    engine: Engine, net: torch.nn.Module, precisions: list[str]
-) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """Eager PyTorch runners of ``net`` (the engine's model and weights), one per precision, on
-    the engine's device."""
-    device = engine.device
-    runners = {}
+def _groups(
+    loaded: list[tuple[Engine, float, float]], infos: list[EngineInfo], settings: Settings, progress: Progress
+) -> list[Group]:
+    """The engines grouped by eager baseline, each group with its eager runners (made once for
+    the run; with vs=none, none) in the precisions its engines are compared with."""
+    groups: dict[str, Group] = {}
+    for index, (engine, _, resident) in enumerate(loaded):
+        info = infos[index]
+        group = groups.setdefault(info.baseline, Group(info.baseline, engine.device, [], {}, {}))
+        group.engines.append(index)
+        group.resident_mb[f"[{index}]"] = resident
+    if settings.vs == "eager":
+        for group in groups.values():
+            first = loaded[group.engines[0]][0]
+            wanted = {p for i in group.engines for p in infos[i].eager}
+            progress(f"eager baseline: {group.baseline}, {', '.join(p.value for p in Precision if p.value in wanted)}")
+            _eager_runners(group, _reference(first), [p for p in Precision if p.value in wanted])
+    return list(groups.values())
+
+
+def _reference(engine: Engine) -> torch.nn.Module:
+    try:
+        return engine_reference(engine)
+    except DenseNetTRTError as e:
+        raise DenseNetTRTError(f"{e}; or profile without the eager baseline (vs=none)") from None
+
+
+def _eager_runners(group: Group, net: torch.nn.Module, precisions: list[Precision]) -> None:
+    """Eager PyTorch runners of ``net`` (the engines' model and weights) in ``group``, one per
+    precision, on the group's device, each under ``torch.no_grad()``; on a GPU with the device
+    memory its weights keep."""
     for precision in precisions:
-        dtype = Precision.parse(precision).dtype
-        model = copy.deepcopy(net).to(device, dtype)
+        dtype = precision.dtype
+
+        def place(dtype: torch.dtype = dtype) -> torch.nn.Module:
+            return copy.deepcopy(net).to(group.device, dtype)
+
+        model, resident = resident_mb(place) if group.device == "cuda" else (place(), 0.0)
 
         def run(x: torch.Tensor, model: torch.nn.Module = model, dtype: torch.dtype = dtype) -> torch.Tensor:
             with torch.no_grad():
                 return model(x.to(dtype))
 
-        runners[precision] = run
-    return runners
+        group.eager[precision.value] = run
+        group.resident_mb[f"eager {precision.value}"] = resident
 
 
 def _load_all(
     engines: Sequence[str | os.PathLike], settings: Settings, progress: Progress
-) -> tuple[list[tuple[Engine, float]], list[torch.nn.Module]]:
-    """Each engine with its seconds to load, checked against the GPU-only options; with ``vs``
-    eager also its eager model (made once per engine)."""
-    loaded: list[tuple[Engine, float]] = []
-    references: list[torch.nn.Module] = []
+) -> list[tuple[Engine, float, float]]:
+    """Each engine with its seconds to load and the device MiB its load left in use (GPU;
+    0 on the CPU), checked against the GPU-only options."""
+    loaded: list[tuple[Engine, float, float]] = []
     for path in engines:
         progress(f"loading {path}")
-        start = time.perf_counter()
-        engine = load(path, threads=settings.threads)
-        loaded.append((engine, time.perf_counter() - start))
+        timed: list[float] = []
+
+        def timed_load(path: str | os.PathLike = path) -> Engine:
+            start = time.perf_counter()
+            engine = load(path, threads=settings.threads)
+            timed.append(time.perf_counter() - start)
+            return engine
+
+        engine, resident = resident_mb(timed_load) if torch.cuda.is_available() else (timed_load(), 0.0)
         _check_device_options(engine, settings)
-        if settings.vs == "eager":
-            try:
-                references.append(engine_reference(engine))
-            except DenseNetTRTError as e:
-                raise DenseNetTRTError(f"{e}; or profile without the eager baseline (vs=none)") from None
-    return loaded, references
+        loaded.append((engine, timed[0], resident if engine.device == "cuda" else 0.0))
+    return loaded
 
 
 def _measure_all(
-    loaded: list[tuple[Engine, float]],
-    references: list[torch.nn.Module],
-    infos: list[EngineInfo],
-    plan: dict[int, list[int]],
-    settings: Settings,
-    progress: Progress,
-) -> list[Row]:
-    """The rows of every planned cell, engine by engine; one random input per batch size and
-    input shape, shared by the engines."""
-    inputs: dict[tuple[int, int, int], torch.Tensor] = {}
+    engines: list[Engine], infos: list[EngineInfo], groups: list[Group], plan: dict[int, list[int]],
+    settings: Settings, progress: Progress,
+) -> tuple[list[Row], list[LayerTimes]]:
+    """The rows of every batch size and eager baseline; one random input per batch size and
+    input shape, shared by the runners."""
     rows: list[Row] = []
-    for index, (engine, _) in enumerate(loaded):
-        eager = _eager_runners(engine, references[index], infos[index].eager) if references else {}
-        for n in plan.get(index, []):
-            key = (n, engine.in_channels, engine.image_size)
-            if key not in inputs:
-                inputs[key] = example_input(n, engine.image_size, engine.in_channels,
-                                            seed=settings.seed + n)
-            progress(f"[{index}] {engine.path.name}: batch {n}")
-            cell = _measure(index, engine, eager, inputs[key], n, settings)
-            for row in cell:
-                progress(_row_line(row))
-            rows.extend(cell)
-    return rows
+    layer_rows: list[LayerTimes] = []
+    for n in settings.batches:
+        for group in groups:
+            cell = Group(group.baseline, group.device, [i for i in group.engines if n in plan.get(i, [])],
+                         group.eager, group.resident_mb)
+            if not cell.engines:
+                continue
+            first = engines[cell.engines[0]]
+            x = example_input(n, first.image_size, first.in_channels, seed=settings.seed + n)
+            names = ", ".join(f"[{i}] {engines[i].path.name}" for i in cell.engines)
+            progress(f"batch {n}: {names}" + (f" and eager ({cell.baseline})" if cell.eager else ""))
+            cell_rows, cell_layers = measure_cell(cell, engines, infos, x, n, settings, progress)
+            rows += cell_rows
+            layer_rows += cell_layers
+    return rows, layer_rows
 
 
-def _row_line(row: Row) -> str:
-    """The progress line of a measured row."""
-    speed = "" if row.speedup is None else f", engine {row.speedup:.2f}x faster"
-    flag = " (unstable, rerun)" if row.latency_ms.unstable else ""
-    return f"  {row.label}: median {_ms(row.latency_ms.median)} ms, cv {row.latency_ms.cv:.1%}{flag}{speed}"
-
-
-def _measure(
-    index: int,
-    engine: Engine,
-    eager: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-    x: torch.Tensor,
-    batch: int,
-    settings: Settings,
-) -> list[Row]:
-    """Rows of one cell: each eager baseline and the engine, interleaved."""
-    on_gpu = engine.device == "cuda"
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-        timers = _cuda_timers(engine, eager, x, settings)
-    else:
-        timers = [*(cpu_timer(lambda run=run: run(x)) for run in eager.values()),
-                  cpu_timer(lambda: engine.run(x))]
-    samples = interleave(
-        timers, warmup=settings.warmup or 0, warmup_time=settings.warmup_time,
-        iterations=settings.iterations, duration=settings.duration, gap=0.0 if on_gpu else settings.gap,
-    )
-    peaks = (_peak_rss_mb(), _peak_gpu_mb() if on_gpu else None)
-    runners = [*(("eager", p) for p in eager), ("engine", engine.precision)]
-    return _rows(index, batch, runners, samples, peaks)
-
-
-def _cuda_timers(
-    engine: Engine, eager: Mapping[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor,
-    settings: Settings,
-) -> list[Timer]:
-    """CUDA-event timers of each eager runner, then of the engine (from a CUDA graph if asked)."""
-    timers = [cuda_timer(run, x, include_transfers=settings.include_transfers) for run in eager.values()]
-    try:
-        timers.append(cuda_timer(engine.run, x, include_transfers=settings.include_transfers,
-                                 cuda_graphs=settings.cuda_graphs))
-    except RuntimeError as e:
-        if not settings.cuda_graphs:
-            raise
-        raise DenseNetTRTError(
-            f"{engine.path} ({engine.backend}) cannot be captured in a CUDA graph ({e}); "
-            "profile it without cuda_graphs=True"
-        ) from None
-    return timers
-
-
-def _rows(
-    index: int, batch: int, runners: list[tuple[str, str]], samples: list[list[dict[str, float]]],
-    peaks: tuple[float, float | None],
-) -> list[Row]:
-    """A row per ``(runner, precision)`` from its samples, the engine's last; each eager row with
-    the engine's paired speedup over it. ``peaks``: host RSS and GPU memory, MiB."""
-    engine_ms = [s["latency"] for s in samples[-1]]
-    rows = []
-    for (runner, precision), measured in zip(runners, samples):
-        latency = [s["latency"] for s in measured]
-        phases = {k: summarize([s[k] for s in measured]) for k in measured[0] if k != "latency"}
-        speedup = None if runner == "engine" else paired_speedup(latency, engine_ms)
-        rows.append(Row(index, batch, runner, precision, summarize(latency), phases, speedup, *peaks))
-    return rows
-
-
-def _host(settings: Settings) -> dict[str, Any]:
-    """This machine and the versions that ran the measurements."""
+def _host(settings: Settings, infos: list[EngineInfo]) -> dict[str, Any]:
+    """This machine, the versions that ran the measurements, and how eager was tuned."""
+    eager = ["torch.no_grad()"]
+    if any(e.device["type"] == "cuda" for e in infos):
+        eager.append("on CUDA cudnn.benchmark=True (cuDNN's fastest algorithms) with TF32 off (true fp32)")
     return {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "threads": settings.threads,
             "python": platform.python_version(), "platform": platform.platform(),
-            "torch": torch.__version__, "numpy": np.__version__, "densenet-trt": __version__}
+            "torch": torch.__version__, "numpy": np.__version__, "densenet-trt": __version__, "eager": eager}
 
 
 def _write(report: ProfileReport, paths: list[Path], progress: Progress) -> None:

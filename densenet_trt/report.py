@@ -1,49 +1,70 @@
-"""The report of a ``profile`` run: the settings, the engines, one row per engine x batch x runner,
-the skipped cells; and its writers.
+"""The report of a ``profile`` run: the settings, the engines, one row per runner x batch x mode,
+the skipped cells, the slowest layers; and its writers.
+
+Two modes, as trtexec and OpenVINO's benchmark_app report them:
+
+- latency: one request at a time, each after a pause (``gap``), the runners interleaved in
+  rounds (eager, engine A, engine B, eager, ...); ``images_per_s`` is derived, batch / median.
+- throughput: measured, images completed / wall time, back to back (one request at a time, no
+  pause) and, where the runtime offers it, with several requests in flight.
+
+Eager PyTorch is the baseline: one per model, input size and device for the whole run, timed
+in the same rounds as every engine of that model, so each engine's speedup is the median of
+its paired ratios eager/engine against the same eager samples.
 
 The report (``ProfileReport``) is written as JSON, CSV, Markdown or a PNG plot. The JSON::
 
     {
       "schema": "densenet-trt/profile",
-      "schema_version": 1,
+      "schema_version": 2,
       "date_utc": "2025-01-31T12:00:00+00:00",
       "settings": {                         # what was asked, defaults resolved
         "batches": [1, 8], "warmup": 3, "warmup_time": null,     # one of warmup / warmup_time
-        "iterations": 20, "duration": null,                      # one of iterations / duration
+        "iterations": null, "duration": 5.0,                     # one of iterations / duration
         "vs": "eager",                      # or "none"
         "threads": 8,                       # torch (and engine) CPU threads during the run
         "cuda_graphs": false, "include_transfers": false,
-        "gap": 0.2,                         # seconds of pause before each timed CPU call
-        "seed": 123456                      # of the random inputs (torch.Generator)
+        "gap": 0.2,                         # seconds of pause before each latency call (CPU)
+        "seed": 123456,                     # of the random inputs (torch.Generator)
+        "mode": "both",                     # "latency", "throughput" or "both"
+        "requests": null,                   # requests in flight; null: the runtime's choice
+        "layers": 0                         # slowest layers listed per engine and batch
       },
       "host": {"cpu": "...", "cpu_count": 16, "threads": 8, "python": "3.12.3",
-               "platform": "...", "torch": "2.14.1", "numpy": "2.3.0", "densenet-trt": "0.1.0"},
+               "platform": "...", "torch": "2.14.1", "numpy": "2.3.0", "densenet-trt": "0.1.0",
+               "eager": ["torch.no_grad", "cudnn.benchmark=True (CUDA)"]},  # how eager is tuned
       "engines": [{                         # rows refer to these by index
         "path": "engines/x", "name": "x", "model": "densenet121", "backend": "onnxruntime",
         "format": "onnx", "precision": "fp32", "batch_range": "1:8:32", "image_size": 224,
         "device": {"type": "cpu", "cpu": "...", "cpu_count": 16, "gpu": null},
-                                            # this machine; GPU: {"name", "compute_capability",
-                                            # "driver", "cuda"}
         "versions": {"densenet-trt": "0.1.0", "torch": "2.14.1", "onnxruntime": "1.23.0"},
-                                            # from the manifest: what it was built with
         "build_seconds": 41.2, "load_seconds": 0.31,
-        "eager": ["fp32"],                  # eager precisions measured against it
-        "notes": ["eager fp16 is not run on cpu: ..."]
+        "eager": ["fp32"],                  # eager precisions its speedup is paired with
+        "notes": ["eager fp16 is not run on cpu: ..."],
+        "baseline": "densenet121 224x224 cpu"  # the eager baseline it is measured against
       }],
-      "rows": [{                            # one per engine x batch x runner
-        "engine": 0, "batch": 8,
+      "rows": [{                            # one per runner x batch x mode
+        "engine": 0,                        # null: eager PyTorch, the baseline
+        "baseline": "densenet121 224x224 cpu",
+        "batch": 8, "mode": "latency",      # or "throughput"
+        "requests": 1,                      # requests in flight
         "runner": "engine",                 # or "eager" (PyTorch, same model and weights)
         "precision": "fp32",                # the runner's precision
+        "how": "",                          # throughput: how requests were kept in flight
         "latency_ms": {"count": 20, "min": .., "mean": .., "median": .., "p90": .., "p95": ..,
-                       "p99": .., "max": .., "std": .., "cv": ..},
+                       "p99": .., "max": .., "std": .., "cv": ..},   # of each request
         "phases_ms": {"h2d": {...}, "compute": {...}, "d2h": {...}},  # include_transfers, else {}
-        "images_per_s": 812.5,              # derived: batch / median
+        "images_per_s": 812.5,              # latency: batch / median; throughput: measured
+        "wall_s": 5.01,                     # throughput: the measured wall time; latency: null
         "unstable": false,                  # derived: cv > 0.05 ("unstable, rerun")
-        "speedup": null,                    # eager rows: the engine's speedup over this baseline
+        "speedup": {"fp32": 2.1},           # engine latency rows: median of the paired ratios
+                                            # eager/engine, per eager precision
         "peak_host_rss_mb": 950.1,          # the process's peak RSS so far (getrusage)
-        "peak_gpu_mb": null                 # GPU: torch.cuda.max_memory_allocated in this cell
+        "device_mb": null                   # GPU: device memory of this runner (load + one call)
       }],
-      "skipped": [{"engine": 0, "batch": 64, "reason": "batch 64 is outside ..."}]
+      "skipped": [{"engine": 0, "batch": 64, "reason": "batch 64 is outside ..."}],
+      "layers": [{"engine": 0, "batch": 1, "source": "OpenVINO PERF_COUNT", "note": "",
+                  "total_ms": 3.2, "layers": [{"name": "...", "type": "Convolution", "ms": 0.4}]}]
     }
 
 Times are milliseconds; ``std`` is the population standard deviation and ``cv`` = std / mean;
@@ -61,16 +82,19 @@ from typing import Any, Mapping
 from .artifact import atomic_path, check_writable, writable_folder
 from .errors import DenseNetTRTError
 from .manifest import PROFILE, write_document
+from .report_text import plot, report_text
 from .stats import Stats
 
 DEFAULT_WARMUP = 3
-DEFAULT_ITERATIONS = 20
+DEFAULT_DURATION = 5.0
 DEFAULT_GAP = 0.2
+MODES = ("both", "latency", "throughput")
 # Bounds of a profile run: rounds (warmup, iterations), seconds (warmup_time, duration) and the
 # pause before each timed CPU call (gap). Beyond them a run would not end in any useful time.
 MAX_ROUNDS = 1_000_000
 MAX_SECONDS = 3600.0
 MAX_GAP = 10.0
+MAX_REQUESTS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,14 +104,25 @@ class Settings:
     batches: tuple[int, ...] = (1,)
     warmup: int | None = DEFAULT_WARMUP
     warmup_time: float | None = None
-    iterations: int | None = DEFAULT_ITERATIONS
-    duration: float | None = None
+    iterations: int | None = None
+    duration: float | None = DEFAULT_DURATION
     vs: str = "eager"
     threads: int = 1
     cuda_graphs: bool = False
     include_transfers: bool = False
     gap: float = DEFAULT_GAP
     seed: int = 0
+    mode: str = "both"
+    requests: int | None = None
+    layers: int = 0
+
+    @property
+    def amount(self) -> str:
+        return f"{self.iterations} iterations" if self.iterations is not None else f"{self.duration:g} s"
+
+    @property
+    def warmup_amount(self) -> str:
+        return f"{self.warmup} warm-up rounds" if self.warmup is not None else f"{self.warmup_time:g} s warm-up"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +143,7 @@ class EngineInfo:
     load_seconds: float
     eager: list[str]
     notes: list[str]
+    baseline: str = ""
 
     @property
     def device_name(self) -> str:
@@ -131,25 +167,27 @@ class EngineInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One runner (the engine, or eager PyTorch in one precision) at one batch size."""
+    """One runner (an engine, or eager PyTorch in one precision) at one batch size in one mode."""
 
-    engine: int
+    engine: int | None  # None: eager PyTorch, the run's baseline for ``baseline``
+    baseline: str
     batch: int
+    mode: str  # "latency" or "throughput"
+    requests: int
     runner: str
     precision: str
+    how: str
     latency_ms: Stats
     phases_ms: dict[str, Stats]
-    speedup: float | None
+    images_per_s: float
+    wall_s: float | None
+    speedup: dict[str, float]
     peak_host_rss_mb: float
-    peak_gpu_mb: float | None
-
-    @property
-    def images_per_s(self) -> float:
-        return self.batch * 1000.0 / self.latency_ms.median
+    device_mb: float | None
 
     @property
     def label(self) -> str:
-        return "engine" if self.runner == "engine" else f"eager {self.precision}"
+        return f"{self.runner} {self.precision}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +195,26 @@ class Skipped:
     engine: int
     batch: int
     reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    name: str
+    type: str
+    ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTimes:
+    """The slowest layers of one engine at one batch size, as its runtime's profiler timed them
+    (``source``); where the runtime offers none, ``note`` says so and ``layers`` is empty."""
+
+    engine: int
+    batch: int
+    source: str
+    note: str
+    total_ms: float
+    layers: list[Layer]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +227,7 @@ class ProfileReport:
     engines: list[EngineInfo]
     rows: list[Row]
     skipped: list[Skipped]
+    layers: list[LayerTimes] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document described in this module's docstring."""
@@ -179,11 +238,9 @@ class ProfileReport:
             "settings": {**dataclasses.asdict(self.settings), "batches": list(self.settings.batches)},
             "host": dict(self.host),
             "engines": [dataclasses.asdict(e) for e in self.engines],
-            "rows": [
-                {**dataclasses.asdict(r), "images_per_s": r.images_per_s, "unstable": r.latency_ms.unstable}
-                for r in self.rows
-            ],
+            "rows": [{**dataclasses.asdict(r), "unstable": r.latency_ms.unstable} for r in self.rows],
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "layers": [dataclasses.asdict(t) for t in self.layers],
         }
 
     @classmethod
@@ -193,15 +250,15 @@ class ProfileReport:
                 f"not a {PROFILE.schema} version {PROFILE.version} report (schema {data.get('schema')!r}, "
                 f"version {data.get('schema_version')!r}); {PROFILE.fix} with this densenet-trt"
             )
-        derived = {"images_per_s", "unstable"}
         rows = []
         for r in data["rows"]:
-            r = {k: v for k, v in r.items() if k not in derived}
+            r = {k: v for k, v in r.items() if k != "unstable"}
             rows.append(Row(**{
                 **r,
                 "latency_ms": Stats(**r["latency_ms"]),
                 "phases_ms": {k: Stats(**v) for k, v in r["phases_ms"].items()},
             }))
+        layers = [LayerTimes(**{**t, "layers": [Layer(**x) for x in t["layers"]]}) for t in data["layers"]]
         return cls(
             date_utc=data["date_utc"],
             settings=Settings(**{**data["settings"], "batches": tuple(data["settings"]["batches"])}),
@@ -209,62 +266,38 @@ class ProfileReport:
             engines=[EngineInfo(**e) for e in data["engines"]],
             rows=rows,
             skipped=[Skipped(**s) for s in data["skipped"]],
+            layers=layers,
         )
 
     def conditions(self) -> list[str]:
         """One line for the run, then one per engine."""
         s, h = self.settings, self.host
-        warmup = f"{s.warmup} warm-up rounds" if s.warmup is not None else f"{s.warmup_time:g} s warm-up"
-        amount = f"{s.iterations} iterations" if s.iterations is not None else f"{s.duration:g} s"
-        baseline = "interleaved with eager PyTorch" if s.vs == "eager" else "no eager baseline"
-        gpu = f", CUDA graphs {'on' if s.cuda_graphs else 'off'}, transfers {'in' if s.include_transfers else 'out'}"
+        baseline = "eager PyTorch in the same rounds" if s.vs == "eager" else "no eager baseline"
+        gpu = f"; CUDA graphs {'on' if s.cuda_graphs else 'off'}, transfers {'in' if s.include_transfers else 'out'}"
+        eager = f"; eager tuned as users run it: {', '.join(h['eager'])}" if s.vs == "eager" and h.get("eager") else ""
         run = (
             f"{self.date_utc}; {h['cpu']} ({h['cpu_count']} cores), {h['threads']} torch threads; "
             f"python {h['python']}, torch {h['torch']}, densenet-trt {h['densenet-trt']}; "
-            f"{amount} after {warmup}, {baseline}, {s.gap:g} s gap before CPU calls{gpu}"
+            f"each measurement {s.amount} after {s.warmup_amount}, {baseline}{eager}{gpu}"
         )
         return [run, *(f"[{i}] {e.conditions()}" for i, e in enumerate(self.engines))]
 
     def table(self) -> str:
-        """The conditions and a Markdown table (aligned, for the terminal too)."""
-        header = ["engine", "batch", "runner", "median ms", "p90 ms", "p99 ms", "min ms", "max ms",
-                  "cv", "images/s", "engine speedup vs this"]
-        body = [_table_cells(r) for r in self.rows]
-        widths = [max(len(c) for c in column) for column in zip(header, *body)]
-
-        def line(cells: list[str]) -> str:
-            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-        lines = [f"- {c}" for c in self.conditions()] + [""]
-        lines += [line(header), line(["-" * w for w in widths]), *map(line, body)]
-        notes = self._notes()
-        if notes:
-            lines += ["", *(f"- {n}" for n in notes)]
-        return "\n".join(lines) + "\n"
-
-    def _notes(self) -> list[str]:
-        """The lines under the table: the engines' notes, the skipped cells, and the median of
-        each phase (with transfers)."""
-        notes = [f"[{i}] {n}" for i, e in enumerate(self.engines) for n in e.notes]
-        notes += [f"[{s.engine}] batch {s.batch} skipped: {s.reason}" for s in self.skipped]
-        phases = [
-            f"[{r.engine}] batch {r.batch} {r.label}: median "
-            + ", ".join(f"{k} {_ms(v.median)} ms" for k, v in r.phases_ms.items())
-            for r in self.rows if r.phases_ms
-        ]
-        return notes + phases
+        """The conditions, a table per mode and the slowest layers, as Markdown (aligned, for
+        the terminal too)."""
+        return report_text(self)
 
     def write_json(self, path: str | os.PathLike) -> None:
         body = {k: v for k, v in self.to_dict().items() if k not in ("schema", "schema_version")}
         write_document(check_output(path), body, PROFILE)
 
     def write_csv(self, path: str | os.PathLike) -> None:
-        """One row per engine x batch x runner, skipped cells included (with the reason)."""
+        """One row per runner x batch x mode, skipped cells included (with the reason)."""
         stats = {f.name: f.name if f.name in ("count", "cv") else f"{f.name}_ms" for f in dataclasses.fields(Stats)}
         fields = ["engine", "path", "model", "backend", "format", "engine_precision", "device", "threads",
-                  "batch", "runner", "precision", *stats.values(),
-                  "unstable", "images_per_s", "speedup", "h2d_median_ms", "compute_median_ms",
-                  "d2h_median_ms", "load_s", "build_s", "peak_host_rss_mb", "peak_gpu_mb", "skipped"]
+                  "baseline", "batch", "mode", "requests", "runner", "precision", "how", *stats.values(),
+                  "unstable", "images_per_s", "wall_s", "speedup", "h2d_median_ms", "compute_median_ms",
+                  "d2h_median_ms", "load_s", "build_s", "peak_host_rss_mb", "device_mb", "skipped"]
         records = [self._csv_record(r, stats) for r in self.rows]
         records += [{**self._engine_columns(s.engine), "batch": s.batch, "runner": "engine", "skipped": s.reason}
                     for s in self.skipped]
@@ -275,10 +308,12 @@ class ProfileReport:
 
     def _csv_record(self, r: Row, stats: dict[str, str]) -> dict[str, Any]:
         """The CSV columns of one row; ``stats``: the column of each field of ``Stats``."""
-        record = {**self._engine_columns(r.engine), "batch": r.batch, "runner": r.runner,
-                  "precision": r.precision, "unstable": r.latency_ms.unstable,
-                  "images_per_s": r.images_per_s, "speedup": r.speedup,
-                  "peak_host_rss_mb": r.peak_host_rss_mb, "peak_gpu_mb": r.peak_gpu_mb}
+        engine = {} if r.engine is None else self._engine_columns(r.engine)
+        record = {"threads": self.settings.threads, **engine, "baseline": r.baseline, "batch": r.batch,
+                  "mode": r.mode, "requests": r.requests, "runner": r.runner, "precision": r.precision,
+                  "how": r.how, "unstable": r.latency_ms.unstable, "images_per_s": r.images_per_s,
+                  "wall_s": r.wall_s, "speedup": " ".join(f"{k}:{v:.4g}" for k, v in r.speedup.items()),
+                  "peak_host_rss_mb": r.peak_host_rss_mb, "device_mb": r.device_mb}
         record.update({column: getattr(r.latency_ms, stat) for stat, column in stats.items()})
         record.update({f"{k}_median_ms": v.median for k, v in r.phases_ms.items()})
         return record
@@ -294,64 +329,9 @@ class ProfileReport:
             tmp.write_text("# densenet-trt profile\n\n" + self.table())
 
     def plot(self, path: str | os.PathLike) -> None:
-        """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against batch
-        size, one line per engine and per eager baseline."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise DenseNetTRTError("plot needs matplotlib: pip install matplotlib") from None
-        path = check_output(path)
-        figure = Figure(figsize=(13, 5.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        latency, throughput = figure.subplots(1, 2)
-        self._plot_lines(latency, throughput)
-        self._style_axes(latency, throughput)
-        devices = sorted({e.device_name for e in self.engines})
-        figure.suptitle(f"densenet-trt profile, {self.date_utc}, {', '.join(devices)}, "
-                        f"{self.settings.threads} CPU threads", fontsize="medium")
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
-
-    def _plot_lines(self, latency: Any, throughput: Any) -> None:
-        """On the two axes, one colour per engine and per eager baseline: its latency percentiles
-        and its throughput against batch size."""
-        series: dict[tuple[int, str], list[Row]] = {}
-        for r in self.rows:
-            series.setdefault((r.engine, r.label), []).append(r)
-        for n, ((engine, label), rows) in enumerate(series.items()):
-            rows.sort(key=lambda r: r.batch)
-            batches = [r.batch for r in rows]
-            name = f"[{engine}] {self.engines[engine].name}" + ("" if label == "engine" else f" / {label}")
-            color = f"C{n % 10}"
-            for stat, style in (("median", "-"), ("p90", "--"), ("p99", ":")):
-                latency.plot(batches, [getattr(r.latency_ms, stat) for r in rows], style, color=color,
-                             marker="o" if stat == "median" else None)
-            throughput.plot(batches, [r.images_per_s for r in rows], "-o", color=color, label=name)
-
-    def _style_axes(self, latency: Any, throughput: Any) -> None:
-        """Titles, labels, log scales, the batch sizes as ticks, grids and the legend."""
-        latency.set(ylabel="latency (ms)", yscale="log", title="latency: p50 solid, p90 dashed, p99 dotted")
-        throughput.set(ylabel="images/s (from the median)", title="throughput")
-        batches = sorted({r.batch for r in self.rows})
-        for axes in (latency, throughput):
-            axes.set(xlabel="batch size", xscale="log")
-            axes.set_xticks(batches, [str(b) for b in batches])
-            axes.minorticks_off()
-            axes.grid(alpha=0.3)
-        throughput.legend(fontsize="small")
-
-
-def _table_cells(r: Row) -> list[str]:
-    """One row of the table."""
-    return [f"[{r.engine}]", str(r.batch), r.label, _ms(r.latency_ms.median), _ms(r.latency_ms.p90),
-            _ms(r.latency_ms.p99), _ms(r.latency_ms.min), _ms(r.latency_ms.max),
-            f"{r.latency_ms.cv:.1%}" + (" unstable, rerun" if r.latency_ms.unstable else ""),
-            f"{r.images_per_s:.1f}", "" if r.speedup is None else f"{r.speedup:.2f}x"]
-
-
-def _ms(value: float) -> str:
-    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+        """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and measured throughput against
+        batch size, one line per engine and per eager baseline."""
+        plot(self, check_output(path))
 
 
 def check_output(path: str | os.PathLike) -> Path:
@@ -360,4 +340,3 @@ def check_output(path: str | os.PathLike) -> Path:
     path = check_writable(path, force=True)
     writable_folder(path.parent, "write the report elsewhere", create=False)
     return path
-

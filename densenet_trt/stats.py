@@ -8,6 +8,8 @@ from typing import Sequence
 import numpy as np
 
 UNSTABLE_CV = 0.05
+# Below this many samples p99 (linear interpolation) lies between the two largest: it is the max.
+TAIL_SAMPLES = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,11 @@ class Stats:
     def unstable(self) -> bool:
         """Spread too wide to trust the numbers: rerun on a quieter machine or for longer."""
         return self.cv > UNSTABLE_CV
+
+    @property
+    def tail_trusted(self) -> bool:
+        """Enough samples for p99 to be a tail, not (nearly) the largest sample."""
+        return self.count >= TAIL_SAMPLES
 
 
 def summarize(samples_ms: Sequence[float]) -> Stats:

@@ -1,4 +1,4 @@
-"""Timers of one inference and the interleaved loop that samples them; peak memory.
+"""Timers of one inference and the interleaved loop that samples them; memory; eager's tuning.
 
 CPU calls are timed with ``time.perf_counter_ns``; GPU calls with CUDA events, optionally with
 the copies of input and output timed apart, optionally replayed from a CUDA graph."""
@@ -143,9 +143,52 @@ def _peak_rss_mb() -> float:
     return round(peak / 2**20 if sys.platform == "darwin" else peak / 2**10, 1)
 
 
-def _peak_gpu_mb() -> float:
-    """MiB that PyTorch allocated on the GPU at most since the last reset of the peak."""
-    return torch.cuda.max_memory_allocated() / 2**20
+def device_used_mb() -> float:
+    """MiB in use on the current GPU, whoever allocated it (PyTorch, TensorRT, cuDNN): NVML's
+    count where pynvml is installed, else CUDA's total minus free (``cudaMemGetInfo``)."""
+    torch.cuda.synchronize()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+    except Exception:  # no pynvml, or NVML cannot see this device (containers): CUDA's count
+        free, total = torch.cuda.mem_get_info()
+        return (total - free) / 2**20
+
+
+def resident_mb(load: Callable[[], object]) -> tuple[object, float]:
+    """What ``load()`` returns and the device MiB it left in use (weights, engines, contexts)."""
+    torch.cuda.empty_cache()
+    before = device_used_mb()
+    loaded = load()
+    torch.cuda.empty_cache()
+    return loaded, max(0.0, device_used_mb() - before)
+
+
+def call_peak_mb(call: Callable[[], object]) -> float:
+    """Device MiB one ``call()`` needs at its peak beyond what is resident: PyTorch's allocator
+    peak, or the device's used memory grown outside PyTorch (TensorRT's contexts), the larger."""
+    torch.cuda.empty_cache()
+    before_used, before_allocated = device_used_mb(), torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    call()
+    peak = (torch.cuda.max_memory_allocated() - before_allocated) / 2**20
+    return max(0.0, peak, device_used_mb() - before_used)
+
+
+@contextlib.contextmanager
+def eager_as_users_run_it() -> Iterator[None]:
+    """cuDNN picks its fastest convolution algorithms (``cudnn.benchmark``), as a user tuning
+    eager PyTorch on a GPU would; put back after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @contextlib.contextmanager

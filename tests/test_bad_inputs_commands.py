@@ -97,7 +97,7 @@ CASES = {
     "predict missing labels": (["predict", ENGINE, "images", "--labels", "gone.txt"], "gone.txt"),
     "predict batch outside the range": (["predict", ENGINE, "images", "--batch-size", "5"],
                                         "batch size 5 is outside this engine's batch range 1:2:4"),
-    "profile no batch in range": (["profile", ENGINE, "--batch", "8", "--iterations", "1", "-q"],
+    "profile no batch in range": (["profile", ENGINE, "--batch-size", "8", "--iterations", "1", "-q"],
                                   "no batch size can run"),
     "profile zero iterations": (["profile", ENGINE, "--iterations", "0", "-q"], "iterations"),
     "profile gpu option on a cpu engine": (["profile", ENGINE, "--cuda-graphs", "--iterations", "1", "-q"],

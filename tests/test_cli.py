@@ -169,7 +169,7 @@ def test_package_import_and_help_load_no_heavy_or_device_bound_library():
 def test_profile_command(tmp_path):
     assert _build_small(tmp_path).exit_code == 0
     out = tmp_path / "r"
-    result = run("profile", tmp_path / "e", "--batch", "1,4,8", "--iterations", "2", "--warmup", "1",
+    result = run("profile", tmp_path / "e", "--batch-size", "1,4,8", "--iterations", "2", "--warmup-iterations", "1",
                  "--gap", "0", "--json", f"{out}.json", "--csv", f"{out}.csv", "--markdown", f"{out}.md",
                  "--plot", f"{out}.png")
     assert result.exit_code == 0, result.output
@@ -187,7 +187,7 @@ def test_profile_command(tmp_path):
         (["--duration", "-1"], "duration must be a positive number"),
         (["--iterations", "1", "--cuda-graphs"], "cuda_graphs applies to GPU engines"),
         (["--iterations", "1", "--include-transfers"], "include_transfers applies to GPU engines"),
-        (["--iterations", "1", "--batch", "64"], "no batch size can run"),
+        (["--iterations", "1", "--batch-size", "64"], "no batch size can run"),
         (["--iterations", "1", "--json", "/no/such/dir/r.json"], "does not exist"),
     ],
 )

@@ -1,6 +1,8 @@
 """The profiler: statistics against numpy, the interleaved timing loop on synthetic callables
-with a known ratio, option errors, skipped batch sizes, the report's files, and a small real
-engine end to end. GPU paths (CUDA events, CUDA graphs, transfers) run only where there is one."""
+with a known ratio, measured throughput (back to back and in flight), one eager baseline per
+run, per-layer timing, option errors and their old spellings, skipped batch sizes, the report's
+files, and small real engines end to end. GPU paths (CUDA events, CUDA graphs, transfers,
+device memory, cudnn.benchmark) run only where there is one."""
 
 import csv
 import dataclasses
@@ -15,9 +17,11 @@ import torch
 from densenet_trt import DenseNetTRTError
 from densenet_trt.build import build
 from densenet_trt.engine import Engine, load
-from densenet_trt.profiler import _engine_info, profile
+from densenet_trt.layers import _onnxruntime_nodes
+from densenet_trt.profiler import _baseline, _engine_info, _host, _settings, profile
+from densenet_trt.throughput import BackToBack, Threads, stop_after
 from densenet_trt.manifest import PROFILE
-from densenet_trt.report import EngineInfo, ProfileReport, Row, Settings, Skipped
+from densenet_trt.report import EngineInfo, Layer, LayerTimes, ProfileReport, Row, Settings, Skipped
 from densenet_trt.spec import Precision
 from densenet_trt.stats import paired_speedup, summarize
 from densenet_trt.timing import cpu_timer, cuda_timer, interleave
@@ -34,6 +38,11 @@ def small_build(tmp, **kwargs):
 @pytest.fixture(scope="module")
 def engine_path(tmp_path_factory):
     return small_build(tmp_path_factory.mktemp("engine")).path
+
+
+@pytest.fixture(scope="module")
+def openvino_path(tmp_path_factory):
+    return small_build(tmp_path_factory.mktemp("openvino"), backend="openvino").path
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +68,29 @@ def synthetic_report() -> ProfileReport:
         precision="fp16", batch_range="1:8:32", image_size=224,
         device={"type": "cuda", "cpu": "cpu", "cpu_count": 16, "gpu": gpu},
         versions={"densenet-trt": "0.1.0", "torch": "2.14.1", "tensorrt": "11.1"},
-        build_seconds=40.0, load_seconds=0.5, eager=["fp32", "fp16"], notes=[],
+        build_seconds=40.0, load_seconds=0.5, eager=["fp32", "fp16"], notes=[], baseline="densenet121 3x224x224 cuda",
     )
     phases = {k: summarize([0.1, 0.2, 0.3]) for k in ("h2d", "compute", "d2h")}
+    base = "densenet121 3x224x224 cuda"
     rows = [
-        Row(0, 1, "eager", "fp32", summarize([4.0, 4.1, 4.2]), phases, 4.0, 900.0, 120.0),
-        Row(0, 1, "eager", "fp16", summarize([2.0, 2.1, 2.2]), phases, 2.0, 900.0, 120.0),
-        Row(0, 1, "engine", "fp16", summarize([1.0, 1.0, 2.0]), phases, None, 900.0, 120.0),
+        Row(None, base, 1, "latency", 1, "eager", "fp32", "", summarize([4.0, 4.1, 4.2]), phases, 250.0, None, {},
+            900.0, 120.0),
+        Row(None, base, 1, "latency", 1, "eager", "fp16", "", summarize([2.0, 2.1, 2.2]), phases, 476.2, None, {},
+            900.0, 80.0),
+        Row(0, base, 1, "latency", 1, "engine", "fp16", "", summarize([1.0, 1.0, 2.0]), phases, 1000.0, None,
+            {"fp32": 4.0, "fp16": 2.0}, 900.0, 60.0),
+        Row(0, base, 1, "throughput", 4, "engine", "fp16", "4 CUDA streams, one thread each",
+            summarize([1.0] * 120), {}, 3000.0, 0.04, {}, 900.0, 70.0),
     ]
+    layers = [LayerTimes(0, 1, "a profiler", "", 2.0, [Layer("conv0", "Convolution", 1.5), Layer("fc", "Gemm", 0.25)])]
     return ProfileReport(
         date_utc="2025-01-01T00:00:00+00:00",
         settings=Settings(batches=(1, 64), threads=4, cuda_graphs=True, include_transfers=True, gap=0.0),
         host={"cpu": "cpu", "cpu_count": 16, "threads": 4, "python": "3.12", "platform": "Linux",
-              "torch": "2.14.1", "numpy": "2.3", "densenet-trt": "0.1.0"},
+              "torch": "2.14.1", "numpy": "2.3", "densenet-trt": "0.1.0",
+              "eager": ["torch.no_grad()", "on CUDA cudnn.benchmark=True"]},
         engines=[engine], rows=rows, skipped=[Skipped(0, 64, "batch 64 is outside x's range 1..32")],
+        layers=layers,
     )
 
 
@@ -94,9 +112,9 @@ def test_summarize_matches_numpy():
 def test_coefficient_of_variation_over_five_percent_is_flagged():
     assert not summarize([10.0, 10.1, 9.9, 10.0]).unstable
     assert summarize([10.0, 10.0, 10.0, 13.0]).unstable
-    rows = {line.split("|")[3].strip(): line for line in synthetic_report().table().splitlines()
-            if line.startswith("| [0]")}
-    assert "unstable, rerun" in rows["engine"]  # 1, 1, 2 ms
+    latency = synthetic_report().table().split("Throughput:")[0]
+    rows = {line.split("|")[3].strip(): line for line in latency.splitlines() if line.startswith("| ")}
+    assert "unstable, rerun" in rows["engine fp16"]  # 1, 1, 2 ms
     assert "unstable" not in rows["eager fp32"]  # 4.0, 4.1, 4.2 ms
 
 
@@ -152,6 +170,10 @@ def test_interleave_by_duration_and_warmup_time():
     ({"warmup": 10**6 + 1}, "warmup must be a count from 0 to 1,000,000, got 1000001"),
     ({"gap": float("inf")}, "gap must be 0 to 10 seconds, got inf"),
     ({"gap": float("nan")}, "gap must be 0 to 10 seconds, got nan"),
+    ({"mode": "fast"}, "mode must be one of both, latency, throughput, got 'fast'"),
+    ({"requests": 0}, "requests must be an integer from 1 to 64, got 0"),
+    ({"requests": 65}, "requests must be an integer from 1 to 64, got 65"),
+    ({"layers": -1}, "layers must be a count from 0 to 1,000,000, got -1"),
 ])
 def test_bad_options_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(DenseNetTRTError, match=message):
@@ -218,13 +240,24 @@ def test_no_batch_size_that_can_run_is_an_error(engine_path):
 
 
 def test_a_small_engine_against_eager(report, engine_path):
-    assert [(r.batch, r.runner, r.precision) for r in report.rows] == [
-        (1, "eager", "fp32"), (1, "engine", "fp32"), (4, "eager", "fp32"), (4, "engine", "fp32")]
+    # Latency (eager and the engine in the same rounds), then throughput: back to back, then 2 ONNX
+    # Runtime sessions in flight (this run has 2 or more threads) or a note saying why not.
+    in_flight = [] if torch.get_num_threads() < 2 else [("throughput", 2, "engine")]
+    assert [(r.batch, r.mode, r.requests, r.runner) for r in report.rows] == [
+        (n, *cell) for n in (1, 4) for cell in [("latency", 1, "eager"), ("latency", 1, "engine"),
+                                                ("throughput", 1, "eager"), ("throughput", 1, "engine"),
+                                                *in_flight]]
     for r in report.rows:
         assert r.latency_ms.count == 3 and r.latency_ms.min > 0 and r.phases_ms == {}
-        assert r.images_per_s == pytest.approx(r.batch * 1000 / r.latency_ms.median)
-        assert r.peak_host_rss_mb > 0 and r.peak_gpu_mb is None
-        assert (r.speedup is not None and r.speedup > 0) == (r.runner == "eager")
+        assert r.peak_host_rss_mb > 0 and r.device_mb is None and r.precision == "fp32"
+        assert r.engine == (None if r.runner == "eager" else 0)
+        if r.mode == "latency":
+            assert r.images_per_s == pytest.approx(r.batch * 1000 / r.latency_ms.median) and r.wall_s is None
+        else:  # measured: images completed / wall time, not derived from a latency
+            assert r.images_per_s == pytest.approx(3 * r.batch / r.wall_s)
+            assert r.wall_s >= 0.95 * sum(r.latency_ms.mean for _ in range(3)) / 1000 / r.requests
+        paired = r.mode == "latency" and r.runner == "engine"
+        assert (set(r.speedup) == {"fp32"} and r.speedup["fp32"] > 0) if paired else r.speedup == {}
     e = report.engines[0]
     assert (e.model, e.backend, e.format, e.precision, e.batch_range) == (
         "densenet_bc100_k12", "onnxruntime", "onnx", "fp32", "1:2:4")
@@ -241,8 +274,10 @@ def test_a_small_engine_against_eager(report, engine_path):
 def test_eager_runs_the_engines_precision_where_pytorch_can_on_this_device(tmp_path):
     bf16 = small_build(tmp_path, backend="torchscript", precision="bf16").path
     result = profile([bf16], **FAST)
-    assert [r.label for r in result.rows] == ["eager fp32", "eager bf16", "engine"]
-    assert result.rows[-1].precision == "bf16" and result.engines[0].notes == []
+    latency = [r for r in result.rows if r.mode == "latency"]
+    assert [r.label for r in latency] == ["eager fp32", "eager bf16", "engine bf16"]
+    assert set(latency[-1].speedup) == {"fp32", "bf16"}
+    assert result.engines[0].notes == ["torchscript on the CPU: one request at a time (each call uses every CPU thread)"]
 
 
 def test_eager_fp16_on_the_cpu_is_not_run_and_the_report_says_so(engine_path):
@@ -268,25 +303,25 @@ def test_threads_are_set_for_the_run_and_restored(engine_path):
 def test_json_round_trip(make, report, tmp_path):
     original = report if make == "real" else synthetic_report()
     data = original.to_dict()
-    assert data["schema"] == PROFILE.schema and data["schema_version"] == 1
+    assert data["schema"] == PROFILE.schema and data["schema_version"] == 2
     assert ProfileReport.from_dict(json.loads(json.dumps(data))) == original
     original.write_json(tmp_path / "r.json")
     assert ProfileReport.from_dict(json.loads((tmp_path / "r.json").read_text())) == original
-    with pytest.raises(DenseNetTRTError, match="not a densenet-trt/profile version 1 report"):
-        ProfileReport.from_dict({**data, "schema_version": 2})
+    with pytest.raises(DenseNetTRTError, match="not a densenet-trt/profile version 2 report"):
+        ProfileReport.from_dict({**data, "schema_version": 1})
 
 
 def test_csv_has_a_row_per_engine_batch_and_runner(report, tmp_path):
     report.write_csv(tmp_path / "r.csv")
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["batch"], r["runner"], r["skipped"]) for r in rows] == [
-        ("1", "eager", ""), ("1", "engine", ""), ("4", "eager", ""), ("4", "engine", ""),
-        ("8", "engine", report.skipped[0].reason)]
-    first = rows[0]
-    assert float(first["median_ms"]) == pytest.approx(report.rows[0].latency_ms.median)
-    assert float(first["speedup"]) == pytest.approx(report.rows[0].speedup)
-    assert first["backend"] == "onnxruntime" and first["threads"] == str(report.settings.threads)
+    assert [(r["batch"], r["mode"], r["runner"], r["skipped"]) for r in rows] == [
+        (str(r.batch), r.mode, r.runner, "") for r in report.rows] + [("8", "", "engine", report.skipped[0].reason)]
+    eager, engine = rows[0], rows[1]
+    assert float(eager["median_ms"]) == pytest.approx(report.rows[0].latency_ms.median)
+    assert eager["engine"] == "" and eager["baseline"] == report.engines[0].baseline
+    assert engine["speedup"] == f"fp32:{report.rows[1].speedup['fp32']:.4g}"
+    assert engine["backend"] == "onnxruntime" and engine["threads"] == str(report.settings.threads)
 
 
 def test_markdown_and_terminal_table(tmp_path):
@@ -294,11 +329,17 @@ def test_markdown_and_terminal_table(tmp_path):
     report.write_markdown(tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert text.startswith("# densenet-trt profile\n") and text.endswith(report.table())
-    table = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + len(report.rows) and len({len(line) for line in table}) == 1
+    latency, throughput = text.split("Latency: one request at a time")[1].split("Throughput: measured")
+    table = [line for line in latency.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 3 and len({len(line) for line in table}) == 1
+    assert "| speedup vs eager (paired)" in table[0] and table[0].endswith("| device MiB |")
+    assert "| 4.00x vs fp32, 2.00x vs fp16 | 60" in table[-1]
+    assert "| [0]    | 1     | engine fp16 | 4         | 3000.0   | 120      | 0.04   |" in throughput
+    assert throughput.splitlines()[2].endswith("| device MiB |") and "| 70         |" in throughput
     assert "NVIDIA H100 (compute capability 9.0, driver 580.1, CUDA 13.0)" in text
-    assert "CUDA graphs on, transfers in" in text and "| 4.00x" in text
+    assert "CUDA graphs on, transfers in" in text and "cudnn.benchmark=True" in text
     assert "h2d 0.200 ms, compute 0.200 ms, d2h 0.200 ms" in text
+    assert "| conv0 | Convolution | 1.500 | 75.0% |" in text
 
 
 @pytest.mark.parametrize("make", ["real", "synthetic"])
@@ -319,6 +360,130 @@ def test_outputs_are_written_after_measuring(engine_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert ProfileReport.from_dict(json.loads((tmp_path / "r.json").read_text())) == result
     assert lines[-1] == f"wrote {tmp_path / 'r.png'}"
+
+
+# --- measured throughput, one eager baseline, the tail, per-layer timing ------------------------
+
+
+def test_throughput_is_images_over_wall_time_and_requests_in_flight_overlap():
+    def wait():
+        time.sleep(0.02)  # releases the GIL, as a runtime's call does
+
+    one, wall_one = BackToBack(wait).run(stop_after(None, 0.3))
+    two, wall_two = Threads([wait, wait], "2 threads").run(stop_after(None, 0.3))
+    assert all(t >= 20 for t in one + two) and wall_one >= sum(one) / 1000
+    assert len(two) / wall_two >= 1.6 * len(one) / wall_one  # two in flight: about twice the rate
+    counted, _ = Threads([wait, wait], "").run(stop_after(7, None))
+    assert len(counted) == 7
+
+
+def test_default_is_a_duration_and_a_short_run_says_its_p99_is_the_max(report):
+    settings = _settings((1,), None, None, None, None, "eager", None, False, False, 0.2, "both", None, 0)
+    assert (settings.duration, settings.iterations, settings.warmup) == (5.0, None, 3)
+    assert "each measurement 5 s after 3 warm-up rounds" in dataclasses.replace(report, settings=settings).table()
+    text = report.table()  # 3 samples a row
+    assert "* p99 of fewer than 100 samples is (nearly) the largest sample" in text
+    assert all(line.count("*") == 1 for line in text.splitlines() if line.startswith("| [0]"))
+    long = synthetic_report().table()  # the throughput row has 120 samples
+    assert "| 1.000  | 4 CUDA streams" in long.split("Throughput:")[1]
+
+
+def test_engines_of_one_model_share_one_eager_baseline(engine_path, openvino_path):
+    """Eager was timed again next to each engine, so two engines of one model were compared
+    with two different eager figures; now one eager row per batch and device, in the same
+    rounds as both engines, each engine paired with the same eager samples."""
+    result = profile([engine_path, openvino_path], batches=(1, 2), mode="latency", **FAST)
+    assert [(r.batch, r.engine, r.label) for r in result.rows] == [
+        (n, *row) for n in (1, 2) for row in [(None, "eager fp32"), (0, "engine fp32"), (1, "engine fp32")]]
+    assert result.engines[0].baseline == result.engines[1].baseline == "densenet_bc100_k12 {\"block_config\": [2, 2, 2]} 3x32x32 cpu"
+    assert all(r.speedup["fp32"] > 0 for r in result.rows if r.engine is not None)
+    assert "speedup vs eager (paired)" in result.table() and "vs this" not in result.table()
+    real = load(engine_path)
+    other = dataclasses.replace(real.manifest, model=dataclasses.replace(real.manifest.model, overrides={}))
+    assert _baseline(Engine(real.path, other, real._runner)) == "densenet_bc100_k12 3x32x32 cpu"
+
+
+def test_openvino_keeps_requests_in_flight_on_a_throughput_compiled_model(openvino_path):
+    result = profile([openvino_path], mode="throughput", requests=2, vs="none", iterations=4, warmup=1, gap=0.0)
+    back_to_back, queue = result.rows
+    assert (back_to_back.requests, back_to_back.how) == (1, "back to back")
+    assert queue.requests == 2 and queue.how.startswith("OpenVINO AsyncInferQueue, THROUGHPUT hint, ")
+    assert queue.latency_ms.count == 4 and queue.images_per_s == pytest.approx(4 / queue.wall_s)
+    assert result.engines[0].notes == [
+        "throughput with requests in flight: a second compiled model of the same IR and settings with "
+        "PERFORMANCE_HINT=THROUGHPUT (the engine's own is compiled for LATENCY)"]
+
+
+def test_slowest_layers_from_the_runtimes_profiler(engine_path, openvino_path):
+    result = profile([engine_path, openvino_path], mode="latency", layers=3, **FAST)
+    assert [(t.engine, t.batch) for t in result.layers] == [(0, 1), (1, 1)]
+    for times, source in zip(result.layers, ("ONNX Runtime profiler", "OpenVINO performance counters")):
+        assert times.source.startswith(source) and len(times.layers) == 3 and times.note == ""
+        ms = [layer.ms for layer in times.layers]
+        assert ms == sorted(ms, reverse=True) and ms[-1] > 0 and times.total_ms >= sum(ms)
+        assert f"the 3 slowest layers ({source}" in result.table()
+
+
+def test_onnxruntime_trace_is_averaged_over_the_runs_after_warmup():
+    def run(ts, conv_us):
+        return [{"cat": "Session", "name": "model_run", "ts": ts, "dur": 100},
+                {"cat": "Node", "name": "conv_kernel_time", "ts": ts + 1, "dur": conv_us, "args": {"op_name": "Conv"}},
+                {"cat": "Node", "name": "conv_fence_before", "ts": ts + 1, "dur": 5, "args": {"op_name": "Conv"}},
+                {"cat": "Node", "name": "fc_kernel_time", "ts": ts + 2, "dur": 10, "args": {"op_name": "Gemm"}}]
+
+    events = run(0, 9000) + run(1000, 3000) + run(2000, 5000)  # the first run is warm-up
+    assert _onnxruntime_nodes(events, skip=1, calls=2) == pytest.approx({("conv", "Conv"): 4.0, ("fc", "Gemm"): 0.01})
+
+
+def test_eager_is_tuned_as_users_run_it(engine_path, monkeypatch):
+    """Issue 12 #13: eager on the GPU ran without cudnn.benchmark, which inflated the speedup.
+    The flag is on while profile measures (it only matters on CUDA) and put back after; the
+    report says how eager was tuned."""
+    from densenet_trt import measure
+
+    seen, real = [], measure.interleave
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "interleave", spy)
+    before = torch.backends.cudnn.benchmark
+    result = profile([engine_path], mode="latency", **FAST)
+    assert seen == [True] and torch.backends.cudnn.benchmark == before
+    assert result.host["eager"] == ["torch.no_grad()"]
+    gpu = synthetic_report().engines
+    assert "cudnn.benchmark=True" in " ".join(_host(result.settings, gpu)["eager"])
+
+
+# --- the command line: option names and their old spellings ------------------------------------
+
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from densenet_trt.cli import main
+
+    return CliRunner().invoke(main, ["profile", *map(str, args)])
+
+
+def test_old_option_spellings_still_work_with_one_warning_line_each(engine_path):
+    result = cli(engine_path, "--batch", "1", "--warmup", "0", "--iterations", "1", "--gap", "0",
+                 "--mode", "latency", "--vs", "none", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["warning: --batch is deprecated; use --batch-size",
+                                          "warning: --warmup is deprecated; use --warmup-iterations"]
+    assert "after 0 warm-up rounds" in result.stdout
+    both = cli(engine_path, "--batch", "1", "--batch-size", "1")
+    assert both.exit_code == 2 and "--batch is the old spelling of --batch-size: give --batch-size only" in both.stderr
+
+
+def test_new_option_names(engine_path):
+    result = cli(engine_path, "--batch-size", "1,2", "--warmup-duration", "0.01", "--iterations", "2",
+                 "--gap", "0", "--mode", "throughput", "--requests", "2", "--vs", "none", "--layers", "-q")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    assert "0.01 s warm-up" in result.stdout and "Latency:" not in result.stdout
+    assert "the 10 slowest layers" in result.stdout and "| 2         |" in result.stdout
 
 
 # --- GPU -------------------------------------------------------------------------------------
@@ -347,9 +512,35 @@ def test_cuda_graph_replay_and_transfers_are_timed_apart():
 def test_a_gpu_engine_against_eager_fp32_and_fp16(tmp_path):
     engine = small_build(tmp_path, backend="torchscript", device="cuda", precision="fp16").path
     result = profile([engine], batches=(1, 4), include_transfers=True, **FAST)
-    assert [r.label for r in result.rows[:3]] == ["eager fp32", "eager fp16", "engine"]
-    assert all(r.peak_gpu_mb > 0 and set(r.phases_ms) == {"h2d", "compute", "d2h"} for r in result.rows)
+    latency = [r for r in result.rows if r.mode == "latency"]
+    assert [r.label for r in latency[:3]] == ["eager fp32", "eager fp16", "engine fp16"]
+    assert all(set(r.phases_ms) == {"h2d", "compute", "d2h"} for r in latency)
     gpu = result.engines[0].device["gpu"]
     assert gpu["name"] and gpu["compute_capability"] and gpu["name"] in result.table()
+    assert "cudnn.benchmark=True" in result.table()
+    streams = [r for r in result.rows if r.mode == "throughput" and r.requests == 2]
+    assert streams and all(r.how == "2 CUDA streams, one thread each" for r in streams)
     graphs = profile([engine], batches=(4,), cuda_graphs=True, vs="none", **FAST)
     assert graphs.settings.cuda_graphs and graphs.rows[0].latency_ms.min > 0
+
+
+@pytest.mark.gpu
+def test_device_memory_is_measured_per_runner(tmp_path):
+    """Issue 12 #6: one torch.cuda.max_memory_allocated value was copied to every row. Each
+    runner now has its own: resident after its load plus the peak of one call; an fp32 eager
+    model holds twice the weights of its fp16 copy."""
+    engine = small_build(tmp_path, backend="torchscript", device="cuda", precision="fp16").path
+    result = profile([engine], batches=(4,), mode="latency", **FAST)
+    memory = {r.label: r.device_mb for r in result.rows}
+    assert all(v is not None and v > 0 for v in memory.values())
+    assert len(set(memory.values())) == len(memory), memory
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_raw_plan_reports_its_slowest_layers_from_tensorrts_profiler(tmp_path):
+    engine = small_build(tmp_path, backend="tensorrt", device="cuda", format="engine").path
+    result = profile([engine], mode="latency", layers=3, **FAST)
+    (times,) = result.layers
+    assert times.source == "TensorRT IProfiler" and len(times.layers) == 3
+    assert times.layers[0].ms >= times.layers[-1].ms > 0 and times.total_ms >= sum(t.ms for t in times.layers)

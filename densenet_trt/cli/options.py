@@ -73,3 +73,23 @@ def preprocessing_option(model_name: str, image_size: int | None, preset, mean, 
 def reporter(quiet: bool):
     return (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
 
+
+
+def deprecated(old: str, new: str, **kwargs):
+    """A hidden option ``old`` that still works as ``new`` does and prints one warning line when
+    used; the command takes the value as ``deprecated_<old>`` and resolves it with ``renamed``."""
+
+    def warn(ctx, param, value):
+        if value is not None:
+            click.echo(f"warning: {old} is deprecated; use {new}", err=True)
+        return value
+
+    name = "deprecated_" + old.lstrip("-").replace("-", "_")
+    return click.option(old, name, hidden=True, default=None, callback=warn, **kwargs)
+
+
+def renamed(new_value, old_value, new: str, old: str):
+    """The value given by the option ``new`` or its deprecated spelling ``old`` (not both)."""
+    if new_value is not None and old_value is not None:
+        raise click.UsageError(f"{old} is the old spelling of {new}: give {new} only")
+    return old_value if new_value is None else new_value

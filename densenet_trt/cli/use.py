@@ -9,8 +9,10 @@ import click
 
 from ..errors import DenseNetTRTError
 from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
-from ..report import DEFAULT_GAP, DEFAULT_ITERATIONS, DEFAULT_WARMUP, MAX_GAP, MAX_ROUNDS, MAX_SECONDS
-from .options import MODEL_OPTIONS, preprocess_options, preprocessing_option, reporter
+from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
+                      MAX_SECONDS, MODES)
+from ..stats import TAIL_SAMPLES
+from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessing_option, renamed, reporter
 
 @click.command()
 @MODEL_OPTIONS[0]
@@ -94,7 +96,9 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
                f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
 
 
-def _batch_list(ctx, param, value: str) -> list[int]:
+def _batch_list(ctx, param, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
     try:
         sizes = [int(v) for v in value.split(",")]
     except ValueError:
@@ -106,57 +110,90 @@ def _batch_list(ctx, param, value: str) -> list[int]:
 
 @click.command()
 @click.argument("engines", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--batch", "batches", default="1", show_default=True, callback=_batch_list,
-              help="Batch sizes, comma-separated (e.g. 1,8,32); a size outside an engine's range "
-                   "is skipped with the reason.")
-@click.option("--warmup", type=int, default=None,
-              help=f"Warm-up rounds, not timed, 0 to {MAX_ROUNDS:,} [default: {DEFAULT_WARMUP}].")
-@click.option("--warmup-time", type=float, default=None,
-              help=f"Or warm up for this many seconds (finite, up to {MAX_SECONDS:g}).")
-@click.option("--iterations", type=int, default=None,
-              help=f"Timed rounds, 1 to {MAX_ROUNDS:,} [default: {DEFAULT_ITERATIONS}].")
+@click.option("--batch-size", "batches", default=None, callback=_batch_list,
+              help="Images per request, as in predict and calibrate; several comma-separated (e.g. "
+                   "1,8,32) are measured one after another; a size outside an engine's range is "
+                   "skipped with the reason. [default: 1]")
+@click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
+              help="latency: one request at a time, each after --gap, eager and the engines in "
+                   "the same rounds; throughput: measured images completed / wall time, back to "
+                   "back and with --requests in flight where the runtime offers it.")
 @click.option("--duration", type=float, default=None,
-              help=f"Or time rounds for this many seconds (finite, up to {MAX_SECONDS:g}).")
+              help=f"Seconds of each measurement (finite, up to {MAX_SECONDS:g}) [default: "
+                   f"{DEFAULT_DURATION:g}, as trtexec's --duration]; p99 needs {TAIL_SAMPLES} samples or "
+                   "more to be a tail (the report says when it is not).")
+@click.option("--iterations", type=int, default=None,
+              help=f"Or a count per measurement, 1 to {MAX_ROUNDS:,}: rounds (latency), requests (throughput).")
+@click.option("--warmup-iterations", "warmup", type=int, default=None,
+              help=f"Warm-up rounds before each measurement, not timed, 0 to {MAX_ROUNDS:,} [default: "
+                   f"{DEFAULT_WARMUP}].")
+@click.option("--warmup-duration", "warmup_time", type=float, default=None,
+              help=f"Or warm up for this many seconds (finite, up to {MAX_SECONDS:g}; trtexec's "
+                   "--warmUp is milliseconds).")
+@click.option("--requests", type=click.IntRange(1, MAX_REQUESTS), default=None,
+              help="Throughput: requests in flight (OpenVINO infer requests, ONNX Runtime sessions, "
+                   "CUDA streams) [default: the runtime's choice].")
+@click.option("--layers", type=click.IntRange(min=0), default=0, is_flag=False, flag_value=10,
+              help="Also list each engine's N slowest layers (--layers alone: 10), where the runtime "
+                   "times layers (OpenVINO, ONNX Runtime).")
 @click.option("--vs", type=click.Choice(["eager", "none"]), default="eager", show_default=True,
               help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
-                   "precision where PyTorch can run it) interleaved with the engine.")
+                   "precision where PyTorch can run it; on CUDA with cudnn.benchmark): one baseline "
+                   "per model, input size and device, in the same rounds as its engines.")
 @click.option("--threads", type=int, default=None, help="CPU threads for PyTorch and the engines [default: torch's].")
-@click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph.")
+@click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph (latency).")
 @click.option("--include-transfers", is_flag=True,
-              help="GPU engines: also time host-to-device and device-to-host copies, apart.")
+              help="GPU engines: also time host-to-device and device-to-host copies, apart (latency).")
 @click.option("--gap", type=float, default=DEFAULT_GAP, show_default=True,
-              help=f"Seconds of pause before each timed CPU call, 0 to {MAX_GAP:g} (PyTorch's OpenMP "
-                   "threads spin after eager runs and would slow the next call).")
+              help=f"Seconds of pause before each timed CPU call in latency mode, 0 to {MAX_GAP:g} "
+                   "(PyTorch's OpenMP threads spin after eager runs and would slow the next call).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON (schema in densenet_trt/report.py).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write one CSV row per engine, batch and runner.")
+              help="Write one CSV row per engine, batch, mode and runner.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the table with its conditions as Markdown.")
+              help="Write the tables with their conditions as Markdown.")
 @click.option("--plot", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG: latency percentiles and throughput against batch size.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the table.")
-def profile(engines, batches, warmup, warmup_time, iterations, duration, vs, threads, cuda_graphs,
-            include_transfers, gap, json_path, csv_path, md_path, png_path, quiet):
-    """Measure latency and throughput of built engines against eager PyTorch, interleaved in
-    one run; the speedup is the median of the paired ratios.
+@click.option("--quiet", "-q", is_flag=True, help="No progress; print only the tables.")
+@deprecated("--batch", "--batch-size")
+@deprecated("--warmup", "--warmup-iterations", type=int)
+@deprecated("--warmup-time", "--warmup-duration", type=float)
+def profile(engines, batches, mode, duration, iterations, warmup, warmup_time, requests, layers, vs, threads,
+            cuda_graphs, include_transfers, gap, json_path, csv_path, md_path, png_path, quiet,
+            deprecated_batch, deprecated_warmup, deprecated_warmup_time):
+    """Measure latency and throughput of built engines against eager PyTorch, as trtexec and
+    OpenVINO's benchmark_app do: latency one request at a time, throughput measured (images
+    completed / wall time) back to back and with several requests in flight. Each engine's
+    speedup is the median of its paired ratios against one eager baseline for the whole run.
+
+    \b
+    Option names are shared with the other commands: --batch-size is images per request (as in
+    predict and calibrate; build's --batch is an engine's range); --iterations and --duration
+    count rounds and seconds, and --warmup-iterations / --warmup-duration the same for warm-up.
+    Old spellings --batch, --warmup and --warmup-time still work, with a warning.
 
     \b
     Examples:
-      densenet-trt profile engines/densenet121-onnxruntime-fp32-b1-8-32-224 --batch 1,8,32
+      densenet-trt profile engines/densenet121-onnxruntime-fp32-b1-8-32-224 --batch-size 1,8,32
       densenet-trt profile engines/a engines/b --duration 30 --json out.json --plot out.png
+      densenet-trt profile engines/a --mode throughput --requests 4 --duration 10
+      densenet-trt profile engines/a --mode latency --iterations 200 --layers 15
     """
     from ..profiler import profile as run_profile
     from ..report import check_output
 
+    batches = renamed(batches, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [1]
+    warmup = renamed(warmup, deprecated_warmup, "--warmup-iterations", "--warmup")
+    warmup_time = renamed(warmup_time, deprecated_warmup_time, "--warmup-duration", "--warmup-time")
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}
     for path in outputs:
         check_output(path)
     report = run_profile(
         engines, batches=batches, warmup=warmup, warmup_time=warmup_time, iterations=iterations,
-        duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs,
-        include_transfers=include_transfers, gap=gap, progress=reporter(quiet),
+        duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs, mode=mode, requests=requests,
+        layers=layers, include_transfers=include_transfers, gap=gap, progress=reporter(quiet),
     )
     click.echo(report.table())
     for path, writer in outputs.items():

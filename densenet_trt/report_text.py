@@ -1,0 +1,185 @@
+"""A profile report as text (the conditions, a table per mode, the notes, the slowest layers) and
+as a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .artifact import atomic_path
+from .errors import DenseNetTRTError
+from .stats import TAIL_SAMPLES
+
+# The report's types (report.py imports this module): ProfileReport and Row.
+ProfileReport = Any
+Row = Any
+
+LATENCY = "latency"
+THROUGHPUT = "throughput"
+
+
+def report_text(report: ProfileReport) -> str:
+    """The conditions, the latency and throughput tables, their notes and the slowest layers."""
+    lines = [f"- {c}" for c in report.conditions()]
+    latency = [r for r in report.rows if r.mode == LATENCY]
+    throughput = [r for r in report.rows if r.mode == THROUGHPUT]
+    if latency:
+        pause = f"each after a {report.settings.gap:g} s pause on the CPU" if report.settings.gap else "no pause"
+        lines += ["", f"Latency: one request at a time, {pause}; images/s = batch / median.", ""]
+        lines += _table(*_latency_table(report, latency))
+    if throughput:
+        lines += ["", "Throughput: measured, images completed / wall time; back to back (1 in flight) "
+                      "and with several requests in flight where the runtime offers it.", ""]
+        lines += _table(*_throughput_table(report, throughput))
+    notes = _notes(report)
+    if notes:
+        lines += ["", *(f"- {n}" for n in notes)]
+    for times in report.layers:
+        lines += ["", *_layer_lines(report, times)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(c) for c in column) for column in zip(header, *body)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return [line(header), line(["-" * w for w in widths]), *map(line, body)]
+
+
+def _who(report: ProfileReport, r: Row) -> tuple[str, str]:
+    """The engine and runner cells of a row: eager rows name their baseline where the run has
+    more than one."""
+    if r.engine is not None:
+        return f"[{r.engine}]", r.label
+    several = len({row.baseline for row in report.rows}) > 1
+    return "eager", r.label + (f" ({r.baseline})" if several else "")
+
+
+def _with_device_mb(header: list[str], body: list[list[str]], rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """The table with a column of each runner's device memory, where any was measured (GPU)."""
+    if any(r.device_mb is not None for r in rows):
+        header = [*header, "device MiB"]
+        body = [[*cells, "" if r.device_mb is None else f"{r.device_mb:.0f}"] for cells, r in zip(body, rows)]
+    return header, body
+
+
+def _latency_table(report: ProfileReport, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    header = ["engine", "batch", "runner", "median ms", "p90 ms", "p99 ms", "min ms", "max ms", "cv",
+              "images/s", "speedup vs eager (paired)"]
+    body = []
+    for r in rows:
+        s = r.latency_ms
+        tail = "" if s.tail_trusted else "*"
+        speedup = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.speedup.items())
+        body.append([*_who(report, r)[:1], str(r.batch), _who(report, r)[1], _ms(s.median), _ms(s.p90),
+                     _ms(s.p99) + tail, _ms(s.min), _ms(s.max),
+                     f"{s.cv:.1%}" + (" unstable, rerun" if s.unstable else ""), f"{r.images_per_s:.1f}", speedup])
+    return _with_device_mb(header, body, rows)
+
+
+def _throughput_table(report: ProfileReport, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    header = ["engine", "batch", "runner", "in flight", "images/s", "requests", "wall s", "median ms",
+              "p99 ms", "how"]
+    body = []
+    for r in rows:
+        s = r.latency_ms
+        engine, runner = _who(report, r)
+        tail = "" if s.tail_trusted else "*"
+        body.append([engine, str(r.batch), runner, str(r.requests), f"{r.images_per_s:.1f}", str(s.count),
+                     f"{r.wall_s:.2f}", _ms(s.median), _ms(s.p99) + tail, r.how])
+    return _with_device_mb(header, body, rows)
+
+
+def _notes(report: ProfileReport) -> list[str]:
+    """The lines under the tables: what p99 is made of, the engines' notes, the skipped cells,
+    and the median of each phase (with transfers)."""
+    notes = []
+    if any(not r.latency_ms.tail_trusted for r in report.rows):
+        notes.append(f"* p99 of fewer than {TAIL_SAMPLES} samples is (nearly) the largest sample, not a "
+                     "tail you can trust: measure longer (--duration) for one")
+    notes += [f"[{i}] {n}" for i, e in enumerate(report.engines) for n in e.notes]
+    notes += [f"[{s.engine}] batch {s.batch} skipped: {s.reason}" for s in report.skipped]
+    notes += [
+        ("" if r.engine is None else f"[{r.engine}] ") + f"batch {r.batch} {r.label}: median "
+        + ", ".join(f"{k} {_ms(v.median)} ms" for k, v in r.phases_ms.items())
+        for r in report.rows if r.phases_ms and r.mode == LATENCY
+    ]
+    return notes
+
+
+def _layer_lines(report: ProfileReport, times: Any) -> list[str]:
+    name = report.engines[times.engine].name
+    if not times.layers:
+        return [f"[{times.engine}] {name}, batch {times.batch}: {times.note}"]
+    head = (f"[{times.engine}] {name}, batch {times.batch}: the {len(times.layers)} slowest layers "
+            f"({times.source}; all layers {_ms(times.total_ms)} ms per call)")
+    body = [[x.name, x.type, _ms(x.ms), f"{x.ms / times.total_ms:.1%}" if times.total_ms else ""]
+            for x in times.layers]
+    return [head, "", *_table(["layer", "type", "ms", "share"], body)] + ([times.note] if times.note else [])
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
+
+
+def plot(report: ProfileReport, path: Path) -> None:
+    """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against batch size,
+    one line per engine and per eager baseline."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DenseNetTRTError("plot needs matplotlib: pip install matplotlib") from None
+    figure = Figure(figsize=(13, 5.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    latency, throughput = figure.subplots(1, 2)
+    _plot_lines(report, latency, throughput)
+    _style_axes(report, latency, throughput)
+    devices = sorted({e.device_name for e in report.engines})
+    figure.suptitle(f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
+                    f"{report.settings.threads} CPU threads", fontsize="medium")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def _series_name(report: ProfileReport, r: Row) -> str:
+    if r.engine is None:
+        return f"eager {r.precision} ({r.baseline})"
+    return f"[{r.engine}] {report.engines[r.engine].name}"
+
+
+def _plot_lines(report: ProfileReport, latency: Any, throughput: Any) -> None:
+    """On the two axes, one colour per engine and per eager baseline: its latency percentiles
+    (latency mode) and its measured throughput (the most requests in flight), against batch size."""
+    series: dict[str, dict[str, list[Row]]] = {}
+    for r in report.rows:
+        series.setdefault(_series_name(report, r), {}).setdefault(r.mode, []).append(r)
+    for n, (name, modes) in enumerate(series.items()):
+        color = f"C{n % 10}"
+        rows = sorted(modes.get(LATENCY, []), key=lambda r: r.batch)
+        for stat, style in (("median", "-"), ("p90", "--"), ("p99", ":")):
+            latency.plot([r.batch for r in rows], [getattr(r.latency_ms, stat) for r in rows], style,
+                         color=color, marker="o" if stat == "median" else None)
+        best: dict[int, Row] = {}
+        for r in modes.get(THROUGHPUT, rows):
+            if r.batch not in best or r.images_per_s > best[r.batch].images_per_s:
+                best[r.batch] = r
+        points = sorted(best.items())
+        throughput.plot([b for b, _ in points], [r.images_per_s for _, r in points], "-o", color=color, label=name)
+
+
+def _style_axes(report: ProfileReport, latency: Any, throughput: Any) -> None:
+    """Titles, labels, log scales, the batch sizes as ticks, grids and the legend."""
+    measured = any(r.mode == THROUGHPUT for r in report.rows)
+    latency.set(ylabel="latency (ms)", yscale="log", title="latency: p50 solid, p90 dashed, p99 dotted")
+    throughput.set(ylabel="images/s " + ("(measured)" if measured else "(batch / median latency)"),
+                   title="throughput")
+    batches = sorted({r.batch for r in report.rows})
+    for axes in (latency, throughput):
+        axes.set(xlabel="batch size", xscale="log")
+        axes.set_xticks(batches, [str(b) for b in batches])
+        axes.minorticks_off()
+        axes.grid(alpha=0.3)
+    throughput.legend(fontsize="small")
