@@ -83,5 +83,5 @@ if [ ${#built[@]} -eq 0 ]; then
 fi
 plot=()
 if "$py" -c 'import matplotlib' 2>/dev/null; then plot=(--plot "$out/profile.png"); fi
-"$py" -m densenet_trt profile "${built[@]}" --batch "$batches" --iterations "$iterations" \
+"$py" -m densenet_trt profile "${built[@]}" --batch-size "$batches" --iterations "$iterations" \
     --json "$out/profile.json" --markdown "$out/profile.md" "${plot[@]}"

@@ -87,7 +87,7 @@ profile() {  # suffix engines... (with the extra flags in $extra)
     local suffix=$1; shift
     local plot=()
     "$py" -c 'import matplotlib' 2>/dev/null && plot=(--plot "$out/profile$suffix.png")
-    run "profile$suffix" "$py" -m densenet_trt profile "$@" --batch 1,8 --duration 5 "${extra[@]}" \
+    run "profile$suffix" "$py" -m densenet_trt profile "$@" --batch-size 1,8 --duration 5 "${extra[@]}" \
         --json "$out/profile$suffix.json" --markdown "$out/profile$suffix.md" "${plot[@]}" -q
 }
 for mode in "" "--cuda-graphs" "--include-transfers"; do

@@ -86,7 +86,8 @@ def test_quickstart_commands_parse_and_chain():
         if name in ("info", "verify", "predict", "profile", "export-triton"):
             assert engine in built, f"{command}: {engine} is not built by an earlier command"
         if name == "profile":
-            for size in flags["--batch"].split(","):
+            assert "--batch" not in flags, "profile's --batch is a deprecated spelling of --batch-size"
+            for size in flags["--batch-size"].split(","):
                 built[engine].check(int(size))
     assert {"build", "info", "verify", "predict", "profile", "export-triton", "calibrate"} <= steps
 
