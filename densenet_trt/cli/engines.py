@@ -10,7 +10,7 @@ import click
 from ..errors import DenseNetTRTError
 from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
-from ..progress import Stopwatch, seconds
+from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
 from .options import model_options, preprocess_options, preprocessing_option, reporter
 
@@ -91,7 +91,8 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
     model = create_model(model_name, num_classes=num_classes, weights=weights)
     if weights is None:
         say("no --weights: random weights (the graph is real, its predictions are not)")
-    results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
+    with reporting(say):
+        results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
     for n, cmp in results.items():
         say(f"  batch {n}: {cmp}")
     click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB), {fmt}, batch {batch_range}, "
