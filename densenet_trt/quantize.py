@@ -339,8 +339,8 @@ def calibrate(
     shape = (net.in_channels, size)
     calibration_set = _dataset(data, samples, seed, "calibration data", shape, preprocess, skip_bad, progress)
     if not isinstance(data, Dataset) and samples is not None and len(calibration_set) < samples:
-        progress(f"the calibration data has {len(calibration_set)} samples, fewer than samples={samples}: "
-                 "all of them are used")
+        progress(f"the calibration data has {len(calibration_set)} samples, fewer than the {samples} asked "
+                 "for: all of them are used")
     held_out = None if eval_data is None else _dataset(
         eval_data, eval_samples, seed + 1, "evaluation data", shape, preprocess, skip_bad, progress)
     record = model_record(model, net, checkpoint, 0, {})
