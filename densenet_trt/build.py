@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -40,17 +40,13 @@ from .manifest import (
 from .models import DenseNet
 from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration
 from .memory import check_build_memory
+from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Precision, check_image_size
 from .verify import Comparison, compare
 from .version import __version__
 
-Progress = Callable[[str], None]
 Results = list[tuple[int, Comparison]]
-
-
-def quiet(message: str) -> None:
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,19 +274,18 @@ def _steps(p: Preprocessing) -> str:
 def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManifest:
     """The backend writes the artifact into ``folder``; returns its manifest (not yet gated)."""
     spec = plan.spec
-    progress(f"building {plan.model['name']} with {plan.backend.name} ({spec.format}, {spec.precision}, "
+    doing = (f"building {plan.model['name']} with {plan.backend.name} ({spec.format}, {spec.precision}, "
              f"batch {spec.batch}, {spec.image_size}x{spec.image_size}, {spec.device})")
-    start = time.perf_counter()
-    # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-    settings = plan.backend.build(copy.deepcopy(plan.net if plan.quantized is None else plan.quantized), spec, folder)
-    seconds = round(time.perf_counter() - start, 3)
+    with step(progress, doing, "built the engine") as took, reporting(progress):
+        # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
+        settings = plan.backend.build(copy.deepcopy(plan.net if plan.quantized is None else plan.quantized), spec, folder)
     files = hash_files(folder, but=MANIFEST)
     expected = plan.backend.files(spec.format)
     if set(files) != set(expected):
         raise DenseNetTRTError(
             f"backend {plan.backend.name} wrote {sorted(files)}, not its files {list(expected)}"
         )
-    return _manifest(plan, settings, seconds, files, expected[0])
+    return _manifest(plan, settings, round(took.seconds, 3), files, expected[0])
 
 
 def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[str, str], main: str) -> EngineManifest:
@@ -326,11 +321,11 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
     progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, sizes))}")
     if plan.calibration is None:
         inputs = [example_input(n, engine.image_size, engine.in_channels, seed=n) for n in sizes]
-        results = gate(plan.net, engine, inputs, engine.precision.tolerance)
+        results = gate(plan.net, engine, inputs, engine.precision.tolerance, progress)
         checks = [("eager PyTorch", f"the {engine.precision} tolerance", "", results)]
         simulated = None
     else:
-        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration)
+        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, progress)
         checks = [
             ("ModelOpt's fake-quantized model", "the int8 tolerance",
              f"; {engine.backend} does not reproduce the calibrated INT8 arithmetic (keeping the layer "
@@ -358,15 +353,17 @@ def _results(results: Results) -> list[dict[str, Any]]:
     return [{"batch": n, **c.as_dict()} for n, c in results]
 
 
-def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], tolerance) -> Results:
+def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], tolerance, progress: Progress = quiet) -> Results:
     """The engine against eager float32 ``net`` on each batch of ``inputs``."""
     results = []
     for x in inputs:
+        start = time.perf_counter()
         with torch.no_grad():
             ref = net(x)
         out = engine(x)
         check_finite({"eager float32 PyTorch": ref, f"the {engine.precision} engine": out}, len(x), "random inputs")
         results.append((len(x), compare(ref, out, tolerance)))
+        progress(f"  batch {len(x)}: {results[-1][1]} ({seconds(time.perf_counter() - start)})")
     return results
 
 
@@ -382,15 +379,15 @@ def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
         )
 
 
-def int8_gate(
-    net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int], calibration: Calibration
-) -> tuple[Results, Results]:
+def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int],
+              calibration: Calibration, progress: Progress = quiet) -> tuple[Results, Results]:
     """An int8 engine on the calibration's gate inputs (real images where it had them), at each
     batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
     within the int8 tolerance) and against eager float32 (within the calibration's tolerance)."""
     inputs = calibration.gate_inputs()
     simulated, floating = [], []
     for n in sizes:
+        start = time.perf_counter()
         x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
         out = engine(x)
         with torch.no_grad():
@@ -399,6 +396,8 @@ def int8_gate(
                       "eager float32 PyTorch": ref}, n, f"gate inputs of {calibration.path}")
         simulated.append((n, compare(fake, out, Precision.INT8.tolerance)))
         floating.append((n, compare(ref, out, calibration.tolerance)))
+        progress(f"  batch {n}: against fake-quantized {simulated[-1][1]}; against float32 {floating[-1][1]} "
+                 f"({seconds(time.perf_counter() - start)})")
     return simulated, floating
 
 
@@ -466,14 +465,14 @@ def verify_engine(
     if engine.precision is Precision.INT8:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
-        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal)
+        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, progress)
         distinct = min(len(cal.gate_inputs()), sum(sizes))
         return Verification(simulated + floating, distinct, f"the calibration's {distinct} gate inputs")
     seed = secrets.randbelow(2**31) if seed is None else seed
     progress(f"comparing {sum(sizes)} distinct inputs (seed {seed}) with eager float32 PyTorch")
     everything = example_input(sum(sizes), engine.image_size, engine.in_channels, seed=seed)
     inputs = list(torch.split(everything, sizes))
-    results = gate(net, engine, inputs, engine.precision.tolerance)
+    results = gate(net, engine, inputs, engine.precision.tolerance, progress)
     return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
 
 

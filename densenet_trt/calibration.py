@@ -28,6 +28,7 @@ from .artifact import atomic_dir, check_files, sha256_file
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .manifest import CALIBRATION, ModelRecord, dumps, parse, read_document
+from .progress import library_chatter
 from .spec import Precision
 from .verify import Comparison, Tolerance
 
@@ -50,7 +51,7 @@ def modelopt_modules():
     reason = available()
     if reason:
         raise DenseNetTRTError(reason)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), library_chatter():
         warnings.simplefilter("ignore")
         import modelopt.torch.opt as mto
         import modelopt.torch.quantization as mtq

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import DenseNetTRTError
+from .progress import say, step
 from .spec import BatchRange
 
 INPUT_NAME = "input"
@@ -60,7 +61,7 @@ def capture_exported_program(
     """``model`` (already in ``dtype`` on ``device``) as an ExportedProgram whose batch
     dimension spans ``batch`` (static if it is one size)."""
     x = example_input(capture_batch(batch), image_size, in_channels_of(model), dtype=dtype).to(device)
-    with torch.no_grad():
+    with torch.no_grad(), step(say, "capturing the graph with torch.export", "captured"):
         return torch.export.export(model.eval(), (x,), dynamic_shapes=batch_dynamic_shapes(batch))
 
 
@@ -74,7 +75,7 @@ def batch_dynamic_shapes(batch: BatchRange) -> tuple[dict[int, Any]] | None:
 def capture_torchscript(model: nn.Module, optimize: bool = False) -> torch.jit.ScriptModule:
     """``model`` scripted and frozen (weights folded in as constants); ``optimize`` also runs
     ``torch.jit.optimize_for_inference``, which ties the module to this machine's kernels."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), step(say, "scripting and freezing the model with TorchScript", "scripted"):
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*(jit|TorchScript).*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*(jit|TorchScript).*")
         scripted = torch.jit.freeze(torch.jit.script(model.eval()))
@@ -104,7 +105,7 @@ def capture_onnx(
     check_opset(opset)
     program = capture_exported_program(model, batch, image_size, dtype)
     x = example_input(capture_batch(batch), image_size, in_channels_of(model), dtype=dtype)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), step(say, "converting the graph to ONNX", "converted"):
         warnings.simplefilter("ignore")
         onnx_program = torch.onnx.export(
             program, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -169,7 +170,8 @@ def capture_qdq_onnx(model: nn.Module, batch: BatchRange, image_size: int, opset
     x = example_input(capture_batch(batch), image_size, model.in_channels)
     buffer = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if batch.dynamic else None
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), step(say, "capturing the fake-quantized graph as Q/DQ ONNX",
+                                                          "captured"):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(), (x,), buffer, dynamo=False, opset_version=opset,

@@ -27,6 +27,7 @@ from .capture import (
     require_onnx,
 )
 from .errors import DenseNetTRTError
+from .progress import library_chatter
 from .spec import BatchRange
 from .spec import Precision
 from .verify import Comparison, compare
@@ -38,7 +39,8 @@ def _write(model: nn.Module, fmt: str, path: Path, batch: BatchRange, image_size
     if fmt == "exported-program":
         torch.export.save(capture_exported_program(model, batch, image_size), str(path))
     elif fmt == "torchscript":
-        torch.jit.save(capture_torchscript(model), str(path))
+        with library_chatter():
+            torch.jit.save(capture_torchscript(model), str(path))
     else:
         import onnx
 

@@ -44,6 +44,7 @@ from .artifact import entry_path, writable_folder
 from .calibration import Calibration, modelopt_modules, gate_tolerance, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
+from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
 from .spec import Precision, check_image_size
 from .verify import compare
@@ -208,15 +209,18 @@ def calibrate_model(
     _check_data(net, data, eval_data, image_size, batch_size)
     exclude_layers = resolve_exclude(net, exclude)
     output = _check_output(Path(output), force)
-    batches = len(data) // batch_size
-    progress(f"calibrating {model_record['name']} with {method} on {batches * batch_size} samples "
-             f"({batches} batches of {batch_size})")
+    batches = -(-len(data) // batch_size)
+    last = len(data) - (batches - 1) * batch_size
+    doing = (f"calibrating {model_record['name']} with {method} on all {len(data)} samples ({batches} "
+             f"batch{'es' if batches > 1 else ''} of {batch_size}{'' if last == batch_size else f', the last of {last}'})")
 
     def calibration_batches() -> Iterator[torch.Tensor]:
-        for i in range(batches):
-            yield torch.from_numpy(data.images[i * batch_size:(i + 1) * batch_size])
+        for i, images in enumerate(data.batches(batch_size), 1):
+            progress(f"  calibration batch {i}/{batches}")
+            yield torch.from_numpy(images)
 
-    quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
+    with step(progress, doing, "calibrated"):
+        quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
@@ -231,7 +235,7 @@ def calibrate_model(
         # preprocessed (.npz, .npy, synthetic). build records it for predict.
         "preprocessing": data.source.get("preprocessing"),
         **_method_record(method, percentile), "exclude": list(exclude),
-        "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
+        "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
         "gate": {"samples": len(gate_set), "from": "calibration data" if eval_data is None else "evaluation data",
@@ -334,6 +338,9 @@ def calibrate(
         preprocess = preprocessing(info.family, size)
     shape = (net.in_channels, size)
     calibration_set = _dataset(data, samples, seed, "calibration data", shape, preprocess, skip_bad, progress)
+    if not isinstance(data, Dataset) and samples is not None and len(calibration_set) < samples:
+        progress(f"the calibration data has {len(calibration_set)} samples, fewer than the {samples} asked "
+                 "for: all of them are used")
     held_out = None if eval_data is None else _dataset(
         eval_data, eval_samples, seed + 1, "evaluation data", shape, preprocess, skip_bad, progress)
     record = model_record(model, net, checkpoint, 0, {})

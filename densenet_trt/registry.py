@@ -26,7 +26,6 @@ from .weights import (
 )
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Reference:
     """A published accuracy figure for a preset."""
@@ -49,6 +48,10 @@ class ModelInfo:
     image_size: int
     references: tuple[Reference, ...]
     description: str
+    # Counted from the model at the preset's input size by ``count_preset`` (a test checks
+    # each): recorded, so that listing the presets builds no model.
+    parameters: int
+    macs: int
     pretrained_file: str | None = None  # torchvision's checkpoint file name, where one exists
 
     @property
@@ -72,7 +75,7 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def _imagenet(name, k, blocks, init, top1, source, pretrained_file=None, extra=()):
+def _imagenet(name, counts, k, blocks, init, top1, source, pretrained_file=None, extra=()):
     config = dict(
         growth_rate=k, block_config=blocks, num_init_features=init, bn_size=4,
         compression=0.5, drop_rate=0.0, num_classes=1000, stem="imagenet",
@@ -80,11 +83,11 @@ def _imagenet(name, k, blocks, init, top1, source, pretrained_file=None, extra=(
     refs = (Reference("ImageNet top-1", top1, source),) + tuple(extra)
     _REGISTRY[name] = ModelInfo(
         name, "imagenet", config, 224, refs,
-        f"DenseNet-BC ImageNet, k={k}, blocks {'-'.join(map(str, blocks))}", pretrained_file,
+        f"DenseNet-BC ImageNet, k={k}, blocks {'-'.join(map(str, blocks))}", *counts, pretrained_file,
     )
 
 
-def _cifar(name, depth, k, bc, c10_err=None, c100_err=None):
+def _cifar(name, counts, depth, k, bc, c10_err=None, c100_err=None):
     per_block = (depth - 4) // (6 if bc else 3)
     config = dict(
         growth_rate=k, block_config=(per_block,) * 3,
@@ -97,28 +100,33 @@ def _cifar(name, depth, k, bc, c10_err=None, c100_err=None):
         Reference("CIFAR-100+ error", c100_err, source),
     )
     kind = "DenseNet-BC" if bc else "DenseNet"
-    _REGISTRY[name] = ModelInfo(
-        name, "cifar", config, 32, refs, f"{kind} CIFAR, L={depth}, k={k}"
-    )
+    _REGISTRY[name] = ModelInfo(name, "cifar", config, 32, refs, f"{kind} CIFAR, L={depth}, k={k}", *counts)
 
 
 _TV = "torchvision IMAGENET1K_V1"
-_imagenet("densenet121", 32, (6, 12, 24, 16), 64, 74.434, _TV, "densenet121-a639ec97.pth",
+# Each preset: its name, (parameters, multiply-adds per image at its input size), then its
+# arguments.
+_imagenet("densenet121", (7_978_856, 2_834_161_664), 32, (6, 12, 24, 16), 64, 74.434, _TV,
+          "densenet121-a639ec97.pth",
           (Reference("ImageNet top-1 error", 25.02, "paper Table 3"),))
-_imagenet("densenet161", 48, (6, 12, 36, 24), 96, 77.138, _TV, "densenet161-8d451a50.pth")
-_imagenet("densenet169", 32, (6, 12, 32, 32), 64, 75.600, _TV, "densenet169-b2777c0a.pth",
+_imagenet("densenet161", (28_681_000, 7_727_907_072), 48, (6, 12, 36, 24), 96, 77.138, _TV,
+          "densenet161-8d451a50.pth")
+_imagenet("densenet169", (14_149_480, 3_359_843_328), 32, (6, 12, 32, 32), 64, 75.600, _TV,
+          "densenet169-b2777c0a.pth",
           (Reference("ImageNet top-1 error", 23.80, "paper Table 3"),))
-_imagenet("densenet201", 32, (6, 12, 48, 32), 64, 76.896, _TV, "densenet201-c1103571.pth",
+_imagenet("densenet201", (20_013_928, 4_291_365_888), 32, (6, 12, 48, 32), 64, 76.896, _TV,
+          "densenet201-c1103571.pth",
           (Reference("ImageNet top-1 error", 22.58, "paper Table 3"),))
-_imagenet("densenet264", 32, (6, 12, 64, 48), 64, 100 - 22.15, "paper Table 3, 100 - error")
+_imagenet("densenet264", (33_337_704, 5_751_653_376), 32, (6, 12, 64, 48), 64, 100 - 22.15,
+          "paper Table 3, 100 - error")
 # Not in the paper: the smallest DenseNet-BC (6 bottleneck layers a block), for small data.
-_cifar("densenet_bc40_k12", 40, 12, True)
-_cifar("densenet40_k12", 40, 12, False, 5.24, 24.42)
-_cifar("densenet100_k12", 100, 12, False, 4.10, 20.20)
-_cifar("densenet100_k24", 100, 24, False, 3.74, 19.25)
-_cifar("densenet_bc100_k12", 100, 12, True, 4.51, 22.27)
-_cifar("densenet_bc250_k24", 250, 24, True, 3.62, 17.60)
-_cifar("densenet_bc190_k40", 190, 40, True, 3.46, 17.18)
+_cifar("densenet_bc40_k12", (176_122, 72_365_352), 40, 12, True)
+_cifar("densenet40_k12", (1_019_722, 264_812_928), 40, 12, False, 5.24, 24.42)
+_cifar("densenet100_k12", (6_979_642, 1_769_516_448), 100, 12, False, 4.10, 20.20)
+_cifar("densenet100_k24", (27_249_082, 6_889_347_744), 100, 24, False, 3.74, 19.25)
+_cifar("densenet_bc100_k12", (769_162, 287_929_692), 100, 12, True, 4.51, 22.27)
+_cifar("densenet_bc250_k24", (15_324_406, 5_418_785_724), 250, 24, True, 3.62, 17.60)
+_cifar("densenet_bc190_k40", (25_624_430, 9_301_945_740), 190, 40, True, 3.46, 17.18)
 
 
 def list_models() -> list[str]:
@@ -160,7 +168,15 @@ _DENSENET_ARGS = {
 
 
 def preset_stats(name: str) -> dict[str, Any]:
-    """Parameters and multiply-adds of preset ``name`` at its default input size."""
+    """Parameters and multiply-adds of preset ``name`` at its default input size, as recorded
+    (``count_preset`` counts them from the model)."""
+    info = get_model_info(name)
+    return {"parameters": info.parameters, "macs": info.macs}
+
+
+def count_preset(name: str) -> dict[str, Any]:
+    """Parameters and multiply-adds of preset ``name`` at its default input size, counted from
+    the model built on the meta device (no memory, no arithmetic; about a second a preset)."""
     info = get_model_info(name)
     with torch.device("meta"):
         model = DenseNet(**info.config)

@@ -11,7 +11,7 @@ from densenet_trt.models import (
     min_image_size,
     output_size,
 )
-from densenet_trt.registry import preset_stats
+from densenet_trt.registry import count_preset, preset_stats
 
 TORCHVISION_PARAMS = {
     "densenet121": 7_978_856,
@@ -58,6 +58,16 @@ def test_imagenet_parameter_counts_equal_torchvision(name):
 def test_cifar_parameter_counts_match_the_paper(name):
     params = preset_stats(name)["parameters"]
     assert abs(params / 1e6 - PAPER_CIFAR_PARAMS[name]) <= 0.05
+
+
+# Counting builds each preset on the meta device (seconds for the large ones): the small
+# presets run by default, every preset with -m slow.
+@pytest.mark.parametrize("name", [
+    name if get_model_info(name).parameters < 2_000_000 else pytest.param(name, marks=pytest.mark.slow)
+    for name in list_models()
+])
+def test_recorded_counts_equal_the_counted_ones(name):
+    assert preset_stats(name) == count_preset(name)
 
 
 def test_macs_of_densenet121_are_counted_from_the_model():

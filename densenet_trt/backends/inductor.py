@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..capture import capture_exported_program
+from ..progress import library_chatter
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
 from .base import Availability, check_native, check_same_gpu, check_same_torch
@@ -38,14 +39,16 @@ class InductorBackend(TorchBackendBase):
         device = torch_device(spec.device)
         dtype = spec.precision.dtype
         program = capture_exported_program(model.to(device, dtype), spec.batch, spec.image_size, dtype, device)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / self.file))
+        with library_chatter():
+            torch._inductor.aoti_compile_and_package(program, package_path=str(folder / self.file))
         return {}
 
     def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
         device = torch_device(manifest.device.type)
         dtype = manifest.precision.dtype
         apply_threads(manifest)
-        runner = torch._inductor.aoti_load_package(str(folder / self.file))
+        with library_chatter():
+            runner = torch._inductor.aoti_load_package(str(folder / self.file))
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

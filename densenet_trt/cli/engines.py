@@ -10,6 +10,7 @@ import click
 from ..errors import DenseNetTRTError
 from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
+from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
 from .options import model_options, preprocess_options, preprocessing_option, reporter
 
@@ -90,7 +91,8 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
     model = create_model(model_name, num_classes=num_classes, weights=weights)
     if weights is None:
         say("no --weights: random weights (the graph is real, its predictions are not)")
-    results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
+    with reporting(say):
+        results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
     for n, cmp in results.items():
         say(f"  batch {n}: {cmp}")
     click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB), {fmt}, batch {batch_range}, "
@@ -153,6 +155,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     """
     from ..build import build as build_engine
 
+    watch = Stopwatch()
     options = {}
     if workspace_gb is not None:
         options["workspace_size"] = int(workspace_gb * (1 << 30))
@@ -181,8 +184,8 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
         f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
         for r in acc.results
     )
-    click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, "
-               f"{m.image_size}x{m.image_size}, {m.build.seconds:.0f} s): {check}")
+    click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, {m.image_size}x{m.image_size}) "
+               f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}")
 
 
 @click.command()
@@ -250,10 +253,10 @@ def verify(engine, samples, weights, seed, quiet):
     """
     from ..build import verify_engine
 
+    watch = Stopwatch()
     verification = verify_engine(engine, samples, weights=weights, seed=seed, progress=reporter(quiet))
-    for n, cmp in verification.results:
-        reporter(quiet)(f"  batch {n}: {cmp}")
     if not verification.passed:
         raise DenseNetTRTError(verification.failure())
-    click.echo(f"{engine}: {verification.source} match eager PyTorch within the engine's tolerance")
+    click.echo(f"{engine}: {verification.source} match eager PyTorch within the engine's tolerance "
+               f"({seconds(watch.seconds())})")
 
