@@ -130,6 +130,9 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--version-compatible", is_flag=True,
               help="TensorRT: a version-compatible plan (without the lean runtime: a later TensorRT "
                    "runs it only where the app loads the building release's lean runtime).")
+@click.option("--allow-tf32", is_flag=True,
+              help="TensorRT: fp32 convolutions and matmuls may round to TF32 (Ampere+; faster, "
+                   "about 1e-3 relative error; the gate uses TF32's tolerance).")
 @preprocess_options
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
@@ -140,7 +143,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
           name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
-          version_compatible, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
+          version_compatible, allow_tf32, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
     """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
     with its manifest as a folder in OUTPUT.
 
@@ -164,6 +167,8 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
         options["hardware_compatible"] = True
     if version_compatible:
         options["version_compatible"] = True
+    if allow_tf32:
+        options["allow_tf32"] = True
     artifact = build_engine(
         model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
         device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
