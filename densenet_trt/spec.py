@@ -40,13 +40,13 @@ class Precision(str, enum.Enum):
     """
 
     FP32 = ("fp32", torch.float32, Tolerance(1e-4, 1e-4, 0.99999, 1.0), "FLOAT", "TYPE_FP32", "f32", None,
-            ("tensorrt", "onnxruntime", "openvino", "inductor", "torchscript"))
+            ("tensorrt", "tensorrt-onnx", "onnxruntime", "openvino", "inductor", "torchscript"))
     FP16 = ("fp16", torch.float16, Tolerance(1e-3, 2e-2, 0.999, 1.0), "FLOAT16", "TYPE_FP16", "f16", "FP16",
-            ("tensorrt", "openvino", "onnxruntime", "inductor", "torchscript"))
+            ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime", "inductor", "torchscript"))
     BF16 = ("bf16", torch.bfloat16, Tolerance(1e-2, 8e-2, 0.99, 1.0), "BFLOAT16", "TYPE_BF16", "bf16", "BF16",
             ("tensorrt", "openvino", "inductor", "torchscript"))
     INT8 = ("int8", torch.float32, Tolerance(2e-2, 5e-2, 0.995, 1.0), "FLOAT", "TYPE_FP32", "f32", "INT8",
-            ("tensorrt", "openvino", "onnxruntime"))
+            ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime"))
 
     def __new__(cls, name: str, dtype: torch.dtype, tolerance: Tolerance, onnx: str, triton: str,
                 openvino: str, cpu_capability: str | None, backends: tuple[str, ...]) -> Precision:
