@@ -390,3 +390,11 @@ def test_infer_tensorrt_compiles_against_both_releases_headers(binding_sources, 
         result = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-w", f"-I{include}", f"-I{cuda}",
                                  f"-I{source.parent}", str(source)], capture_output=True, text=True)
         assert result.returncode == 0, (tag, result.stderr[-2000:])
+
+
+def test_triton_serves_its_plans_with_its_tensorrt_backend():
+    from densenet_trt.triton import triton_target
+
+    target = triton_target(manifest())
+    assert target.setting == ("platform", "tensorrt_plan") and target.files == {FILE: "model.plan"}
+    assert (target.input_name, target.output_name, target.kind) == ("input", "logits", "KIND_GPU")
