@@ -215,7 +215,7 @@ def test_bad_manifests_are_refused(engine_copy):
     with pytest.raises(DenseNetTRTError, match="is corrupt"):
         load(engine_copy.path)
     manifest_path.write_text(good.replace('"schema_version": 3', '"schema_version": 99'))
-    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 2"):
+    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 3"):
         load(engine_copy.path)
     manifest_path.unlink()
     with pytest.raises(DenseNetTRTError, match="has no manifest.json"):
