@@ -294,7 +294,7 @@ def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[
     io = str(plan.backend.io_dtype(spec.precision)).removeprefix("torch.")
     return EngineManifest(
         model=parse(ModelRecord, plan.model, "the model record"),
-        backend=plan.backend.name, format=spec.format, precision=spec.precision, batch=spec.batch,
+        backend=plan.backend.name, format=spec.format, precision=spec.precision, tf32=spec.tf32, batch=spec.batch,
         image_size=spec.image_size, in_channels=net.in_channels,
         input=TensorRecord(INPUT_NAME, io, [rows, net.in_channels, spec.image_size, spec.image_size]),
         output=TensorRecord(OUTPUT_NAME, io, [rows, net.classifier.out_features]),
@@ -321,8 +321,8 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
     progress(f"checking against eager float32 PyTorch at batch {', '.join(map(str, sizes))}")
     if plan.calibration is None:
         inputs = [example_input(n, engine.image_size, engine.in_channels, seed=n) for n in sizes]
-        results = gate(plan.net, engine, inputs, engine.precision.tolerance, progress)
-        checks = [("eager PyTorch", f"the {engine.precision} tolerance", "", results)]
+        results = gate(plan.net, engine, inputs, engine.manifest.gate_tolerance(), progress)
+        checks = [("eager PyTorch", f"the {engine.precision}{' TF32' * engine.manifest.tf32} tolerance", "", results)]
         simulated = None
     else:
         simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, progress)
@@ -342,7 +342,7 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
             )
     return AccuracyRecord(
         verified=True, reason=None, reference="eager PyTorch float32",
-        tolerance=dataclasses.asdict(results[0][1].tolerance), passed=True,
+        tolerance=results[0][1].tolerance, passed=True,
         results=_results(results), vs_fake_quantized=None if simulated is None else {
             "tolerance": dataclasses.asdict(simulated[0][1].tolerance), "passed": True,
             "results": _results(simulated)},
@@ -460,9 +460,10 @@ def verify_engine(
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
     engine = load(path)
+    tolerance = None if engine.precision is Precision.INT8 else engine.manifest.gate_tolerance()
     net = engine_reference(engine, weights)
     sizes = _chunks(samples, engine.batch.min, engine.batch.opt)
-    if engine.precision is Precision.INT8:
+    if tolerance is None:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
         simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, progress)
@@ -472,7 +473,7 @@ def verify_engine(
     progress(f"comparing {sum(sizes)} distinct inputs (seed {seed}) with eager float32 PyTorch")
     everything = example_input(sum(sizes), engine.image_size, engine.in_channels, seed=seed)
     inputs = list(torch.split(everything, sizes))
-    results = gate(net, engine, inputs, engine.precision.tolerance, progress)
+    results = gate(net, engine, inputs, tolerance, progress)
     return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
 
 

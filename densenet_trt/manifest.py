@@ -28,6 +28,7 @@ from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .spec import BACKEND_NAMES, DEVICES, BatchRange, Precision
+from .verify import Tolerance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +41,9 @@ class Document:
 
 
 # Engine version 2: the manifest carries a digest of its own content, and input/output dtypes
-# are the artifact's graph's.
-ENGINE = Document("densenet-trt/engine", 2, "rebuild the engine")
+# are the artifact's graph's. Version 3: ``tf32`` (whether float32 layers may round to TF32),
+# which decides the gate tolerance.
+ENGINE = Document("densenet-trt/engine", 3, "rebuild the engine")
 CALIBRATION = Document("densenet-trt/calibration", 1, "calibrate again")
 # Profile version 2: latency and measured throughput rows, one eager baseline per model and device,
 # device memory per runner, the slowest layers.
@@ -177,7 +179,7 @@ class AccuracyRecord:
     verified: bool
     reason: str | None
     reference: str | None
-    tolerance: dict[str, float] | None
+    tolerance: Tolerance | None
     passed: bool | None
     results: list[dict[str, Any]]
     vs_fake_quantized: dict[str, Any] | None
@@ -195,6 +197,7 @@ class EngineManifest:
     backend: str
     format: str
     precision: Precision
+    tf32: bool  # float32 convolutions and matmuls may round their inputs to TF32 (allow_tf32)
     batch: BatchRange
     image_size: int
     in_channels: int
@@ -225,6 +228,24 @@ class EngineManifest:
         if manifest.main_file not in manifest.files:
             where.fail("main_file", f"{manifest.main_file!r} is not among the files")
         return manifest
+
+    def gate_tolerance(self) -> Tolerance:
+        """The tolerance of a float engine's accuracy gate: the one recorded when it was built,
+        which may be no looser than its precision's (TF32's where ``tf32``): an edit that
+        weakens it is refused (the digest alone does not stop a deliberate one). Int8 engines
+        meet their calibration's instead (``build.engine_calibration``)."""
+        allowed = self.precision.gate_tolerance(self.tf32)
+        recorded = self.accuracy.tolerance
+        if recorded is None:
+            return allowed
+        wider = recorded.loosened(allowed)
+        if wider:
+            raise DenseNetTRTError(
+                f"field accuracy.tolerance ({recorded}) is looser than the {self.precision}"
+                f"{' TF32' if self.tf32 else ''} gate's ({allowed}) in {', '.join(wider)}: the manifest "
+                f"was edited; {ENGINE.fix}"
+            )
+        return recorded
 
 
 MANIFEST = "manifest.json"

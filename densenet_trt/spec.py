@@ -35,17 +35,18 @@ class Precision(str, enum.Enum):
     presets with random and with trained weights, with room for deeper models. int8 engines
     against the fake-quantized model: the same scales, but INT8 kernels round and accumulate
     differently, and a value that lands on the other side of a rounding step moves by a whole
-    step in every later layer.
+    step in every later layer. ``gate_tolerance`` gives fp32 engines built with TF32 allowed
+    their own bound (``TF32_TOLERANCE``).
     """
 
     FP32 = ("fp32", torch.float32, Tolerance(1e-4, 1e-4, 0.99999, 1.0), "FLOAT", "TYPE_FP32", "f32", None,
-            ("tensorrt", "onnxruntime", "openvino", "inductor", "torchscript"))
+            ("tensorrt", "tensorrt-onnx", "onnxruntime", "openvino", "inductor", "torchscript"))
     FP16 = ("fp16", torch.float16, Tolerance(1e-3, 2e-2, 0.999, 1.0), "FLOAT16", "TYPE_FP16", "f16", "FP16",
-            ("tensorrt", "openvino", "onnxruntime", "inductor", "torchscript"))
+            ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime", "inductor", "torchscript"))
     BF16 = ("bf16", torch.bfloat16, Tolerance(1e-2, 8e-2, 0.99, 1.0), "BFLOAT16", "TYPE_BF16", "bf16", "BF16",
             ("tensorrt", "openvino", "inductor", "torchscript"))
     INT8 = ("int8", torch.float32, Tolerance(2e-2, 5e-2, 0.995, 1.0), "FLOAT", "TYPE_FP32", "f32", "INT8",
-            ("tensorrt", "openvino", "onnxruntime"))
+            ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime"))
 
     def __new__(cls, name: str, dtype: torch.dtype, tolerance: Tolerance, onnx: str, triton: str,
                 openvino: str, cpu_capability: str | None, backends: tuple[str, ...]) -> Precision:
@@ -65,6 +66,13 @@ class Precision(str, enum.Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+    def gate_tolerance(self, tf32: bool = False) -> Tolerance:
+        """The bound an engine of this precision meets against eager float32: ``tolerance``, or
+        ``TF32_TOLERANCE`` for fp32 engines whose convolutions and matmuls may use TF32 (the
+        other precisions do not run their layers in float32, or, for int8, meet their
+        calibration's far wider bound)."""
+        return TF32_TOLERANCE if tf32 and self is Precision.FP32 else self.tolerance
 
     @property
     def dtype_name(self) -> str:
@@ -86,6 +94,13 @@ class Precision(str, enum.Enum):
         """The float precision whose dtype is called ``dtype_name`` (``float16`` -> FP16)."""
         return next(p for p in (cls.FP32, cls.FP16, cls.BF16) if p.dtype_name == dtype_name)
 
+
+# TF32 (Ampere and newer) rounds the float32 inputs of convolutions and matmuls to 10 mantissa
+# bits and accumulates in float32. Emulated on the CPU (every Conv2d and Linear input and weight
+# rounded so; random weights, 4 inputs, 2 seeds; tests/test_tf32.py repeats it on one preset):
+# round-to-nearest gave at most 8e-4 of the largest logit and truncation, the worst a kernel may
+# do, 1.12e-2 (densenet264; 9.9e-3 densenet121), cosine >= 0.999997; fp32's 1e-4 never held.
+TF32_TOLERANCE = Tolerance(1e-3, 2e-2, 0.9999, 1.0)
 
 PRECISIONS = tuple(p.value for p in Precision)
 # Every backend name, in the order the table lists them; and the devices an engine runs on.
@@ -186,6 +201,11 @@ class BuildSpec:
     threads: int | None = None  # CPU threads for building and running; None: the library's default
     cache_dir: str | None = None  # where build caches live (TensorRT's timing cache), beside the engines
     options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def tf32(self) -> bool:
+        """Whether float32 layers may round to TF32: the TensorRT backends' ``allow_tf32``."""
+        return self.options.get("allow_tf32") is True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))

@@ -36,6 +36,8 @@ class TritonTarget:
 _TARGETS = {
     ("tensorrt", "engine"): TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"},
                                          "input", "logits", "KIND_GPU"),
+    ("tensorrt-onnx", "engine"): TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"},
+                                              "input", "logits", "KIND_GPU"),
     ("tensorrt", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},
                                               "input__0", "logits__0", "KIND_GPU"),
     ("torchscript", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},

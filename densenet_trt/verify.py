@@ -26,6 +26,15 @@ class Tolerance:
     def allowed(self, scale: float) -> float:
         return self.atol + self.rtol * scale
 
+    def loosened(self, limit: Tolerance) -> list[str]:
+        """The bounds in which this tolerance lets through more than ``limit`` does."""
+        wider = [name for name in ("atol", "rtol") if getattr(self, name) > getattr(limit, name)]
+        return wider + [name for name in ("min_cosine", "min_top1") if getattr(self, name) < getattr(limit, name)]
+
+    def __str__(self) -> str:
+        return (f"atol {self.atol:g}, rtol {self.rtol:g}, min_cosine {self.min_cosine:g}, "
+                f"min_top1 {self.min_top1:g}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:

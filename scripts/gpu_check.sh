@@ -8,8 +8,10 @@
 #    take minutes), each checked against eager PyTorch by the build's gate and by `verify`;
 # 2. profile them at batch 1 and 8: CUDA events, then --cuda-graphs, then --include-transfers
 #    (memory per row in the JSON);
-# 3. every TensorRT path where `import torch_tensorrt` works: fp32/fp16/bf16, exported-program
-#    and raw plan (engine) formats, build + verify, and a profile of those that built.
+# 3. every TensorRT path: where `import torch_tensorrt` works, fp32/fp16/bf16 in the
+#    exported-program and raw plan (engine) formats; where `import tensorrt` works (TensorRT 10
+#    or 11, as on a Jetson), backend tensorrt-onnx fp32/fp16 (a raw plan from the ONNX capture);
+#    build + verify, and a profile of those that built.
 # Each step that cannot run here is skipped with its one-line reason (on a machine without a
 # GPU every GPU row is). Writes OUTDIR/steps.tsv, OUTDIR/profile*.{json,md,png}, the engines
 # under OUTDIR/engines, and ends with one summary table. Settings (environment): PYTHON
@@ -52,10 +54,12 @@ PY
 cat "$out/environment.txt"
 
 no_gpu=$("$py" -c 'import torch; print("" if torch.cuda.is_available() else "no CUDA device (torch.cuda.is_available() is False)")')
-no_trt=$no_gpu
-if [ -z "$no_trt" ]; then
-    no_trt=$("$py" -c 'import torch_tensorrt' 2>&1 | grep -v '^\s*$' | tail -n 1 | cut -c1-160)
-fi
+import_failure() {  # module: why it does not import here (empty when it does), or no GPU
+    [ -n "$no_gpu" ] && { echo "$no_gpu"; return; }
+    "$py" -c "import $1" 2>&1 | grep -v '^\s*$' | tail -n 1 | cut -c1-160
+}
+no_trt=$(import_failure torch_tensorrt)
+no_trt_api=$(import_failure tensorrt)
 
 candidates=("torchscript fp32 -" "torchscript fp16 -" "torchscript bf16 -" "inductor fp16 -")
 for precision in fp32 fp16 bf16; do
@@ -63,6 +67,7 @@ for precision in fp32 fp16 bf16; do
         candidates+=("tensorrt $precision $fmt")
     done
 done
+candidates+=("tensorrt-onnx fp32 -" "tensorrt-onnx fp16 -")
 built=()
 trt_built=()
 for candidate in "${candidates[@]}"; do
@@ -72,6 +77,7 @@ for candidate in "${candidates[@]}"; do
     if [ "$fmt" != - ]; then name="$name-$fmt"; format=(--format "$fmt"); fi
     reason=$no_gpu
     [ "$backend" = tensorrt ] && reason=$no_trt
+    [ "$backend" = tensorrt-onnx ] && reason=$no_trt_api
     if [ -n "$reason" ]; then
         record "build $name" skipped 0 "$reason"
         continue
@@ -79,7 +85,7 @@ for candidate in "${candidates[@]}"; do
     if run "build $name" "$py" -m densenet_trt build --model "$model" --backend "$backend" --device cuda \
         --precision "$precision" --batch 1:8:8 "${format[@]}" --output "$out/engines" --name "$name" --force -q \
         && run "verify $name" "$py" -m densenet_trt verify "$out/engines/$name" --samples 16 -q; then
-        if [ "$backend" = tensorrt ]; then trt_built+=("$out/engines/$name"); else built+=("$out/engines/$name"); fi
+        if [ "${backend%-onnx}" = tensorrt ]; then trt_built+=("$out/engines/$name"); else built+=("$out/engines/$name"); fi
     fi
 done
 
@@ -101,7 +107,7 @@ for mode in "" "--cuda-graphs" "--include-transfers"; do
 done
 extra=()
 if [ ${#trt_built[@]} -eq 0 ]; then
-    record "profile-tensorrt" skipped 0 "${no_trt:-no TensorRT engine built}"
+    record "profile-tensorrt" skipped 0 "${no_gpu:-no TensorRT engine built (the build rows say why)}"
 else
     profile "-tensorrt" "${trt_built[@]}"
 fi

@@ -4,21 +4,31 @@ import pytest
 import torch
 
 
-def pytest_collection_modifyitems(config, items):
-    no_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA; this machine has none")
-    # Installed is not enough: where TensorRT's libraries are missing, the import fails.
-    trt_failure = "torch-tensorrt is not installed (pip install 'densenet-trt[tensorrt]')"
-    if importlib.util.find_spec("torch_tensorrt") is not None:
-        from densenet_trt.backends.tensorrt import import_failure
+def import_failure(module: str) -> str:
+    """Why ``import module`` fails here ("" when it works), tried in a subprocess: installed is
+    not enough where TensorRT's libraries are missing."""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed"
+    from densenet_trt.backends.tensorrt import import_failure as probe
 
-        trt_failure = import_failure("torch_tensorrt") and f"import torch_tensorrt fails: {import_failure('torch_tensorrt')}"
-    no_trt = pytest.mark.skip(reason=trt_failure or "")
-    has_trt = not trt_failure
+    return probe(module) and f"import {module} fails: {probe(module)}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu``: skipped without CUDA. ``tensorrt``: skipped where its module (torch_tensorrt;
+    ``tensorrt(module="tensorrt")`` for TensorRT's own Python API) does not import."""
+    no_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA; this machine has none")
+    failures = {}
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(no_gpu)
-        if "tensorrt" in item.keywords and not has_trt:
-            item.add_marker(no_trt)
+        marker = item.get_closest_marker("tensorrt")
+        if marker is not None:
+            module = marker.kwargs.get("module", "torch_tensorrt")
+            if module not in failures:
+                failures[module] = import_failure(module)
+            if failures[module]:
+                item.add_marker(pytest.mark.skip(reason=failures[module]))
 
 
 @pytest.fixture(autouse=True)

@@ -147,7 +147,7 @@ def test_build_refusals_are_one_line(tmp_path, args, message):
 def test_tensorrt_options_on_another_backend_are_refused(tmp_path):
     result = run("build", "--model", "densenet_bc100_k12", "--backend", "onnxruntime",
                  "--opt-level", "3", "--output", tmp_path)
-    assert result.exit_code == 1 and "takes no option optimization_level (options of backend tensorrt; it takes none)" in result.stderr
+    assert result.exit_code == 1 and "takes no option optimization_level (options of backend tensorrt, tensorrt-onnx; it takes none)" in result.stderr
 
 
 def test_missing_engine():

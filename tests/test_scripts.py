@@ -49,7 +49,9 @@ def test_gpu_check_runs_on_the_cpu_with_every_gpu_row_skipped_and_the_reason(tmp
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     rows = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()[1:]]
-    assert len(rows) == 14 and all(status in ("ok", "skipped") for _, status, _, _ in rows)
+    assert len(rows) == 16 and all(status in ("ok", "skipped") for _, status, _, _ in rows)
+    assert {"build densenet_bc100_k12-tensorrt-onnx-fp32", "build densenet_bc100_k12-tensorrt-onnx-fp16"} <= {
+        step for step, _, _, _ in rows}
     if not torch.cuda.is_available():
         assert all(status == "skipped" and "no CUDA device" in detail for _, status, _, detail in rows)
     assert "== summary (densenet_bc100_k12" in run.stdout

@@ -13,11 +13,12 @@ from .inductor import InductorBackend
 from .onnxruntime import OnnxRuntimeBackend
 from .openvino import OpenVinoBackend
 from .tensorrt import TensorRTBackend
+from .tensorrt_onnx import OnnxTensorRTBackend
 from .torchscript import TorchScriptBackend
 
 BACKENDS: dict[str, Backend] = {
     b.name: b
-    for b in (TensorRTBackend(), OnnxRuntimeBackend(), OpenVinoBackend(), InductorBackend(), TorchScriptBackend())
+    for b in (TensorRTBackend(), OnnxTensorRTBackend(), OnnxRuntimeBackend(), OpenVinoBackend(), InductorBackend(), TorchScriptBackend())
 }
 
 
@@ -30,16 +31,28 @@ def get_backend(name: str) -> Backend:
         ) from None
 
 
+# The GPU backends ``auto`` tries first, in this order, and what it says when it picks one.
+TENSORRT_FIRST = {
+    "tensorrt": "an NVIDIA GPU and torch-tensorrt are present",
+    "tensorrt-onnx": "an NVIDIA GPU and TensorRT's Python API are present",
+}
+
+
 def choose_backend(precision: str | Precision) -> tuple[Backend, str, str]:
     """The backend, device and the reason that ``--backend auto`` picks for ``precision``:
-    TensorRT where it can, else the first installed CPU backend in ``precision.backends``
-    (fastest first, as measured with ``densenet-trt profile``; see docs/benchmarks.md)."""
+    TensorRT where it can (torch-tensorrt, else TensorRT's own ONNX parser), else the first
+    installed CPU backend in ``precision.backends`` (fastest first, as measured with
+    ``densenet-trt profile``; see docs/benchmarks.md)."""
     precision = Precision.parse(precision)
-    trt = BACKENDS["tensorrt"]
-    trt_state = trt.available()
-    if trt_state.ok and precision in trt.precisions("cuda"):
-        return trt, "cuda", "an NVIDIA GPU and torch-tensorrt are present"
-    why_not_trt = trt_state.reason if not trt_state.ok else f"TensorRT cannot do {precision} on this GPU"
+    not_trt = []
+    for name, why in TENSORRT_FIRST.items():
+        if name not in precision.backends:
+            continue
+        trt_state = BACKENDS[name].available()
+        if trt_state.ok and precision in BACKENDS[name].precisions("cuda"):
+            return BACKENDS[name], "cuda", why + (f" ({'; '.join(not_trt)})" if not_trt else "")
+        not_trt.append(f"{name}: {trt_state.reason}" if not trt_state.ok else f"{name} cannot do {precision} here")
+    why_not_trt = "; ".join(not_trt)
     skipped = []
     for name in precision.backends:
         backend = BACKENDS[name]

@@ -308,6 +308,9 @@ def check_engine_compatible(
     if manifest.format == "aot-inductor":
         check_same_torch(manifest, "TensorRT AOTInductor package")
     settings = manifest.backend_settings
+    if settings.get("disable_tf32") is manifest.tf32:
+        raise DenseNetTRTError(f"the manifest's tf32 ({manifest.tf32}) contradicts its backend_settings' disable_tf32; "
+                               "rebuild the engine")
     built_version = manifest.versions.get("tensorrt")
     if built_version and tensorrt_version and release(tensorrt_version) != release(built_version):
         lean = (" (version-compatible plans from Torch-TensorRT exclude the lean runtime: a newer TensorRT "

@@ -21,7 +21,7 @@ from .use import calibrate, export_triton, predict, profile
 
 # Library parameter names that the command line spells another way.
 _RENAMED = {"model": "model_name", "format": "fmt", "json": "as_json"}
-_PARAMETER = re.compile(r"\b([a-z][a-z_]*)=([^\s,;)]+)")
+_PARAMETER = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;)]+)")
 
 
 def as_flags(message: str, command: click.Command | None) -> str:
@@ -35,8 +35,8 @@ def as_flags(message: str, command: click.Command | None) -> str:
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
-        if name == "verify" and value == "False" and "no_verify" in options:
-            return "--no-verify"
+        if value == "False" and f"no_{name}" in options:  # verify=False -> --no-verify
+            return options[f"no_{name}"].opts[0]
         option = options.get(_RENAMED.get(name, name))
         if option is None:
             return match.group(0)

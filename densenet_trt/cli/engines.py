@@ -105,9 +105,10 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
               show_default=True, help="Engine precision; never changed silently: a backend that "
                                       "cannot do it here is an error naming what it can do.")
 @click.option("--backend", default="auto", show_default=True,
-              help="auto, tensorrt, onnxruntime, openvino, inductor or torchscript. auto: TensorRT "
-                   "where an NVIDIA GPU and torch-tensorrt are present, else the fastest CPU backend "
-                   "installed; it prints which and why.")
+              help="auto, tensorrt, tensorrt-onnx, onnxruntime, openvino, inductor or torchscript. "
+                   "auto: TensorRT where an NVIDIA GPU and torch-tensorrt (else TensorRT's Python "
+                   "API: tensorrt-onnx) are present, else the fastest CPU backend installed; it "
+                   "prints which and why.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where the engine runs; default: the backend's preferred device here.")
 @click.option("--output", "-o", default="engines", show_default=True,
@@ -117,6 +118,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--format", "fmt", default=None,
               help="Artifact format, default the backend's first. tensorrt: exported-program (.ep), "
                    "torchscript (.ts), aot-inductor (.pt2) or engine (raw TensorRT plan); "
+                   "tensorrt-onnx: engine; "
                    "onnxruntime: onnx; openvino: openvino-ir; inductor: aot-inductor; "
                    "torchscript: torchscript.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -132,6 +134,13 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--version-compatible", is_flag=True,
               help="TensorRT: a version-compatible plan (without the lean runtime: a later TensorRT "
                    "runs it only where the app loads the building release's lean runtime).")
+@click.option("--allow-tf32", is_flag=True,
+              help="TensorRT: fp32 convolutions and matmuls may round to TF32 (Ampere+; faster, "
+                   "about 1e-3 relative error; the gate uses TF32's tolerance).")
+@click.option("--dla-core", type=click.IntRange(min=0), default=None,
+              help="tensorrt-onnx: build fp16/int8 for this DLA core (Jetson Orin).")
+@click.option("--no-gpu-fallback", is_flag=True,
+              help="tensorrt-onnx with --dla-core: fail rather than run layers DLA cannot on the GPU.")
 @preprocess_options
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
@@ -142,7 +151,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
           name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
-          version_compatible, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
+          version_compatible, allow_tf32, dla_core, no_gpu_fallback, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
     """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
     with its manifest as a folder in OUTPUT.
 
@@ -167,6 +176,12 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
         options["hardware_compatible"] = True
     if version_compatible:
         options["version_compatible"] = True
+    if allow_tf32:
+        options["allow_tf32"] = True
+    if dla_core is not None:
+        options["dla_core"] = dla_core
+    if no_gpu_fallback:
+        options["gpu_fallback"] = False
     artifact = build_engine(
         model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
         device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,

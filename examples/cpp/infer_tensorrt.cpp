@@ -1,6 +1,7 @@
-// Runs a raw TensorRT plan (model.engine: densenet-trt build --backend tensorrt --format engine)
-// with TensorRT's runtime and the CUDA runtime, no libtorch. Written for TensorRT 11: strongly
-// typed engines, whose input and output are float32, float16 or bfloat16 tensors.
+// Runs a raw TensorRT plan (model.engine: densenet-trt build --backend tensorrt --format engine,
+// or --backend tensorrt-onnx) with TensorRT's runtime and the CUDA runtime, no libtorch. Written
+// for TensorRT 10 and 11 (checked to compile against the 10.3 and 11.1 headers): engines whose
+// one input and one output are float32, float16 or bfloat16 tensors.
 #include <NvInferRuntime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -11,7 +12,7 @@
 
 #include "common.h"
 
-static_assert(NV_TENSORRT_MAJOR >= 10, "infer_tensorrt is written for TensorRT 11 (its API is TensorRT 10's)");
+static_assert(NV_TENSORRT_MAJOR >= 10, "infer_tensorrt is written for TensorRT 10 and 11");
 
 namespace {
 
