@@ -84,13 +84,9 @@ def within(call, fifo: Path, seconds: float = 20) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
+def engine(shared_engine):
     """A small random-weight engine (ONNX Runtime, 3x32x32, CIFAR preprocessing) to predict with."""
-    import densenet_trt
-
-    return densenet_trt.build("densenet_bc100_k12", backend="onnxruntime", batch="1",
-                              output=tmp_path_factory.mktemp("engines"),
-                              overrides={"block_config": (2, 2, 2)}).path
+    return shared_engine.path
 
 
 def bomb_png(path: Path, side: int) -> Path:
@@ -276,12 +272,8 @@ def test_build_refuses_at_once_what_would_not_fit_in_memory(work, args):
 # --- tampered calibration folders (densenet_trt/calibration.py) -----------------------------------
 
 @pytest.fixture(scope="module")
-def calibration(tmp_path_factory):
-    pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
-    from densenet_trt.quantize import calibrate
-
-    return calibrate("densenet_bc40_k12", data="synthetic", samples=16, batch_size=8, exclude=["stem"],
-                     output=tmp_path_factory.mktemp("cal"), name="c").path
+def calibration(shared_calibration):
+    return shared_calibration
 
 
 def tampered(calibration: Path, into: Path, name: str, content: bytes) -> Path:

@@ -9,19 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from densenet_trt import build, create_model
+from densenet_trt import create_model
 from test_bad_inputs import refused
 
-SMALL = {"block_config": (2, 2, 2)}
 MODEL = ["--model", "densenet_bc100_k12"]
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(tmp_path_factory, shared_engine):
     """An engine (batch 1:2:4), a checkpoint of another model, images and a labels file."""
     folder = tmp_path_factory.mktemp("base")
-    build("densenet_bc100_k12", backend="onnxruntime", batch="1:2:4", overrides=SMALL,
-          output=folder / "engines", name="e")
+    shutil.copytree(shared_engine.path, folder / "engines" / "e")
     torch.save(create_model("densenet40_k12").state_dict(), folder / "other.pth")
     (folder / "images").mkdir()
     Image.new("RGB", (40, 40), (10, 200, 30)).save(folder / "images" / "a.png")

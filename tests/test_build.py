@@ -190,11 +190,6 @@ def test_accuracy_gate_refuses_a_wrong_engine_and_no_verify_keeps_it(tmp_path, m
     assert not kept.manifest.accuracy.verified and kept.manifest.accuracy.reason == "built with verify=False"
 
 
-@pytest.fixture()
-def engine_copy(tmp_path):
-    return small_build(tmp_path, batch="2")
-
-
 def test_corrupt_truncated_or_missing_files_are_refused_at_load(engine_copy):
     onnx_file = engine_copy.file
     data = onnx_file.read_bytes()

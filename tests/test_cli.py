@@ -38,10 +38,10 @@ def test_models_table_and_json():
 
 
 def test_export_onnx_with_a_checkpoint(tmp_path):
-    model = create_model("densenet40_k12", num_classes=5)
+    model = create_model("densenet_bc40_k12", num_classes=5)
     torch.save(model.state_dict(), tmp_path / "w.pth")
     out = tmp_path / "m.onnx"
-    result = run("export", "--model", "densenet40_k12", "--weights", tmp_path / "w.pth",
+    result = run("export", "--model", "densenet_bc40_k12", "--weights", tmp_path / "w.pth",
                  "--format", "onnx", "--batch", "1:2:4", "--output", out)
     assert result.exit_code == 0, result.output
     assert "matches eager PyTorch" in result.stdout and out.is_file()
@@ -49,7 +49,7 @@ def test_export_onnx_with_a_checkpoint(tmp_path):
 
 
 def test_export_quiet_and_random_weights_notice(tmp_path):
-    args = ["export", "--model", "densenet_bc100_k12", "--format", "torchscript", "--output"]
+    args = ["export", "--model", "densenet_bc40_k12", "--format", "torchscript", "--output"]
     loud = run(*args, tmp_path / "a.ts")
     assert loud.exit_code == 0 and "random weights" in loud.stderr
     quiet = run(*args, tmp_path / "b.ts", "--quiet")
@@ -87,13 +87,9 @@ def test_debug_shows_the_traceback():
     assert result.exit_code == 1 and result.exc_info[0].__name__ == "DenseNetTRTError"
 
 
-def _build_small(tmp_path, *extra):
-    return run("build", "--model", "densenet_bc100_k12", "--backend", "onnxruntime", "--batch", "1:2:4",
-               "--output", tmp_path, "--name", "e", *extra)
-
-
 def test_build_info_verify(tmp_path):
-    built = _build_small(tmp_path)
+    built = run("build", "--model", "densenet_bc40_k12", "--backend", "onnxruntime", "--batch", "1:2:4",
+                "--output", tmp_path, "--name", "e")
     assert built.exit_code == 0, built.output
     assert "random weights" in built.stderr and "checking against eager" in built.stderr
     assert built.stdout.startswith(f"built {tmp_path / 'e' / 'model.onnx'} (onnxruntime, fp32, batch 1:2:4, 32x32")
@@ -111,20 +107,19 @@ def test_build_info_verify(tmp_path):
 
 
 def test_build_auto_says_which_backend_and_json(tmp_path):
-    built = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path, "--json", "--quiet")
+    built = run("build", "--model", "densenet_bc40_k12", "--output", tmp_path, "--json", "--quiet")
     assert built.exit_code == 0, built.output
     manifest = json.loads(built.stdout)
     assert manifest["accuracy"]["passed"] and built.stderr == ""
-    loud = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path, "--force")
+    loud = run("build", "--model", "densenet_bc40_k12", "--output", tmp_path, "--force")
     assert f"backend auto: {manifest['backend']} on cpu, because no TensorRT" in loud.stderr
 
 
-def test_info_of_a_corrupt_engine_says_why_it_cannot_run(tmp_path):
-    assert _build_small(tmp_path).exit_code == 0
-    (tmp_path / "e" / "model.onnx").write_bytes(b"garbage")
-    shown = run("info", tmp_path / "e")
+def test_info_of_a_corrupt_engine_says_why_it_cannot_run(engine_copy):
+    (engine_copy.path / "model.onnx").write_bytes(b"garbage")
+    shown = run("info", engine_copy.path)
     assert shown.exit_code == 0 and "runs here  no: " in shown.output and "sha256" in shown.output
-    checked = run("verify", tmp_path / "e")
+    checked = run("verify", engine_copy.path)
     assert checked.exit_code == 1 and "sha256" in checked.stderr
 
 
@@ -166,10 +161,9 @@ def test_package_import_and_help_load_no_heavy_or_device_bound_library():
     assert out.stdout.strip() == "[]"
 
 
-def test_profile_command(tmp_path):
-    assert _build_small(tmp_path).exit_code == 0
+def test_profile_command(shared_engine, tmp_path):
     out = tmp_path / "r"
-    result = run("profile", tmp_path / "e", "--batch-size", "1,4,8", "--iterations", "2", "--warmup-iterations", "1",
+    result = run("profile", shared_engine.path, "--batch-size", "1,4,8", "--iterations", "2", "--warmup-iterations", "1",
                  "--gap", "0", "--json", f"{out}.json", "--csv", f"{out}.csv", "--markdown", f"{out}.md",
                  "--plot", f"{out}.png")
     assert result.exit_code == 0, result.output
@@ -191,18 +185,16 @@ def test_profile_command(tmp_path):
         (["--iterations", "1", "--json", "/no/such/dir/r.json"], "does not exist"),
     ],
 )
-def test_profile_refusals(tmp_path, args, message):
-    assert _build_small(tmp_path).exit_code == 0
-    result = run("profile", tmp_path / "e", *args)
+def test_profile_refusals(shared_engine, args, message):
+    result = run("profile", shared_engine.path, *args)
     assert result.exit_code == 1 and message in result.stderr, result.output
 
 
-def test_export_triton_command(tmp_path):
-    assert _build_small(tmp_path).exit_code == 0
-    result = run("export-triton", tmp_path / "e", "--repository", tmp_path / "repo", "--model-name", "d",
+def test_export_triton_command(shared_engine, tmp_path):
+    result = run("export-triton", shared_engine.path, "--repository", tmp_path / "repo", "--model-name", "d",
                  "--max-batch-size", "2", "--instances", "3", "--no-dynamic-batching")
     assert result.exit_code == 0 and (tmp_path / "repo" / "d" / "1" / "model.onnx").is_file()
     config = (tmp_path / "repo" / "d" / "config.pbtxt").read_text()
     assert "max_batch_size: 2" in config and "count: 3" in config and "dynamic_batching" not in config
-    again = run("export-triton", tmp_path / "e", "--repository", tmp_path / "repo", "--model-name", "d")
+    again = run("export-triton", shared_engine.path, "--repository", tmp_path / "repo", "--model-name", "d")
     assert again.exit_code == 1 and again.stderr == f"error: {tmp_path / 'repo' / 'd'} exists; pass --force to replace it\n"

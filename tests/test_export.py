@@ -101,6 +101,7 @@ def _check_every_capture(name, tmp_path):
         export_model(model, fmt, tmp_path / f"{name}{suffix}", "1:2:3", size)
 
 
+@pytest.mark.slow
 def test_default_model_captures_in_every_format(tmp_path):
     _check_every_capture("densenet121", tmp_path)
 

@@ -74,7 +74,13 @@ def test_macs_of_densenet121_are_counted_from_the_model():
     assert preset_stats("densenet121")["macs"] == pytest.approx(2.834e9, rel=1e-3)
 
 
-@pytest.mark.parametrize("name", ["densenet121", "densenet161", "densenet169", "densenet201"])
+def full_size_is_slow(names, keep=("densenet121", "densenet40_k12", "densenet_bc100_k12")):
+    """``names`` as parameters, all but the default model and two small CIFAR presets (one with
+    bottlenecks, one without) in the slow tier: the same code at a larger size."""
+    return [n if n in keep else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+@pytest.mark.parametrize("name", full_size_is_slow(["densenet121", "densenet161", "densenet169", "densenet201"]))
 def test_outputs_equal_torchvision_with_the_same_weights(name):
     reference = getattr(torchvision.models, name)().eval()
     ours = DenseNet(**get_model_info(name).config).eval()
@@ -173,7 +179,7 @@ def test_memory_efficient_scripts_and_exports():
         torch.testing.assert_close(program.module()(x), expected)
 
 
-@pytest.mark.parametrize("name", list(TORCHVISION_PARAMS) + list(PAPER_CIFAR_PARAMS))
+@pytest.mark.parametrize("name", full_size_is_slow(list(TORCHVISION_PARAMS) + list(PAPER_CIFAR_PARAMS)))
 def test_every_preset_scripts(name):
     model = create_model(name)
     size = get_model_info(name).image_size

@@ -36,8 +36,8 @@ def small_build(tmp, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def engine_path(tmp_path_factory):
-    return small_build(tmp_path_factory.mktemp("engine")).path
+def engine_path(shared_engine):
+    return shared_engine.path
 
 
 @pytest.fixture(scope="module")

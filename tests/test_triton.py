@@ -13,7 +13,7 @@ from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 
 SMALL = {"block_config": (2, 2, 2)}
-MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases
+MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases (the others: SMALL)
 # Per backend Triton runs: platform, backend, files, input and output names.
 TARGETS = {
     "onnxruntime": ("onnxruntime_onnx", "", ["model.onnx"], "input", "logits"),
@@ -28,20 +28,17 @@ CASES = [(b, p.value) for b in TARGETS if BACKENDS[b].available().ok for p in BA
 
 
 @pytest.fixture(scope="module")
-def calibration(tmp_path_factory):
-    pytest.importorskip("modelopt", reason="int8 engines need nvidia-modelopt (densenet-trt[quantize])")
-    from densenet_trt.quantize import calibrate
-
-    return calibrate(MODEL, data="synthetic", samples=16, batch_size=8, exclude=["stem"],
-                     output=tmp_path_factory.mktemp("cal")).path
+def calibration(shared_calibration):
+    return shared_calibration
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{b}-{p}" for b, p in CASES])
 def engine(request, tmp_path_factory):
     backend, precision = request.param
-    calibration = request.getfixturevalue("calibration") if precision == "int8" else None
+    int8 = precision == "int8"
+    calibration = request.getfixturevalue("calibration") if int8 else None
     return build(MODEL, backend=backend, precision=precision, batch="1:4:8", calibration=calibration,
-                 output=tmp_path_factory.mktemp("engines"))
+                 overrides=None if int8 else SMALL, output=tmp_path_factory.mktemp("engines"))
 
 
 def parse(folder):
@@ -100,8 +97,8 @@ def test_engines_without_batch_1_or_manifest_are_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_engine(tmp_path_factory):
-    return build(MODEL, backend="onnxruntime", batch="1:2:4", output=tmp_path_factory.mktemp("onnx")).path
+def onnx_engine(shared_engine):
+    return shared_engine.path
 
 
 @pytest.mark.parametrize("name", [
