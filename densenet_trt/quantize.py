@@ -45,6 +45,7 @@ from .calibration import Calibration, modelopt_modules, gate_tolerance, write_ca
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .registry import get_model_info, model_record, reference_model, weights_path
+from .sensitivity import Budget, Evaluator, check_budget, fit_budget
 from .spec import Precision, check_image_size
 from .verify import compare
 from .version import __version__
@@ -199,12 +200,14 @@ def calibrate_model(
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
     eval_data: Dataset | None = None,
+    max_drop: float | None = None,
+    max_float: int | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Calibration:
-    """Calibrate float eval ``net`` (described by ``model_record``, as in an engine manifest)
-    on ``data`` and write the calibration folder ``output``."""
+    """Calibrate float ``net`` (as ``model_record`` says) on ``data`` into the folder ``output``."""
     check_method(method, percentile)
+    _check_budget(max_drop, max_float, eval_data)
     _check_data(net, data, eval_data, image_size, batch_size)
     exclude_layers = resolve_exclude(net, exclude)
     output = _check_output(Path(output), force)
@@ -217,6 +220,7 @@ def calibrate_model(
             yield torch.from_numpy(data.images[i * batch_size:(i + 1) * batch_size])
 
     quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
+    budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
@@ -230,7 +234,8 @@ def calibrate_model(
         # How images became the calibration data: an image folder's; None for data that came
         # preprocessed (.npz, .npy, synthetic). build records it for predict.
         "preprocessing": data.source.get("preprocessing"),
-        **_method_record(method, percentile), "exclude": list(exclude),
+        **_method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
+        "budget": budget.as_dict() if budget else None,
         "data": {**data.record(), "batch_size": batch_size, "used": batches * batch_size,
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
@@ -257,6 +262,25 @@ def _check_data(net: nn.Module, data: Dataset, eval_data: Dataset | None, image_
         if dataset is not None:
             dataset.check_for_model(net.in_channels, image_size, what)
             dataset.check_labels(net.classifier.out_features, what)
+
+
+def _check_budget(max_drop: float | None, max_float: int | None, eval_data: Dataset | None) -> None:
+    if max_drop is None:
+        return
+    check_budget(max_drop, max_float)
+    if eval_data is None:
+        raise DenseNetTRTError("max_drop needs held-out data to measure the drop on: give eval_data=DATA")
+
+
+def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantized: nn.Module, eval_data: Dataset,
+                 batch_size: int, progress: Callable[[str], None]) -> Budget:
+    """Leave in float, in ``quantized``, the fewest layers that hold the drop within ``max_drop``."""
+    evaluator = Evaluator(net, quantized, eval_data, batch_size)
+    budget = fit_budget(evaluator, max_drop, max_float, progress)
+    evaluator.keep_float(budget.floating)
+    progress(f"kept in float for a drop within {max_drop:g} points: {', '.join(budget.floating) or 'nothing'} "
+             f"({budget.drop:.2f} points, {budget.runs} runs over the held-out data)")
+    return budget
 
 
 def _check_output(output: Path, force: bool, create: bool = True) -> Path:
@@ -306,6 +330,8 @@ def calibrate(
     percentile: float = DEFAULT_PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_drop: float | None = None,
+    max_float: int | None = None,
     output: str | os.PathLike = "calibration",
     name: str | None = None,
     force: bool = False,
@@ -319,8 +345,12 @@ def calibrate(
     image folders, default the preset family's. ``samples``: images drawn with ``seed``
     (None: all). ``eval_data``: held-out data; with labels, float and fake-quantized top-1 are
     reported. ``exclude``: layers kept in float, globs over layer names or stem/classifier.
+    ``max_drop``: also keep in float the fewest layers (at most ``max_float``, default half)
+    that hold top-1 on ``eval_data`` (agreement with float without labels) within that many
+    points of float; an error, and nothing written, where no such set exists.
     """
     check_method(method, percentile)
+    _check_budget(max_drop, max_float, eval_data)
     if name is not None:
         entry_path(output, name)  # refused before any work
     info = get_model_info(model)
@@ -339,7 +369,8 @@ def calibrate(
     record = model_record(model, net, checkpoint, 0, {})
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
-        exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,
+        exclude=exclude, batch_size=batch_size, eval_data=held_out, max_drop=max_drop, max_float=max_float,
+        force=force, progress=progress,
     )
 
 

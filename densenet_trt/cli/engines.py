@@ -175,6 +175,8 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     if as_json:
         click.echo(json.dumps(m.to_json(), indent=2))
         return
+    if m.precision is Precision.INT8:
+        reporter(quiet)(f"int8 layers: {_layer_precisions(artifact.path, m)}")
     acc = m.accuracy
     reference = "eager PyTorch" if m.precision is not Precision.INT8 else "eager float32 within the calibration's tolerance"
     check = "not verified (--no-verify)" if not acc.verified else f"matches {reference}: " + "; ".join(
@@ -183,6 +185,13 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     )
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, "
                f"{m.image_size}x{m.image_size}, {m.build.seconds:.0f} s): {check}")
+
+
+def _layer_precisions(folder: Path, manifest) -> str:
+    from ..int8_report import layer_precisions
+
+    layers = layer_precisions(folder, manifest)
+    return layers if isinstance(layers, str) else layers.text()
 
 
 @click.command()
@@ -198,12 +207,21 @@ def info(engine, as_json):
     from ..engine import compatibility
 
     manifest, problem = compatibility(engine)
+    layers = None
+    if manifest.precision is Precision.INT8 and problem is None:
+        from ..int8_report import layer_precisions
+        from ..manifest import read_manifest
+
+        layers = layer_precisions(read_manifest(engine)[0], manifest)
     if as_json:
-        click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem},
-                              indent=2))
+        click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem,
+                               "int8_layers": layers if isinstance(layers, str) or layers is None
+                               else layers.as_dict()}, indent=2))
         return
     for key, value in info_rows(manifest, problem):
         click.echo(f"{key:>13}  {value}")
+    if layers is not None:
+        click.echo(f"{'int8 layers':>13}  {layers if isinstance(layers, str) else layers.text()}")
 
 
 def info_rows(m, problem: str | None) -> list[tuple[str, str]]:

@@ -1,0 +1,147 @@
+"""Where INT8 loses accuracy, on the digits DenseNet-BC (tests/data) and its real splits:
+per-layer sensitivity, the accuracy budget (calibrate --max-drop), the per-part comparison of an
+engine with eager float32 (compare) and the engine's layer precisions (info).
+
+One calibration serves the module: percentile 99.0 with nothing kept in float, which clips the
+stem's input (the normalised image) and costs several points of top-1 on the test split."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from densenet_trt import DenseNetTRTError, build
+from densenet_trt.calibration import load_calibration
+from densenet_trt.cli import main
+from densenet_trt.data import Dataset
+from densenet_trt.quantize import calibrate
+from densenet_trt.sensitivity import Evaluator, calibrated_models, fit_budget, group_of, plot, sensitivity
+
+pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
+pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "digits"))
+from digits import load_split, write_npz  # noqa: E402
+
+CHECKPOINT = ROOT / "tests" / "data" / "digits_densenet_bc40_k12.pth"
+MODEL = "densenet_bc40_k12"
+GROUPS = ["stem", "denseblock1", "transition1", "denseblock2", "transition2", "denseblock3", "classifier"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sensitivity")
+    for split in ("calibration", "test"):
+        write_npz(split, str(folder / f"{split}.npz"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cal(work):
+    """Percentile 99.0, stem and classifier quantized."""
+    return calibrate(MODEL, weights=CHECKPOINT, data=work / "calibration.npz", samples=None, batch_size=50,
+                     method="percentile", percentile=99.0, output=work / "cal", name="p99")
+
+
+def held_out(count=None):
+    images, labels = load_split("test")
+    return Dataset(images[:count], labels[:count], {"kind": "npz"})
+
+
+def test_sensitivity_ranks_every_group_and_the_chosen_layers(cal, tmp_path):
+    data = held_out(100)
+    result = sensitivity(cal.path, data, layers=["features.conv0", "classifier"], batch_size=100)
+    assert result.metric == "top-1" and result.samples == 100
+    assert sorted(e.name for e in result.groups) == sorted(GROUPS)
+    assert sum(e.layers for e in result.groups) == 42  # 38 convolutions, stem, classifier, two pools
+    assert {e.name for e in result.layers} == {"features.conv0", "classifier"}
+    # The fake-quantized model, as build restores it, scores what sensitivity says, on the same data.
+    net, quantized = calibrated_models(load_calibration(cal.path))
+    with torch.no_grad():
+        int8 = quantized(torch.from_numpy(data.images)).argmax(1).numpy()
+    assert result.quantized.top1 == float((int8 == data.labels).mean())
+    assert result.float.top1 > result.quantized.top1  # the clipped stem costs accuracy
+    # Quantizing one part alone is closer to float than quantizing everything.
+    for entry in result.groups + result.layers:
+        assert entry.alone.sqnr_db > result.quantized.sqnr_db, entry
+        assert result.recovery(entry) == pytest.approx(100 * (entry.in_float.top1 - result.quantized.top1))
+    assert result.ranked(result.groups)[0].name == "stem"
+    table = result.table()
+    assert "every layer int8" in table and "features.conv0" in table and "denseblock3" in table
+    result.write_json(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["groups"][0]["name"] == "stem"
+    plot(result, tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sensitivity_command(cal, work):
+    result = CliRunner().invoke(main, ["sensitivity", str(cal.path), "--eval-data", str(work / "test.npz"),
+                                       "--eval-samples", "40", "--layers", "classifier", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "held-out: 40 samples; top-1" in result.output and "classifier" in result.output
+    bad = CliRunner().invoke(main, ["sensitivity", str(cal.path), "--eval-data", str(work / "test.npz"),
+                                    "--layers", "features.nothing*"])
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1
+    assert "--layers features.nothing* matches no quantized layer" in bad.output
+
+
+def test_the_budget_keeps_the_fewest_layers_in_float_that_hold_the_drop(cal):
+    net, quantized = calibrated_models(load_calibration(cal.path))
+    evaluator = Evaluator(net, quantized, held_out(), 100)
+    budget = fit_budget(evaluator, 0.5)
+    assert evaluator.drop(evaluator.score(())) > 0.5  # the budget had something to do
+    assert 0 < len(budget.floating) <= 21 and budget.drop <= 0.5
+    assert evaluator.score(budget.floating) == budget.score
+    for layer in budget.floating:  # none of them can be given back
+        assert evaluator.drop(evaluator.score([name for name in budget.floating if name != layer])) > 0.5
+    with pytest.raises(DenseNetTRTError, match="no set of at most 0 layers kept in float holds the held-out drop"):
+        fit_budget(evaluator, 0.5, max_float=0)
+
+
+def test_calibrate_max_drop_records_the_layers_kept_in_float_for_every_build(work, tmp_path):
+    """calibrate --max-drop 0.5 with the stem and classifier quantized; the int8 engine keeps the
+    chosen layers in float and stays within 0.5 points of float32 on the test split."""
+    result = CliRunner().invoke(main, [
+        "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
+        "--samples", "300", "--batch-size", "50", "--method", "percentile", "--percentile", "99",
+        "--eval-data", str(work / "test.npz"), "--max-drop", "0.5", "--output", str(tmp_path), "--name", "b",
+        "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    floating = report["budget"]["floating"]
+    assert floating and report["exclude"] == floating and set(floating) <= set(report["layers"]["float"])
+    evaluation = report["evaluation"]
+    assert evaluation["float_top1"] - evaluation["int8_top1"] <= 0.005
+    assert f"kept in float: {', '.join(floating)}" in result.output
+    engine = build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=tmp_path / "b",
+                   batch="1:100:100", output=tmp_path, name="e")
+    assert engine.manifest.calibration.exclude == floating
+    images, labels = load_split("test")
+    predicted = np.concatenate([engine(images[i:i + 100]).argmax(1).numpy() for i in range(0, 400, 100)])
+    assert evaluation["float_top1"] - float((predicted == labels).mean()) <= 0.005
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-drop", "0.5"], "--max-drop needs held-out data to measure the drop on: give --eval-data DATA"),
+    (["--eval-data", "{work}/test.npz", "--eval-samples", "40", "--max-drop", "0.5", "--max-float", "0"],
+     "no set of at most 0 layers kept in float holds the held-out drop within 0.5 points"),
+])
+def test_a_budget_that_cannot_be_met_is_one_line_and_writes_nothing(work, tmp_path, args, message):
+    result = CliRunner().invoke(main, [
+        "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
+        "--samples", "100", "--batch-size", "50", "--method", "percentile", "--percentile", "99",
+        *[a.replace("{work}", str(work)) for a in args], "--output", str(tmp_path), "--name", "b"])
+    assert result.exit_code == 1 and result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert message in result.output, result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_groups_are_the_parts_of_the_network():
+    assert [group_of(n) for n in ("features.conv0", "features.denseblock2.denselayer3.conv1",
+                                  "features.transition1.pool", "classifier")] == [
+        "stem", "denseblock2", "transition1", "classifier"]
