@@ -25,7 +25,7 @@ from .manifest import EngineManifest
 
 ORT_INT8 = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "QLinearAveragePool",
             "QLinearGlobalAveragePool", "QAttention")
-ORT_FLOAT = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "NhwcFusedConv")
+ORT_FLOAT = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "NhwcFusedConv", "AveragePool")
 ORT_CONVERSIONS = ("QuantizeLinear", "DequantizeLinear")
 OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "Deconvolution", "Pooling")
 OV_INT8 = ("i8", "u8")

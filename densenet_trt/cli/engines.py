@@ -175,8 +175,6 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     if as_json:
         click.echo(json.dumps(m.to_json(), indent=2))
         return
-    if m.precision is Precision.INT8:
-        reporter(quiet)(f"int8 layers: {_layer_precisions(artifact.path, m)}")
     acc = m.accuracy
     reference = "eager PyTorch" if m.precision is not Precision.INT8 else "eager float32 within the calibration's tolerance"
     check = "not verified (--no-verify)" if not acc.verified else f"matches {reference}: " + "; ".join(
@@ -185,6 +183,8 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     )
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, "
                f"{m.image_size}x{m.image_size}, {m.build.seconds:.0f} s): {check}")
+    if m.precision is Precision.INT8:
+        click.echo(f"int8 layers: {_layer_precisions(artifact.path, m)}")
 
 
 def _layer_precisions(folder: Path, manifest) -> str:
