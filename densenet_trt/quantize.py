@@ -269,7 +269,7 @@ def _check_budget(max_drop: float | None, max_float: int | None, eval_data: Data
         return
     check_budget(max_drop, max_float)
     if eval_data is None:
-        raise DenseNetTRTError("max_drop needs held-out data to measure the drop on: give eval_data=DATA")
+        raise DenseNetTRTError("max_drop=POINTS needs held-out data to measure the drop on: give eval_data=DATA")
 
 
 def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantized: nn.Module, eval_data: Dataset,

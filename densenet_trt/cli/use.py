@@ -97,8 +97,8 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
     if show_sensitivity:
         from ..sensitivity import sensitivity
 
-        result = sensitivity(cal.path, eval_data, weights=weights, eval_samples=eval_samples, seed=seed + 1,
-                             batch_size=batch_size, preprocess=steps, progress=say)
+        result = sensitivity(cal.path, eval_data, eval_samples=eval_samples, seed=seed + 1, batch_size=batch_size,
+                             preprocess=steps, progress=say)
         click.echo(result.table(), nl=False)
     if as_json:
         click.echo(json.dumps(r, indent=2))
