@@ -356,6 +356,13 @@ def sensitivity(
     drawn with ``seed``, default all). ``layers``: globs over layer names (default every one)."""
     cal = load_calibration(calibration)
     net, quantized = calibrated_models(cal, weights)
+    chosen = None
+    if layers:
+        names = list(quantized_layers(quantized))
+        chosen = [name for name in names if any(fnmatch.fnmatchcase(name, glob) for glob in layers)]
+        if not chosen:
+            raise DenseNetTRTError(f"layers={','.join(layers)} matches no quantized layer of {cal.path}; "
+                                   f"they are named like {names[0]}")
     data = eval_data
     if not isinstance(data, Dataset):
         steps = preprocess or cal.preprocessing or preprocessing(get_model_info(cal.report["model"]["name"]).family,
@@ -364,11 +371,4 @@ def sensitivity(
         data = load_data(eval_data, preprocess=steps, samples=eval_samples, seed=seed, progress=progress)
     data.check_for_model(cal.report["in_channels"], cal.report["image_size"], "evaluation data")
     data.check_labels(net.classifier.out_features, "evaluation data")
-    evaluator = Evaluator(net, quantized, data, batch_size)
-    chosen = None
-    if layers:
-        chosen = [name for name in evaluator.layers if any(fnmatch.fnmatchcase(name, g) for g in layers)]
-        if not chosen:
-            raise DenseNetTRTError(f"layers={','.join(layers)} matches no quantized layer of {cal.path}; "
-                                   f"they are named like {next(iter(evaluator.layers))}")
-    return measure(evaluator, chosen, progress=progress)
+    return measure(Evaluator(net, quantized, data, batch_size), chosen, progress=progress)

@@ -95,6 +95,7 @@ def test_sensitivity_command(cal, work):
     assert "--layers features.nothing* matches no quantized layer" in bad.output
 
 
+@pytest.mark.slow
 def test_the_budget_keeps_the_fewest_layers_in_float_that_hold_the_drop(cal):
     net, quantized = calibrated_models(load_calibration(cal.path))
     evaluator = Evaluator(net, quantized, held_out(100), 100)
@@ -106,6 +107,22 @@ def test_the_budget_keeps_the_fewest_layers_in_float_that_hold_the_drop(cal):
         assert evaluator.drop(evaluator.score([name for name in budget.floating if name != layer])) > 0.5
     with pytest.raises(DenseNetTRTError, match="no set of at most 0 layers kept in float holds the held-out drop"):
         fit_budget(evaluator, 0.5, max_float=0)
+
+
+def test_the_budget_wins_back_the_images_int8_gets_wrong(cal):
+    """Fast: the held-out images where int8 and float disagree, and as many where they agree."""
+    net, quantized = calibrated_models(load_calibration(cal.path))
+    data = held_out(100)
+    with torch.no_grad():
+        x = torch.from_numpy(data.images)
+        wrong = (quantized(x).argmax(1) != net(x).argmax(1)).numpy()
+    chosen = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(~wrong)[:wrong.sum()]])
+    evaluator = Evaluator(net, quantized, Dataset(data.images[chosen], data.labels[chosen], {}), 100)
+    assert evaluator.drop(evaluator.score(())) >= 25
+    budget = fit_budget(evaluator, 0.5)
+    assert budget.floating and budget.drop <= 0.5 and evaluator.score(budget.floating) == budget.score
+    for layer in budget.floating:
+        assert evaluator.drop(evaluator.score([name for name in budget.floating if name != layer])) > 0.5
 
 
 @pytest.mark.slow
@@ -142,7 +159,7 @@ def test_a_budget_that_cannot_be_met_is_one_line_and_writes_nothing(work, tmp_pa
     result = CliRunner().invoke(main, [
         "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
         "--samples", "100", "--batch-size", "50", "--method", "percentile", "--percentile", "99",
-        *[a.replace("{work}", str(work)) for a in args], "--output", str(tmp_path), "--name", "b"])
+        *[a.replace("{work}", str(work)) for a in args], "--output", str(tmp_path), "--name", "b", "--quiet"])
     assert result.exit_code == 1 and result.output.startswith("error: ") and result.output.count("\n") == 1
     assert message in result.output, result.output
     assert not (tmp_path / "b").exists()
