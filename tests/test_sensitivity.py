@@ -140,14 +140,14 @@ def test_calibrate_max_drop_records_the_layers_kept_in_float_for_every_build(wor
     floating = report["budget"]["floating"]
     assert floating and report["exclude"] == floating and set(floating) <= set(report["layers"]["float"])
     evaluation = report["evaluation"]
-    assert evaluation["float_top1"] - evaluation["int8_top1"] <= 0.005
+    assert round(100 * (evaluation["float_top1"] - evaluation["int8_top1"]), 6) <= 0.5  # points
     assert f"kept in float: {', '.join(floating)}" in result.output
     engine = build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=tmp_path / "b",
                    batch="1:100:100", output=tmp_path, name="e")
     assert engine.manifest.calibration.exclude == floating
     images, labels = load_split("test")
     predicted = np.concatenate([engine(images[i:i + 100]).argmax(1).numpy() for i in range(0, 400, 100)])
-    assert evaluation["float_top1"] - float((predicted == labels).mean()) <= 0.005
+    assert round(100 * (evaluation["float_top1"] - float((predicted == labels).mean())), 6) <= 0.5
 
 
 @pytest.mark.parametrize("args, message", [
