@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from densenet_trt import DenseNetTRTError, build
+from densenet_trt import DenseNetTRTError, build, load
 from densenet_trt.backends import BACKENDS
 from densenet_trt.calibration import load_calibration
 from densenet_trt.cli import main
@@ -146,7 +146,8 @@ def test_calibrate_max_drop_records_the_layers_kept_in_float_for_every_build(wor
                    batch="1:100:100", output=tmp_path, name="e")
     assert engine.manifest.calibration.exclude == floating
     images, labels = load_split("test")
-    predicted = np.concatenate([engine(images[i:i + 100]).argmax(1).numpy() for i in range(0, 400, 100)])
+    run = load(engine.path)
+    predicted = np.concatenate([run(images[i:i + 100]).argmax(1).numpy() for i in range(0, 400, 100)])
     assert round(100 * (evaluation["float_top1"] - float((predicted == labels).mean())), 6) <= 0.5
 
 
