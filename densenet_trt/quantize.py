@@ -46,6 +46,7 @@ from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
+from .sensitivity import Budget, Evaluator, check_budget, fit_budget
 from .spec import Precision, check_image_size
 from .verify import compare
 from .version import __version__
@@ -200,12 +201,14 @@ def calibrate_model(
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
     eval_data: Dataset | None = None,
+    max_drop: float | None = None,
+    max_float: int | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Calibration:
-    """Calibrate float eval ``net`` (described by ``model_record``, as in an engine manifest)
-    on ``data`` and write the calibration folder ``output``."""
+    """Calibrate float ``net`` (as ``model_record`` says) on ``data`` into the folder ``output``."""
     check_method(method, percentile)
+    _check_budget(max_drop, max_float, eval_data)
     _check_data(net, data, eval_data, image_size, batch_size)
     exclude_layers = resolve_exclude(net, exclude)
     output = _check_output(Path(output), force)
@@ -221,6 +224,7 @@ def calibrate_model(
 
     with step(progress, doing, "calibrated"):
         quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
+    budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
@@ -234,7 +238,8 @@ def calibrate_model(
         # How images became the calibration data: an image folder's; None for data that came
         # preprocessed (.npz, .npy, synthetic). build records it for predict.
         "preprocessing": data.source.get("preprocessing"),
-        **_method_record(method, percentile), "exclude": list(exclude),
+        **_method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
+        "budget": budget.as_dict() if budget else None,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
@@ -261,6 +266,25 @@ def _check_data(net: nn.Module, data: Dataset, eval_data: Dataset | None, image_
         if dataset is not None:
             dataset.check_for_model(net.in_channels, image_size, what)
             dataset.check_labels(net.classifier.out_features, what)
+
+
+def _check_budget(max_drop: float | None, max_float: int | None, eval_data: Dataset | None) -> None:
+    if max_drop is None:
+        return
+    check_budget(max_drop, max_float)
+    if eval_data is None:
+        raise DenseNetTRTError("max_drop=POINTS needs held-out data to measure the drop on: give eval_data=DATA")
+
+
+def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantized: nn.Module, eval_data: Dataset,
+                 batch_size: int, progress: Callable[[str], None]) -> Budget:
+    """Leave in float, in ``quantized``, the fewest layers that hold the drop within ``max_drop``."""
+    evaluator = Evaluator(net, quantized, eval_data, batch_size)
+    budget = fit_budget(evaluator, max_drop, max_float, progress)
+    evaluator.keep_float(budget.floating)
+    progress(f"kept in float for a drop within {max_drop:g} points: {', '.join(budget.floating) or 'nothing'} "
+             f"({budget.drop:.2f} points, {budget.runs} runs over the held-out data)")
+    return budget
 
 
 def _check_output(output: Path, force: bool, create: bool = True) -> Path:
@@ -310,6 +334,8 @@ def calibrate(
     percentile: float = DEFAULT_PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
+    max_drop: float | None = None,
+    max_float: int | None = None,
     output: str | os.PathLike = "calibration",
     name: str | None = None,
     force: bool = False,
@@ -323,8 +349,12 @@ def calibrate(
     image folders, default the preset family's. ``samples``: images drawn with ``seed``
     (None: all). ``eval_data``: held-out data; with labels, float and fake-quantized top-1 are
     reported. ``exclude``: layers kept in float, globs over layer names or stem/classifier.
+    ``max_drop``: also keep in float the fewest layers (at most ``max_float``, default half)
+    that hold top-1 on ``eval_data`` (agreement with float without labels) within that many
+    points of float; an error, and nothing written, where no such set exists.
     """
     check_method(method, percentile)
+    _check_budget(max_drop, max_float, eval_data)
     if name is not None:
         entry_path(output, name)  # refused before any work
     info = get_model_info(model)
@@ -346,7 +376,8 @@ def calibrate(
     record = model_record(model, net, checkpoint, 0, {})
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
-        exclude=exclude, batch_size=batch_size, eval_data=held_out, force=force, progress=progress,
+        exclude=exclude, batch_size=batch_size, eval_data=held_out, max_drop=max_drop, max_float=max_float,
+        force=force, progress=progress,
     )
 
 

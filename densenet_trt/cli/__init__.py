@@ -17,6 +17,7 @@ import click
 from ..errors import DenseNetTRTError
 from ..version import __version__
 from .engines import build, export, info, models, verify
+from .int8 import compare, sensitivity
 from .use import calibrate, export_triton, predict, profile
 
 # Library parameter names that the command line spells another way.
@@ -134,5 +135,5 @@ def main(debug: bool) -> None:
     _catch_signals(click.get_current_context())
 
 
-for _command in (models, export, build, info, verify, calibrate, profile, export_triton, predict):
+for _command in (models, export, build, info, verify, calibrate, sensitivity, compare, profile, export_triton, predict):
     main.add_command(_command)

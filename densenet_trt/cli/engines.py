@@ -201,6 +201,15 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     )
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, {m.image_size}x{m.image_size}) "
                f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}")
+    if m.precision is Precision.INT8:
+        click.echo(f"int8 layers: {_layer_precisions(artifact.path, m)}")
+
+
+def _layer_precisions(folder: Path, manifest) -> str:
+    from ..int8_report import layer_precisions
+
+    layers = layer_precisions(folder, manifest)
+    return layers if isinstance(layers, str) else layers.text()
 
 
 @click.command()
@@ -216,12 +225,21 @@ def info(engine, as_json):
     from ..engine import compatibility
 
     manifest, problem = compatibility(engine)
+    layers = None
+    if manifest.precision is Precision.INT8 and problem is None:
+        from ..int8_report import layer_precisions
+        from ..manifest import read_manifest
+
+        layers = layer_precisions(read_manifest(engine)[0], manifest)
     if as_json:
-        click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem},
-                              indent=2))
+        click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem,
+                               "int8_layers": layers if isinstance(layers, str) or layers is None
+                               else layers.as_dict()}, indent=2))
         return
     for key, value in info_rows(manifest, problem):
         click.echo(f"{key:>13}  {value}")
+    if layers is not None:
+        click.echo(f"{'int8 layers':>13}  {layers if isinstance(layers, str) else layers.text()}")
 
 
 def info_rows(m, problem: str | None) -> list[tuple[str, str]]:

@@ -46,6 +46,17 @@ from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessin
 @click.option("--exclude", multiple=True,
               help="Keep layers in float: a glob over layer names (features.denseblock1.*) or "
                    "stem / classifier; repeatable.")
+@click.option("--max-drop", type=click.FloatRange(0, 100, max_open=True), default=None,
+              help="Accuracy budget in points: keep the fewest layers in float, most sensitive "
+                   "first, that hold --eval-data top-1 (agreement with float without labels) within "
+                   "this of float; recorded as excluded, so every int8 build keeps them in float. "
+                   "Exit 1, nothing written, where no set does.")
+@click.option("--max-float", type=click.IntRange(min=0), default=None,
+              help="--max-drop: at most this many layers in float [default: half the quantized layers].")
+@click.option("--eval-samples", type=click.IntRange(min=1), default=None,
+              help="Held-out images to use, drawn from --eval-data [default: all].")
+@click.option("--sensitivity", "show_sensitivity", is_flag=True,
+              help="Then rank every quantized layer on --eval-data (see `densenet-trt sensitivity`).")
 @click.option("--skip-bad", is_flag=True,
               help="Image folders: leave out files that cannot be read (counted in the report) "
                    "instead of failing.")
@@ -56,8 +67,8 @@ from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessin
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON when done.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eval_data, preprocess,
-              mean, std, samples, batch_size, seed, method, percentile, exclude, skip_bad, output,
-              name, force, as_json, quiet):
+              mean, std, samples, batch_size, seed, method, percentile, exclude, max_drop, max_float,
+              eval_samples, show_sensitivity, skip_bad, output, name, force, as_json, quiet):
     """Calibrate a DenseNet for INT8 with NVIDIA ModelOpt and write a calibration folder
     (ModelOpt's quantizer state, gate inputs and a JSON report) for `build --precision int8`.
 
@@ -66,21 +77,31 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
       densenet-trt calibrate --model densenet121 --weights imagenet --data val/ --samples 512
       densenet-trt calibrate --model densenet121 --data calib.npz --method percentile \\
           --percentile 99.9 --exclude stem --exclude classifier --eval-data holdout.npz
+      densenet-trt calibrate --model densenet121 --data calib.npz --eval-data holdout.npz --max-drop 0.5
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
     from ..quantize import calibrate as run_calibration
 
     if (data is None) == (not synthetic):
         raise DenseNetTRTError("give --data PATH, or --synthetic for a smoke test (not both)")
+    if show_sensitivity and eval_data is None:
+        raise DenseNetTRTError("--sensitivity needs held-out data: give --eval-data DATA")
     say = reporter(quiet)
     steps = preprocessing_option(model_name, image_size, preprocess, mean, std)
     cal = run_calibration(
         model_name, data="synthetic" if synthetic else data, weights=weights, num_classes=num_classes,
         image_size=image_size, preprocess=steps, samples=samples, eval_data=eval_data,
         skip_bad=skip_bad, seed=seed, method=method, percentile=percentile, exclude=exclude,
-        batch_size=batch_size, output=output, name=name, force=force, progress=say,
+        batch_size=batch_size, max_drop=max_drop, max_float=max_float, eval_samples=eval_samples,
+        output=output, name=name, force=force, progress=say,
     )
     r = cal.report
+    if show_sensitivity:
+        from ..sensitivity import sensitivity
+
+        result = sensitivity(cal.path, eval_data, eval_samples=eval_samples, seed=seed + 1, batch_size=batch_size,
+                             preprocess=steps, progress=say)
+        click.echo(result.table(), nl=False)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -91,6 +112,9 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
                     f"int8 {ev['int8_top1']:.2%}")
     elif ev:
         accuracy = f"; float and int8 agree on {ev['agreement']:.2%} of {ev['data']['samples']} held-out"
+    if r["budget"] is not None:
+        accuracy += (f"; within --max-drop {r['budget']['max_drop']:g}: {r['budget']['drop']:.2f} points below "
+                     f"float, kept in float: {', '.join(r['budget']['floating']) or 'nothing'}")
     fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
     click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
                f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")

@@ -1,0 +1,262 @@
+"""Where an engine departs from eager PyTorch: the output of each part of the network (stem,
+dense blocks, transitions, logits) compared with eager float32's, for every precision.
+
+Eager float32 (and, for int8 engines, ModelOpt's fake-quantized model) give each part's output
+through forward hooks. ONNX Runtime engines give theirs by adding the part's last tensor as a
+graph output of a second session (found by the module scope the ONNX exporters record); OpenVINO
+engines by adding it as an output of the IR (its tensor names are those of the ONNX capture the
+build converted, captured again here). Other backends expose no intermediate tensors: only
+their logits are compared, and the report says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .build import engine_calibration
+from .capture import capture_onnx, capture_qdq_onnx, example_input
+from .engine import Engine, engine_reference, load
+from .errors import DenseNetTRTError
+from .spec import Precision
+
+INTERMEDIATE_BACKENDS = ("onnxruntime", "openvino")
+LOGITS = "logits"
+
+
+def stages(net: nn.Module) -> list[tuple[str, str]]:
+    """The parts compared, in order, each with the module whose output it is: the stem (its last
+    module), each dense block and transition, and the logits."""
+    found, stem = [], []
+    for name, _ in net.features.named_children():
+        if name.startswith(("denseblock", "transition")):
+            found.append((name, f"features.{name}"))
+        elif not found:
+            stem.append(name)
+    return [("stem", f"features.{stem[-1]}")] * bool(stem) + found + [(LOGITS, "")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Error:
+    """One output against eager float32's."""
+
+    sqnr_db: float | None  # None: identical
+    max_abs: float
+    cosine: float
+
+    @classmethod
+    def of(cls, out: torch.Tensor, ref: torch.Tensor) -> Error:
+        out, ref = out.double().flatten(), ref.double().flatten()
+        error = float((out - ref).pow(2).sum())
+        cosine = float(torch.nn.functional.cosine_similarity(out, ref, dim=0))
+        sqnr = None if error == 0 else round(10 * math.log10(max(float(ref.pow(2).sum()), 1e-30) / error), 2)
+        return cls(sqnr, float((out - ref).abs().max()), cosine)
+
+    def text(self) -> str:
+        sqnr = "exact" if self.sqnr_db is None else f"{self.sqnr_db:.1f} dB"
+        return f"{sqnr:>9} {self.max_abs:>10.3g} {self.cosine:>9.6f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    shape: list[int]
+    engine: Error | None  # None: the backend does not expose it
+    fake_quantized: Error | None  # int8: ModelOpt's fake-quantized model against float
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    engine: str
+    backend: str
+    precision: str
+    inputs: str
+    samples: int
+    stages: list[Stage]
+    note: str | None  # why intermediate outputs are missing
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def table(self) -> str:
+        int8 = any(s.fake_quantized for s in self.stages)
+        head = f"{'stage':<13} {'shape':<14} {'SQNR':>9} {'max abs':>10} {'cosine':>9}"
+        lines = [f"{self.engine} ({self.backend} {self.precision}) against eager float32 on {self.samples} "
+                 f"{self.inputs}:", head + ("   | fake-quantized:  SQNR    max abs    cosine" if int8 else "")]
+        for s in self.stages:
+            engine = s.engine.text() if s.engine else f"{'-':>9} {'-':>10} {'-':>9}"
+            shape = "x".join(map(str, s.shape))
+            lines.append(f"{s.name:<13} {shape:<14} {engine}" + (f"   | {s.fake_quantized.text():>31}"
+                                                                  if s.fake_quantized else ""))
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines) + "\n"
+
+
+def eager_stages(model: nn.Module, x: torch.Tensor, names: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Each stage's output of eager ``model`` on ``x``, through forward hooks."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in names:
+        if module:
+            def hook(_, __, out, name=name):
+                outputs[name] = out.detach().clone()
+
+            handles.append(model.get_submodule(module).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            outputs[LOGITS] = model(x).detach().clone()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
+
+
+def _scope(node) -> str:
+    """The module a node of an ONNX graph came from: the dynamo exporter's name_scopes
+    metadata, else the TorchScript exporter's node name (/features/denseblock1/Concat)."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return scopes[-2] if len(scopes) > 1 else ""
+    return ".".join(node.name.strip("/").split("/")[:-1])
+
+
+def stage_tensors(proto, names: list[tuple[str, str]]) -> dict[str, str]:
+    """Per stage, the ONNX tensor its module's last node writes; a stage not found is left out."""
+    tensors = {}
+    for stage, module in names:
+        if module:
+            last = [n for n in proto.graph.node if _scope(n) == module or _scope(n).startswith(module + ".")]
+            if last and last[-1].output:
+                tensors[stage] = last[-1].output[0]
+    return tensors
+
+
+def _ort_runner(engine: Engine, tensors: dict[str, str]) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    import onnx
+    import onnxruntime
+
+    proto = onnx.load(str(engine.path / engine.manifest.main_file))
+    elem_type = proto.graph.output[0].type.tensor_type.elem_type
+    present = {o.name for o in proto.graph.output}
+    for name in dict.fromkeys(tensors.values()):
+        if name not in present:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+    settings = engine.manifest.backend_settings
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, settings["graph_optimization_level"])
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=[settings["provider"]])
+    dtype = engine.manifest.precision.dtype
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        values = session.run(list(tensors.values()), {session.get_inputs()[0].name: x.to(dtype).numpy()})
+        return {stage: torch.from_numpy(v).float() for stage, v in zip(tensors, values)}
+
+    return run
+
+
+def _openvino_runner(engine: Engine, tensors: dict[str, str]) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    import openvino
+
+    core = openvino.Core()
+    model = core.read_model(str(engine.path / engine.manifest.main_file))
+    known = {name for op in model.get_ops() for port in op.outputs() for name in port.get_names()}
+    tensors = {stage: name for stage, name in tensors.items() if name in known}
+    outputs = model.add_outputs(list(tensors.values()))
+    compiled = core.compile_model(model, "CPU", engine.manifest.backend_settings["config"])
+    request = compiled.create_infer_request()
+
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        request.infer({0: np.ascontiguousarray(x.numpy())})
+        return {stage: torch.from_numpy(request.get_tensor(out).data.copy()).float()
+                for stage, out in zip(tensors, outputs)}
+
+    return run
+
+
+def _graph(engine: Engine, net: nn.Module, quantized: nn.Module | None):
+    """The engine's ONNX graph: ONNX Runtime's file; for OpenVINO, the capture its build
+    converted (float32, or ModelOpt's Q/DQ for int8), made again."""
+    import onnx
+
+    m = engine.manifest
+    if m.backend == "onnxruntime":
+        return onnx.load(str(engine.path / m.main_file))
+    if quantized is not None:
+        return capture_qdq_onnx(quantized, m.batch, m.image_size)
+    return capture_onnx(net, m.batch, m.image_size)
+
+
+def compare_engine(
+    path: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    samples: int = 8,
+    seed: int = 0,
+    weights: str | os.PathLike | None = None,
+    progress: Callable[[str], None] = lambda message: None,
+) -> Comparison:
+    """The engine at ``path`` against eager float32, part by part, on ``samples`` inputs:
+    from ``data`` (a .npz, .npy or image folder), else an int8 engine's calibration gate
+    inputs, else random inputs of ``seed``."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
+    engine = load(path)
+    net = engine_reference(engine, weights)
+    names = stages(net)
+    x, what = _inputs(engine, data, samples, seed)
+    quantized = engine_calibration(engine).quantized_model(net) if engine.precision is Precision.INT8 else None
+    runner, note = None, None
+    if engine.backend in INTERMEDIATE_BACKENDS:
+        progress(f"exposing the outputs of {len(names) - 1} parts of the {engine.backend} graph")
+        tensors = stage_tensors(_graph(engine, net, quantized), names)
+        runner = (_ort_runner if engine.backend == "onnxruntime" else _openvino_runner)(engine, tensors)
+    else:
+        note = f"{engine.backend} engines expose no intermediate outputs: only the logits are compared"
+    found: dict[str, list[torch.Tensor]] = {}
+    for batch in _batches(x, engine):
+        outputs = {"ref": eager_stages(net, batch, names), "engine": {**(runner(batch) if runner else {}),
+                                                                       LOGITS: engine(batch)}}
+        if quantized is not None:
+            outputs["fake"] = eager_stages(quantized, batch, names)
+        for kind, values in outputs.items():
+            for stage, value in values.items():
+                found.setdefault(f"{kind}/{stage}", []).append(value)
+    joined = {key: torch.cat(values) for key, values in found.items()}
+    result = [Stage(name, list(joined[f"ref/{name}"].shape[1:]),
+                    Error.of(joined[f"engine/{name}"], joined[f"ref/{name}"]) if f"engine/{name}" in joined else None,
+                    Error.of(joined[f"fake/{name}"], joined[f"ref/{name}"]) if quantized is not None else None)
+              for name, _ in names]
+    missing = [s.name for s in result if s.engine is None]
+    if runner and missing:
+        note = f"not found in the {engine.backend} graph: {', '.join(missing)}"
+    return Comparison(str(engine.path), engine.backend, str(engine.precision), what,
+                      len(joined[f"ref/{LOGITS}"]), result, note)
+
+
+def _inputs(engine: Engine, data: str | os.PathLike | None, samples: int, seed: int) -> tuple[torch.Tensor, str]:
+    if data is not None:
+        from .data import load_data
+
+        dataset = load_data(data, preprocess=engine.manifest.preprocessing, samples=samples, seed=seed)
+        dataset.check_for_model(engine.in_channels, engine.image_size)
+        return torch.from_numpy(dataset.images), f"inputs from {data}"
+    if engine.precision is Precision.INT8:
+        return engine_calibration(engine).gate_inputs()[:samples], "gate inputs of its calibration"
+    return example_input(samples, engine.image_size, engine.in_channels, seed), f"random inputs (seed {seed})"
+
+
+def _batches(x: torch.Tensor, engine: Engine) -> list[torch.Tensor]:
+    """``x`` in runs the engine's batch range takes (repeated up to its least batch)."""
+    while len(x) < engine.batch.min:
+        x = torch.cat([x, x])
+    size = min(engine.batch.max, len(x))
+    return [x[i:i + size] for i in range(0, len(x) - size + 1, size)]
