@@ -189,6 +189,14 @@ def _logits(model: nn.Module, dataset: Dataset, batch_size: int) -> torch.Tensor
         return torch.cat([model(torch.from_numpy(x)) for x in dataset.batches(batch_size)])
 
 
+def _samples_line(samples: int, batch_size: int) -> str:
+    """'all 20 samples (3 batches of 8, the last of 4)': every sample is used, the last batch may be short."""
+    batches = -(-samples // batch_size)
+    last = samples - (batches - 1) * batch_size
+    return (f"all {samples} samples ({batches} batch{'es' if batches > 1 else ''} of {batch_size}"
+            f"{'' if last == batch_size else f', the last of {last}'})")
+
+
 def calibrate_model(
     net: nn.Module,
     model_record: dict[str, Any],
@@ -213,9 +221,7 @@ def calibrate_model(
     exclude_layers = resolve_exclude(net, exclude)
     output = _check_output(Path(output), force)
     batches = -(-len(data) // batch_size)
-    last = len(data) - (batches - 1) * batch_size
-    doing = (f"calibrating {model_record['name']} with {method} on all {len(data)} samples ({batches} "
-             f"batch{'es' if batches > 1 else ''} of {batch_size}{'' if last == batch_size else f', the last of {last}'})")
+    doing = f"calibrating {model_record['name']} with {method} on {_samples_line(len(data), batch_size)}"
 
     def calibration_batches() -> Iterator[torch.Tensor]:
         for i, images in enumerate(data.batches(batch_size), 1):
@@ -235,9 +241,7 @@ def calibrate_model(
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
                      "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
-        # How images became the calibration data: an image folder's; None for data that came
-        # preprocessed (.npz, .npy, synthetic). build records it for predict.
-        "preprocessing": data.source.get("preprocessing"),
+        "preprocessing": data.source.get("preprocessing"),  # None for .npz/.npy/synthetic; build records it
         **_method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
         "budget": budget.as_dict() if budget else None,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
@@ -368,9 +372,6 @@ def calibrate(
         preprocess = preprocessing(info.family, size)
     shape = (net.in_channels, size)
     calibration_set = _dataset(data, samples, seed, "calibration data", shape, preprocess, skip_bad, progress)
-    if not isinstance(data, Dataset) and samples is not None and len(calibration_set) < samples:
-        progress(f"the calibration data has {len(calibration_set)} samples, fewer than the {samples} asked "
-                 "for: all of them are used")
     held_out = None if eval_data is None else _dataset(
         eval_data, eval_samples, seed + 1, "evaluation data", shape, preprocess, skip_bad, progress)
     record = model_record(model, net, checkpoint, 0, {})
@@ -390,7 +391,10 @@ def _dataset(source, count: int | None, seed: int, what: str, shape: tuple[int, 
     if str(source) == "synthetic":
         return synthetic(count or DEFAULT_SAMPLES, shape[0], shape[1], seed)
     progress(f"reading {what} {source}")
-    return load_data(source, preprocess=preprocess, samples=count, seed=seed, skip_bad=skip_bad, progress=progress)
+    dataset = load_data(source, preprocess=preprocess, samples=count, seed=seed, skip_bad=skip_bad, progress=progress)
+    if count is not None and len(dataset) < count:
+        progress(f"the {what} has {len(dataset)} samples, fewer than the {count} asked for: all of them are used")
+    return dataset
 
 
 def evaluate(
