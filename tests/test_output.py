@@ -59,10 +59,13 @@ def command(tmp_path, *args):
                           env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": ""})
 
 
-def only_the_result(result, starts: str) -> None:
+def only_the_result(result, starts: str, *more: str) -> None:
+    """Exit 0, nothing on stderr, and stdout is the result line (then lines starting with ``more``)."""
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
-    assert len(result.stdout.splitlines()) == 1 and result.stdout.startswith(starts), result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1 + len(more) and lines[0].startswith(starts), result.stdout
+    assert all(line.startswith(m) for line, m in zip(lines[1:], more)), result.stdout
 
 
 def test_quiet_torchscript_export_prints_only_its_result(tmp_path):
@@ -91,7 +94,7 @@ def test_quiet_calibrate_and_int8_build_print_only_their_results_and_use_every_s
     only_the_result(calibrated, "calibration calibration/densenet_bc40_k12-max-32: max on 20 samples,")
     built = command(tmp_path, "build", "--model", MODEL, "--precision", "int8", "--calibration",
                     "calibration/densenet_bc40_k12-max-32", "-q")
-    only_the_result(built, "built engines/densenet_bc40_k12-")
+    only_the_result(built, "built engines/densenet_bc40_k12-", "int8 layers: ")  # the int8 count shows even with -q
 
 
 @pytest.mark.slow
