@@ -62,7 +62,7 @@ from .report import (
     Skipped,
     check_output,
 )
-from .timing import _tf32_off, eager_as_users_run_it, resident_mb
+from .timing import eager_as_users_run_it, resident_mb
 
 OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
 
@@ -112,7 +112,7 @@ def profile(
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
 
-    with torch_threads(settings.threads), _tf32_off(), eager_as_users_run_it():
+    with torch_threads(settings.threads), eager_as_users_run_it():
         loaded = _load_all(engines, settings, progress)
         plan, skipped = _plan(loaded, settings.batches, progress)
         infos = [_engine_info(engine, seconds) for engine, seconds, _ in loaded]

@@ -182,22 +182,12 @@ def call_peak_mb(call: Callable[[], object]) -> float:
 @contextlib.contextmanager
 def eager_as_users_run_it() -> Iterator[None]:
     """cuDNN picks its fastest convolution algorithms (``cudnn.benchmark``), as a user tuning
-    eager PyTorch on a GPU would; put back after."""
-    before = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
+    eager PyTorch on a GPU would, and keeps convolutions in true float32 (PyTorch lets them round
+    to TF32 by default), so that eager fp32 is the fp32 it says it is; both put back after."""
+    cudnn = torch.backends.cudnn
+    before = cudnn.benchmark, cudnn.allow_tf32
+    cudnn.benchmark, cudnn.allow_tf32 = True, False
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = before
-
-
-@contextlib.contextmanager
-def _tf32_off() -> Iterator[None]:
-    """Keep cuDNN convolutions in true float32 (PyTorch lets them round to TF32 by default), so
-    that eager fp32 on a GPU is the fp32 it says it is."""
-    before = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = before
+        cudnn.benchmark, cudnn.allow_tf32 = before
