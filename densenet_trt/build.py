@@ -42,8 +42,8 @@ from .calibration import REPORT_FILE, Calibration, check_calibration_precision, 
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
-from .spec import BatchRange, BuildSpec, Precision, check_image_size
-from .verify import Comparison, compare
+from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size
+from .verify import Comparison, check_finite, compare
 from .version import __version__
 
 Results = list[tuple[int, Comparison]]
@@ -167,6 +167,8 @@ def plan_build(
     net = reference_model(model, checkpoint, num_classes, seed, overrides)
     record = model_record(model, net, checkpoint, seed, overrides)
     cal, quantized = _calibration(calibration, record, size, net, progress)
+    ranges = None if cal is None or chosen.int8_placement is None else Int8Ranges(
+        cal.onnxruntime_ranges(), cal.float_layers, str(cal.path.resolve()))
     steps = _preprocessing(info, size, net.in_channels, preprocess, cal)
     out_dir = writable_folder(output, "give another output=DIR")
     target = entry_path(out_dir, name or default_name(model, chosen.name, precision, batch, size))
@@ -174,7 +176,7 @@ def plan_build(
         raise DenseNetTRTError(f"{target} exists; pass force=True to replace it")
     spec = BuildSpec(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels, device=device,
-        format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}),
+        format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}), int8_ranges=ranges,
     )
     return Plan(chosen, spec, net, record, target, steps, cal, quantized)
 
@@ -278,7 +280,8 @@ def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManife
              f"batch {spec.batch}, {spec.image_size}x{spec.image_size}, {spec.device})")
     with step(progress, doing, "built the engine") as took, reporting(progress):
         # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        settings = plan.backend.build(copy.deepcopy(plan.net if plan.quantized is None else plan.quantized), spec, folder)
+        own = plan.quantized is None or plan.backend.int8_placement is not None  # the float model
+        settings = plan.backend.build(copy.deepcopy(plan.net if own else plan.quantized), spec, folder)
     files = hash_files(folder, but=MANIFEST)
     expected = plan.backend.files(spec.format)
     if set(files) != set(expected):
@@ -332,6 +335,7 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
              "it strays on in float, e.g. calibrating with exclude=['stem'], can help)", simulated),
             ("eager float32 PyTorch", "the calibration's tolerance", "", results),
         ]
+        simulated = simulated or None  # none where the backend placed its own Q/DQ
     for reference, tolerance, hint, checked in checks:
         failed = [(n, c) for n, c in checked if not c.passes()]
         if failed:
@@ -367,23 +371,14 @@ def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], toler
     return results
 
 
-def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
-    """Refuse NaN or Inf among ``outputs`` (by who gave them) at batch ``n``: compared, they
-    would only read as a difference and be blamed on the engine's arithmetic."""
-    bad = [who for who, out in outputs.items() if not bool(torch.isfinite(out).all())]
-    if bad:
-        raise DenseNetTRTError(
-            f"{' and '.join(bad)} gave non-finite outputs (NaN or Inf) at batch {n} on the {inputs}: "
-            "non-finite inputs or weights, or values beyond float32's range, are the likely cause, "
-            "not the engine's arithmetic; check the weights and the data"
-        )
-
-
 def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int],
               calibration: Calibration, progress: Progress = quiet) -> tuple[Results, Results]:
     """An int8 engine on the calibration's gate inputs (real images where it had them), at each
     batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
-    within the int8 tolerance) and against eager float32 (within the calibration's tolerance)."""
+    within the int8 tolerance) and against eager float32 (within the calibration's tolerance);
+    an engine whose backend placed its own Q/DQ only against float32, within that placement's."""
+    placement = engine.manifest.backend_settings.get("int8_placement")
+    tolerance = calibration.tolerance_for(placement)
     inputs = calibration.gate_inputs()
     simulated, floating = [], []
     for n in sizes:
@@ -391,13 +386,13 @@ def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, 
         x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
         out = engine(x)
         with torch.no_grad():
-            fake, ref = quantized(x), net(x)
-        check_finite({"the int8 engine": out, "ModelOpt's fake-quantized model": fake,
+            ref, fake = net(x), None if placement else quantized(x)
+        check_finite({"the int8 engine": out, "ModelOpt's fake-quantized model": ref if fake is None else fake,
                       "eager float32 PyTorch": ref}, n, f"gate inputs of {calibration.path}")
-        simulated.append((n, compare(fake, out, Precision.INT8.tolerance)))
-        floating.append((n, compare(ref, out, calibration.tolerance)))
-        progress(f"  batch {n}: against fake-quantized {simulated[-1][1]}; against float32 {floating[-1][1]} "
-                 f"({seconds(time.perf_counter() - start)})")
+        simulated += [] if fake is None else [(n, compare(fake, out, Precision.INT8.tolerance))]
+        floating.append((n, compare(ref, out, tolerance)))
+        against = f"against fake-quantized {simulated[-1][1]}; " if simulated else ""
+        progress(f"  batch {n}: {against}against float32 {floating[-1][1]} ({seconds(time.perf_counter() - start)})")
     return simulated, floating
 
 

@@ -1,9 +1,12 @@
 """A calibration folder: what ``calibrate`` writes and ``build`` reads for int8 engines.
 
 ``quantizers.pt`` (ModelOpt's own state, ``mto.modelopt_state``, plus the quantizers' amax
-buffers), ``gate.npz`` (a few inputs the build's accuracy gate runs) and ``report.json`` (the
-calibration report document: the model and weights it belongs to, method, data fingerprint,
-per-layer amax, layers kept in float, and float against fake-quantized accuracy).
+buffers), ``gate.npz`` (a few inputs the build's accuracy gate runs), ``onnxruntime_ranges.json``
+(ONNX Runtime's calibrator's activation ranges, tensor name -> [low, high], for the onnxruntime
+backend's own Q/DQ placement; absent where onnxruntime was not installed) and ``report.json``
+(the calibration report document: the model and weights it belongs to, method, data
+fingerprint, per-layer amax, layers kept in float, and float against fake-quantized accuracy,
+for ModelOpt's placement and for ONNX Runtime's).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import copy
 import dataclasses
 import importlib.util
 import io
+import json
 import os
 import pickle
 import warnings
@@ -35,6 +39,7 @@ from .verify import Comparison, Tolerance
 QUANTIZERS_FILE = "quantizers.pt"
 GATE_FILE = "gate.npz"
 REPORT_FILE = "report.json"
+ORT_RANGES_FILE = "onnxruntime_ranges.json"
 INSTALL_HINT = "pip install 'densenet-trt[quantize]'"
 
 
@@ -83,6 +88,39 @@ class Calibration:
     @property
     def tolerance(self) -> Tolerance:
         return Tolerance(**self.report["gate"]["tolerance"])
+
+    def onnxruntime_record(self) -> dict[str, Any]:
+        """The report's record of ONNX Runtime's own Q/DQ placement (its ranges, its gate);
+        one line to recalibrate where the calibration has none."""
+        record = self.report["onnxruntime"]
+        if record.get("ranges") is None:
+            raise DenseNetTRTError(
+                f"the calibration {self.path} has no ONNX Runtime ranges ({record['reason']}), which "
+                "onnxruntime int8 engines are placed with; install densenet-trt[onnx] and recalibrate"
+            )
+        return record
+
+    def onnxruntime_ranges(self) -> dict[str, list[float]]:
+        """ONNX Runtime's activation ranges, tensor name -> [low, high]."""
+        self.onnxruntime_record()
+        file = self.path / ORT_RANGES_FILE
+        try:
+            ranges = json.loads(file.read_text(encoding="utf-8"))["ranges"]
+            return {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise DenseNetTRTError(f"{file} is not a table of ONNX Runtime ranges; {CALIBRATION.fix}") from None
+
+    def tolerance_for(self, placement: str | None) -> Tolerance:
+        """The gate tolerance against eager float32 of an engine whose Q/DQ ``placement`` placed
+        ("onnxruntime": ONNX Runtime's own; None: ModelOpt's, as calibrated)."""
+        if placement is None:
+            return self.tolerance
+        return Tolerance(**self.onnxruntime_record()["gate"]["tolerance"])
+
+    @property
+    def float_layers(self) -> list[str]:
+        """The quantizable layers the calibration keeps in float (exclude, max_drop)."""
+        return self.report["layers"]["float"]
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -181,9 +219,10 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
         )
     report = read_document(report_path, CALIBRATION)
     checked = parse(ReportFields, report, str(report_path), CALIBRATION.fix)
-    if set(checked.files) != {QUANTIZERS_FILE, GATE_FILE}:
+    expected = {QUANTIZERS_FILE, GATE_FILE} | ({ORT_RANGES_FILE} if checked.onnxruntime.get("ranges") else set())
+    if set(checked.files) != expected:
         raise DenseNetTRTError(
-            f"{report_path} lists files {sorted(checked.files)}, not {QUANTIZERS_FILE} and {GATE_FILE}; "
+            f"{report_path} lists files {sorted(checked.files)}, not {', '.join(sorted(expected))}; "
             f"{CALIBRATION.fix}"
         )
     check_files(folder, checked.files, f"the calibration is damaged; {CALIBRATION.fix}")
@@ -224,14 +263,15 @@ class ReportFields:
     exclude: list[str]
     data: dict[str, Any]
     gate: dict[str, Any]
+    onnxruntime: dict[str, Any]
     files: dict[str, str]
 
 
 def write_calibration(output: Path, quantized: nn.Module, gate_images: np.ndarray, report: dict[str, Any],
-                      force: bool) -> Calibration:
+                      force: bool, ort_ranges: dict[str, list[float]] | None = None) -> Calibration:
     """Write the calibration folder ``output`` whole or not at all (an existing one only with
-    ``force``): the quantizers' state, the gate inputs and the report, which lists both files'
-    sha256."""
+    ``force``): the quantizers' state, the gate inputs, ONNX Runtime's ranges (where there are
+    any) and the report, which lists each file's sha256."""
     _, mto = modelopt_modules()
     from modelopt.torch.quantization.utils import get_quantizer_state_dict
 
@@ -241,6 +281,10 @@ def write_calibration(output: Path, quantized: nn.Module, gate_images: np.ndarra
             folder / QUANTIZERS_FILE,
         )
         np.savez(folder / GATE_FILE, images=gate_images)
-        report = {**report, "files": {name: sha256_file(folder / name) for name in (QUANTIZERS_FILE, GATE_FILE)}}
+        names = [QUANTIZERS_FILE, GATE_FILE]
+        if ort_ranges is not None:
+            (folder / ORT_RANGES_FILE).write_text(json.dumps({"ranges": ort_ranges}, indent=1), encoding="utf-8")
+            names.append(ORT_RANGES_FILE)
+        report = {**report, "files": {name: sha256_file(folder / name) for name in names}}
         (folder / REPORT_FILE).write_text(dumps(report, CALIBRATION), encoding="utf-8")
     return Calibration(output, report)

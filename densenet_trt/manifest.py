@@ -44,7 +44,9 @@ class Document:
 # are the artifact's graph's. Version 3: ``tf32`` (whether float32 layers may round to TF32),
 # which decides the gate tolerance.
 ENGINE = Document("densenet-trt/engine", 3, "rebuild the engine")
-CALIBRATION = Document("densenet-trt/calibration", 1, "calibrate again")
+# Calibration version 2: ONNX Runtime's own ranges (onnxruntime_ranges.json) and the gate and
+# accuracy of its placement (``onnxruntime``), which onnxruntime int8 engines are built from.
+CALIBRATION = Document("densenet-trt/calibration", 2, "calibrate again")
 # Profile version 2: latency and measured throughput rows, one eager baseline per model and device,
 # device memory per runner, the slowest layers.
 PROFILE = Document("densenet-trt/profile", 2, "profile again")

@@ -41,13 +41,14 @@ import torch
 from torch import nn
 
 from .artifact import entry_path, writable_folder
-from .calibration import Calibration, modelopt_modules, gate_tolerance, write_calibration
+from .calibration import ORT_RANGES_FILE, Calibration, gate_tolerance, modelopt_modules, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
+from .ort_quantize import ORT_METHODS, QUANTIZER, calibrate_ranges, prepared_model, qdq_model, run_qdq
 from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
 from .sensitivity import Budget, Evaluator, check_budget, fit_budget
-from .spec import Precision, check_image_size
+from .spec import BatchRange, Precision, check_image_size
 from .verify import compare
 from .version import __version__
 
@@ -236,6 +237,8 @@ def calibrate_model(
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
     gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size),
                        Precision.FP32.tolerance)
+    ort_record, ort_ranges, ort_model = _onnxruntime_placement(
+        net, calibration_batches, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
     report = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
@@ -243,17 +246,16 @@ def calibrate_model(
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
         "preprocessing": data.source.get("preprocessing"),  # None for .npz/.npy/synthetic; build records it
         **_method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
-        "budget": budget.as_dict() if budget else None,
+        "budget": budget.as_dict() if budget else None, "onnxruntime": ort_record,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
         "gate": {"samples": len(gate_set), "from": "calibration data" if eval_data is None else "evaluation data",
-                 "fake_quant_vs_float": gate_cmp.as_dict(),
-                 "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp))},
-        "evaluation": None if eval_data is None else evaluate(net, quantized, eval_data, batch_size, progress),
+                 "fake_quant_vs_float": gate_cmp.as_dict(), "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp))},
+        "evaluation": None if eval_data is None else evaluate(net, quantized, eval_data, batch_size, progress, ort_model),
     }
     _warn_on_accuracy(report, progress)
-    calibration = write_calibration(output, quantized, gate_set.images, report, force)
+    calibration = write_calibration(output, quantized, gate_set.images, report, force, ort_ranges)
     progress(f"wrote {output}")
     return calibration
 
@@ -399,16 +401,45 @@ def _dataset(source, count: int | None, seed: int, what: str, shape: tuple[int, 
 
 def evaluate(
     net: nn.Module, quantized: nn.Module, dataset: Dataset, batch_size: int,
-    progress: Callable[[str], None] = lambda message: None,
+    progress: Callable[[str], None] = lambda message: None, ort_model=None,
 ) -> dict[str, Any]:
     """Float against fake-quantized predictions on ``dataset``: top-1 where it has labels, and
-    how often the two agree."""
+    how often the two agree; the same for ONNX Runtime's QDQ model ``ort_model`` where given."""
     progress(f"evaluating float and fake-quantized on {len(dataset)} held-out samples")
     ref = _logits(net, dataset, batch_size).argmax(1)
     out = _logits(quantized, dataset, batch_size).argmax(1)
     result: dict[str, Any] = {"data": dataset.record(), "agreement": float((ref == out).double().mean())}
+    ort = None if ort_model is None else run_qdq(ort_model, dataset.images, batch_size).argmax(1)
+    if ort is not None:
+        result["onnxruntime_agreement"] = float((ref == ort).double().mean())
     if dataset.labels is not None:
         labels = torch.from_numpy(dataset.labels)
         result["float_top1"] = float((ref == labels).double().mean())
         result["int8_top1"] = float((out == labels).double().mean())
+        if ort is not None:
+            result["onnxruntime_int8_top1"] = float((ort == labels).double().mean())
     return result
+
+
+def _onnxruntime_placement(
+    net: nn.Module, batches: Callable[[], Iterator[torch.Tensor]], method: str, percentile: float, image_size: int,
+    batch_size: int, float_layers: list[str], gate_set: Dataset, output: Path, progress: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, list[float]] | None, Any]:
+    """ONNX Runtime's own placement (ort_quantize.py): its ranges on the same batches, and its QDQ
+    model's distance from eager float32 on the gate inputs (its engines' gate); its record for
+    the report, the ranges and the QDQ model (None, None where onnxruntime is not installed)."""
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        progress(f"no ONNX Runtime ranges: {', '.join(missing)} not installed (onnxruntime int8 builds need them)")
+        return {"ranges": None, "reason": f"{', '.join(missing)} not installed when it was made"}, None, None
+    with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):
+        prepared = prepared_model(net, BatchRange(1, batch_size, batch_size), image_size)
+        ranges = calibrate_ranges(prepared, batches, method, percentile)
+        model = qdq_model(prepared, ranges, float_layers, str(output))
+    ort_cmp = compare(_logits(net, gate_set, batch_size), run_qdq(model, gate_set.images, batch_size),
+                      Precision.FP32.tolerance)
+    progress(f"ONNX Runtime's placement against float32 on the gate inputs: {ort_cmp}")
+    record = {"ranges": ORT_RANGES_FILE, "quantizer": QUANTIZER,
+              "method": ORT_METHODS[method], "tensors": len(ranges),
+              "gate": {"qdq_vs_float": ort_cmp.as_dict(), "tolerance": dataclasses.asdict(gate_tolerance(ort_cmp))}}
+    return record, ranges, model

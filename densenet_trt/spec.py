@@ -188,6 +188,16 @@ def check_image_size(info: ModelInfo, image_size: int | None, num_blocks: int | 
 
 
 @dataclasses.dataclass(frozen=True)
+class Int8Ranges:
+    """What a backend that places its own int8 Q/DQ takes from the calibration: activation
+    ranges (tensor name -> [low, high]), the layers kept in float, and the calibration's path."""
+
+    ranges: dict
+    float_layers: list
+    calibration: str
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildSpec:
     """What an engine is built for. ``options`` holds backend-specific settings (TensorRT's
     workspace size, optimization level, ...), checked by the backend that reads them."""
@@ -201,6 +211,7 @@ class BuildSpec:
     threads: int | None = None  # CPU threads for building and running; None: the library's default
     cache_dir: str | None = None  # where build caches live (TensorRT's timing cache), beside the engines
     options: dict = dataclasses.field(default_factory=dict)
+    int8_ranges: Int8Ranges | None = None  # int8 with a backend's own placement (Backend.int8_placement)
 
     @property
     def tf32(self) -> bool:

@@ -15,6 +15,8 @@ import dataclasses
 
 import torch
 
+from .errors import DenseNetTRTError
+
 
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
@@ -98,3 +100,15 @@ def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance)
         samples=int(ref.shape[0]),
         tolerance=tolerance,
     )
+
+
+def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
+    """Refuse NaN or Inf among ``outputs`` (by who gave them) at batch ``n``: compared, they
+    would only read as a difference and be blamed on the engine's arithmetic."""
+    bad = [who for who, out in outputs.items() if not bool(torch.isfinite(out).all())]
+    if bad:
+        raise DenseNetTRTError(
+            f"{' and '.join(bad)} gave non-finite outputs (NaN or Inf) at batch {n} on the {inputs}: "
+            "non-finite inputs or weights, or values beyond float32's range, are the likely cause, "
+            "not the engine's arithmetic; check the weights and the data"
+        )

@@ -1,7 +1,9 @@
 """INT8 accuracy on real data: the digits DenseNet-BC (tests/data, trained by
 examples/digits/train.py) calibrated on its calibration split and judged on its test split."""
 
+import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from click.testing import CliRunner
 from densenet_trt import build, load
 from densenet_trt.backends import BACKENDS
 from densenet_trt.cli import main
+from densenet_trt.errors import DenseNetTRTError
 
 pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
 pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
@@ -59,18 +62,33 @@ def test_fake_quantized_top1_is_within_a_point_of_float(calibration):
     assert report["in_channels"] == 1 and report["data"]["fit_for_accuracy"]
 
 
+@pytest.fixture(scope="module")
+def engines(work, calibration):
+    """``get(backend, precision)``: the digits engine at batch 1:100:100, built once per module."""
+    built = {}
+
+    def get(backend, precision):
+        if not BACKENDS[backend].available().ok:
+            pytest.skip(BACKENDS[backend].available().message(backend))
+        if (backend, precision) not in built:
+            built[backend, precision] = build(
+                MODEL, weights=CHECKPOINT, backend=backend, precision=precision, batch="1:100:100",
+                calibration=calibration if precision == "int8" else None, output=work / "engines",
+                name=f"{backend}-{precision}")
+        return built[backend, precision]
+
+    return get
+
+
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_int8_engine_top1_is_within_a_point_of_float32(work, calibration, backend):
-    if not BACKENDS[backend].available().ok:
-        pytest.skip(BACKENDS[backend].available().message(backend))
+def test_int8_engine_top1_is_within_a_point_of_float32(engines, backend):
     images, labels = load_split("test")
-    float_engine = build(MODEL, weights=CHECKPOINT, backend=backend, batch="1:100:100",
-                         output=work / "engines", name=f"{backend}-fp32")
-    int8_engine = build(MODEL, weights=CHECKPOINT, backend=backend, precision="int8", calibration=calibration,
-                        batch="1:100:100", output=work / "engines", name=f"{backend}-int8")
+    float_engine, int8_engine = engines(backend, "fp32"), engines(backend, "int8")
     manifest = int8_engine.manifest
     assert manifest.calibration.method == "max"
-    assert manifest.accuracy.passed and manifest.accuracy.vs_fake_quantized["passed"]
+    assert manifest.accuracy.passed
+    # ONNX Runtime places its own Q/DQ: its gate is against float32 only (the tests below).
+    assert (manifest.accuracy.vs_fake_quantized is None) == (backend == "onnxruntime")
     fp32, int8 = top1(load(float_engine.path), images, labels), top1(load(int8_engine.path), images, labels)
     assert fp32 >= 0.97
     assert abs(int8 - fp32) <= 0.01, (fp32, int8)
@@ -96,3 +114,122 @@ def test_grayscale_engine_records_its_preprocessing(work):
     manifest = json.loads((work / "engines" / "gray" / "manifest.json").read_text())
     assert manifest["in_channels"] == 1
     assert manifest["preprocessing"] == {"resize": 32, "crop": 32, "mean": [MEAN], "std": [STD]}
+
+
+# ONNX Runtime's own Q/DQ placement (densenet_trt/ort_quantize.py), from the same calibration.
+
+
+def test_onnxruntime_int8_runs_every_quantized_convolution_as_qlinearconv(engines, calibration):
+    from densenet_trt.int8_report import layer_precisions
+
+    engine = engines("onnxruntime", "int8")
+    report = json.loads((calibration / "report.json").read_text())
+    convs = [name for name in report["layers"]["quantized"] if ".conv" in name]
+    kinds = layer_precisions(engine.path, engine.manifest).kinds
+    # ModelOpt's Q/DQ ONNX ran 3 of 39 convolutions as QLinearConv here.
+    assert len(convs) == 38 and kinds.get("QLinearConv", 0) >= len(convs), kinds
+    assert kinds.get("Conv", 0) + kinds.get("FusedConv", 0) == 1, kinds  # the stem, kept in float
+
+
+def test_onnxruntime_int8_keeps_the_excluded_layer_in_float(engines):
+    import onnx
+
+    engine = engines("onnxruntime", "int8")
+    graph = onnx.load(str(engine.path / "model.onnx")).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    weights = {node.input[1]: made_by.get(node.input[1], "initializer") for node in graph.node if node.op_type == "Conv"}
+    assert weights.pop("features.conv0.weight") == "initializer"  # --exclude stem: float weights, no Q/DQ
+    assert set(weights.values()) == {"DequantizeLinear"}
+
+
+def test_onnxruntime_int8_manifest_and_info_name_the_quantizer(engines, calibration):
+    engine = engines("onnxruntime", "int8")
+    shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
+    assert (f"quantizer  onnxruntime.quantization (QDQ U8S8 per-channel), ranges from calibration "
+            f"{calibration.resolve()}") in shown
+    shown = CliRunner().invoke(main, ["info", str(engines("openvino", "int8").path)]).output
+    assert "quantizer  ModelOpt's Q/DQ (nvidia-modelopt), as calibrated" in shown
+
+
+def test_calibration_records_onnxruntime_ranges_distance_and_top1(calibration):
+    report = json.loads((calibration / "report.json").read_text())
+    ort = report["onnxruntime"]
+    ranges = json.loads((calibration / "onnxruntime_ranges.json").read_text())["ranges"]
+    assert ort["ranges"] == "onnxruntime_ranges.json" and ort["method"] == "MinMax" and ort["tensors"] == len(ranges)
+    assert "onnxruntime_ranges.json" in report["files"]
+    assert all(low <= high for low, high in ranges.values())
+    assert ort["gate"]["qdq_vs_float"]["max_abs"] > 0
+    evaluation = report["evaluation"]
+    assert abs(evaluation["onnxruntime_int8_top1"] - evaluation["float_top1"]) <= 0.01
+
+
+def test_onnxruntime_int8_gate_uses_the_recorded_onnxruntime_distance(engines, calibration, work, tmp_path):
+    report = json.loads((calibration / "report.json").read_text())
+    accuracy = engines("onnxruntime", "int8").manifest.accuracy
+    assert dataclasses.asdict(accuracy.tolerance) == report["onnxruntime"]["gate"]["tolerance"]
+    assert report["onnxruntime"]["gate"]["tolerance"] != report["gate"]["tolerance"]
+    strict = shutil.copytree(calibration, tmp_path / "strict")
+    report["onnxruntime"]["gate"]["tolerance"].update(atol=1e-6, min_cosine=1.0)
+    (strict / "report.json").write_text(json.dumps(report))
+    with pytest.raises(DenseNetTRTError, match="differs from eager float32 PyTorch beyond the calibration's tolerance"):
+        build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=strict, batch="1:2:2",
+              output=tmp_path, name="e")
+
+
+def _edited(calibration, folder, change_report=None, change_ranges=None):
+    """A copy of ``calibration`` in ``folder`` with its report and ranges changed, the ranges'
+    digest listed again."""
+    from densenet_trt.artifact import sha256_file
+
+    copy = shutil.copytree(calibration, folder)
+    report = json.loads((copy / "report.json").read_text())
+    if change_ranges:
+        ranges = json.loads((copy / "onnxruntime_ranges.json").read_text())
+        change_ranges(ranges["ranges"])
+        (copy / "onnxruntime_ranges.json").write_text(json.dumps(ranges))
+        report["files"]["onnxruntime_ranges.json"] = sha256_file(copy / "onnxruntime_ranges.json")
+    if change_report:
+        change_report(report)
+    (copy / "report.json").write_text(json.dumps(report))
+    return copy
+
+
+def _no_ranges(report):
+    report["onnxruntime"] = {"ranges": None, "reason": "onnxruntime not installed when it was made"}
+    del report["files"]["onnxruntime_ranges.json"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(change_report=_no_ranges), "has no ONNX Runtime ranges .*; install densenet-trt\\[onnx\\] and recalibrate"),
+    (dict(change_report=lambda r: r.update(schema_version=1)), "has schema version 1; .* calibrate again"),
+    (dict(change_ranges=lambda r: r.pop("cat_1")),
+     "has no ONNX Runtime range for 1 tensors .* \\(e.g. cat_1\\): it was made with a different torch or model; recalibrate"),
+], ids=["no-ranges", "version-1", "missing-tensor"])
+def test_onnxruntime_int8_refuses_a_calibration_without_its_ranges(calibration, tmp_path, change, message):
+    edited = _edited(calibration, tmp_path / "cal", **change)
+    with pytest.raises(DenseNetTRTError, match=message) as caught:
+        build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=edited, batch="1",
+              output=tmp_path, name="e")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_calibration_missing_its_ranges_file_is_refused_in_one_line(calibration, tmp_path):
+    copy = shutil.copytree(calibration, tmp_path / "cal")
+    (copy / "onnxruntime_ranges.json").unlink()
+    with pytest.raises(DenseNetTRTError, match="onnxruntime_ranges.json") as caught:
+        build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=copy, batch="1",
+              output=tmp_path, name="e")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_float_layer_without_an_onnx_node_is_one_line():
+    from onnx import helper
+
+    from densenet_trt.ort_quantize import layer_nodes
+
+    node = helper.make_node("Conv", ["x", "features.conv0.weight"], ["y"], name="conv")
+    model = helper.make_model(helper.make_graph([node], "g", [], []))
+    assert layer_nodes(model, ["features.conv0"]) == ["conv"]
+    with pytest.raises(DenseNetTRTError, match="^layer features.nothing kept in float has no node in the ONNX graph; recalibrate$"):
+        layer_nodes(model, ["features.nothing"])

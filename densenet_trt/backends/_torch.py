@@ -60,6 +60,7 @@ class TorchBackendBase:
 
     extra = ""
     option_names: tuple[str, ...] = ()
+    int8_placement: str | None = None
 
     @property
     def devices(self) -> tuple[str, ...]:

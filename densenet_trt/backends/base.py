@@ -63,6 +63,9 @@ class Backend(Protocol):
     formats: tuple[str, ...]  # artifact formats; the first is the default
     extra: str  # the pip extra that installs it
     option_names: tuple[str, ...]  # the BuildSpec.options it reads
+    # int8: None builds from ModelOpt's fake-quantized model (its Q/DQ); a quantizer's name
+    # (ort_quantize.PLACEMENT) places its own Q/DQ in the float model from BuildSpec.int8_ranges.
+    int8_placement: str | None
 
     def available(self) -> Availability:
         """Installed, and one of its devices present?"""

@@ -2,8 +2,10 @@
 with all graph optimizations, or its CUDA provider where onnxruntime-gpu is installed.
 
 The artifact is a plain `model.onnx` (input ``input``, output ``logits``, dynamic batch) that
-any ONNX runtime can load. INT8 engines are ModelOpt's Q/DQ ONNX of a calibrated model, run by
-ONNX Runtime's QDQ kernels.
+any ONNX runtime can load. INT8 engines are the float capture with Q/DQ placed by ONNX Runtime's
+own quantizer (QDQ U8S8 per-channel, ort_quantize.py) from the calibration's ONNX Runtime ranges,
+run by its integer kernels (QLinearConv, QLinearConcat, ...): ModelOpt's Q/DQ ONNX left almost
+every convolution in float here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
+from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
+from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
 from .base import Availability
 
@@ -40,6 +43,7 @@ class OnnxRuntimeBackend:
     formats = ("onnx",)
     extra = "onnx"
     option_names: tuple[str, ...] = ()
+    int8_placement: str | None = PLACEMENT
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -54,7 +58,7 @@ class OnnxRuntimeBackend:
         return Availability(True)
 
     def precisions(self, device: str) -> dict[Precision, str]:
-        int8 = {Precision.INT8: "ModelOpt Q/DQ ONNX from `densenet-trt calibrate`"}
+        int8 = {Precision.INT8: "ONNX Runtime's own Q/DQ from `densenet-trt calibrate`'s ranges"}
         if device == "cpu":
             return {Precision.FP32: "float32", **int8}
         if device == "cuda" and device in self.devices:
@@ -73,13 +77,19 @@ class OnnxRuntimeBackend:
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         import onnx
 
+        settings = {"provider": _PROVIDERS[spec.device], "graph_optimization_level": OPTIMIZATION}
         if spec.precision is Precision.INT8:
-            proto = capture_qdq_onnx(model, spec.batch, spec.image_size)
+            quant = spec.int8_ranges
+            if quant is None:
+                raise DenseNetTRTError("an onnxruntime int8 build needs the calibration's ONNX Runtime ranges")
+            prepared = prepared_model(model, spec.batch, spec.image_size)
+            proto = qdq_model(prepared, quant.ranges, quant.float_layers, quant.calibration)
+            settings.update(placement_settings(quant.calibration))
         else:
             dtype = spec.precision.dtype
             proto = capture_onnx(model.to(dtype=dtype), spec.batch, spec.image_size, dtype=dtype)
         onnx.save(proto, str(folder / FILE))
-        return {"provider": _PROVIDERS[spec.device], "graph_optimization_level": OPTIMIZATION}
+        return settings
 
     def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
         import onnxruntime

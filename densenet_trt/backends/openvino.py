@@ -41,6 +41,7 @@ class OpenVinoBackend:
     formats = ("openvino-ir",)
     extra = "openvino"
     option_names: tuple[str, ...] = ()
+    int8_placement: str | None = None
 
     def available(self) -> Availability:
         missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]

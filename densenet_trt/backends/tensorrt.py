@@ -370,6 +370,7 @@ class TensorRTBackend:
     formats = tuple(FILES)
     extra = "tensorrt"
     option_names = tuple(TensorRTSettings.names())
+    int8_placement: str | None = None
 
     def available(self) -> Availability:
         version = _package_version("torch-tensorrt")

@@ -221,6 +221,7 @@ class OnnxTensorRTBackend:
     formats = (FORMAT,)
     extra = "onnx"
     option_names = OnnxTensorRTSettings.names()
+    int8_placement: str | None = None
 
     def available(self) -> Availability:
         missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]

@@ -262,7 +262,8 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
         ("built", f"{m.build.time_utc} in {m.build.seconds:.1f} s"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
         ("accuracy", "passed the gate" if m.accuracy.passed else m.accuracy.reason or "failed"),
-        *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")"))]
+        *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")")),
+           ("quantizer", m.backend_settings.get("quantizer", "ModelOpt's Q/DQ (nvidia-modelopt), as calibrated"))]
           if cal else []),
         ("runs here", "yes" if problem is None else f"no: {problem}"),
     ]

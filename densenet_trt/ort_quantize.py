@@ -1,0 +1,176 @@
+"""ONNX Runtime's own INT8 placement: its calibrator's activation ranges and its QDQ quantizer.
+
+ModelOpt quantizes convolution inputs and weights only, and ONNX Runtime fuses
+DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv only where a convolution's output
+is quantized too: from ModelOpt's Q/DQ ONNX it runs almost every convolution in float. So the
+onnxruntime backend's int8 engines are placed by ``onnxruntime.quantization`` instead:
+
+- at calibrate time (``calibrate_ranges``), the float model's ONNX capture, after ORT's
+  ``quant_pre_process`` (``prepared_model``), runs
+  ORT's calibrator (``create_calibrator``/``collect_data``/``compute_data``) on the calibration
+  batches; the ranges (tensor name -> low, high) go into the calibration folder;
+- at build time (``qdq_model``), the same capture for the engine's batch range is quantized by
+  ORT's ``QDQQuantizer`` from those ranges (no data): QDQ, uint8 activations, int8 per-channel
+  weights (U8S8), the calibration's float layers left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .capture import INPUT_NAME, capture_onnx
+from .errors import DenseNetTRTError
+from .progress import say, step
+from .spec import BatchRange
+
+PLACEMENT = "onnxruntime"
+QUANTIZER = "onnxruntime.quantization (QDQ U8S8 per-channel)"
+# The calibration's method, as ONNX Runtime's calibrator names its own (its MinMax for mse:
+# ModelOpt's mse searches weight ranges, which ORT's per-channel weights take from max).
+ORT_METHODS = {"max": "MinMax", "mse": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+_NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+
+
+def _op_types() -> list[str]:
+    """What quantize_static quantizes by default: every op its QDQ and QOperator registries know."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantization tools log to the root logger (a warning per BatchNorm weight
+    they do not quantize per channel, advice to pre-process); nothing a user can act on."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def prepared_model(net: nn.Module, batch: BatchRange, image_size: int):
+    """``net`` captured as ONNX for ``batch`` and pre-processed as ORT's quantization tools
+    expect (``quant_pre_process``: shape inference, BatchNorm folded into the convolution before it)."""
+    from onnxruntime.quantization import quant_pre_process
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    proto = capture_onnx(net.eval(), batch, image_size)
+    with tempfile.TemporaryDirectory() as tmp, _quiet(), step(
+            say, "pre-processing the ONNX graph for ONNX Runtime's quantizer", "pre-processed"):
+        quant_pre_process(proto, str(Path(tmp) / "float.onnx"))
+        return load_model_with_shape_infer(Path(tmp) / "float.onnx")
+
+
+def calibrate_ranges(model, batches: Callable[[], Iterator[torch.Tensor]], method: str,
+                     percentile: float) -> dict[str, list[float]]:
+    """ORT's calibrator's range [low, high] for every tensor it calibrates in the prepared
+    ``model``, from ``batches()``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = ({INPUT_NAME: x.numpy()} for x in batches())
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    extra = {"percentile": percentile} if method == "percentile" else {}
+    with tempfile.TemporaryDirectory() as tmp, _quiet(), step(
+            say, f"calibrating ONNX Runtime's ranges ({ORT_METHODS[method]})", "calibrated"):
+        onnx.save(model, str(Path(tmp) / "float.onnx"))
+        calibrator = create_calibrator(
+            Path(tmp) / "float.onnx", _op_types(), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=getattr(CalibrationMethod, ORT_METHODS[method]), extra_options=extra)
+        calibrator.collect_data(Reader())
+        ranges = calibrator.compute_data()
+    return {name: [float(np.asarray(low).item()), float(np.asarray(high).item())]
+            for name, (low, high) in sorted((k, v.range_value) for k, v in ranges.items())}
+
+
+def qdq_model(model, ranges: dict[str, list[float]], float_layers: list[str], calibration: str):
+    """The prepared float ``model`` as ORT's QDQ model (U8S8, per-channel) from ``ranges``, with
+    ``float_layers`` (layer names) left in float; ``calibration`` names where the ranges came from."""
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+    missing = sorted(calibrated_tensors(model) - set(ranges))
+    if missing:
+        raise DenseNetTRTError(
+            f"the calibration {calibration} has no ONNX Runtime range for {len(missing)} tensors of this model's "
+            f"graph (e.g. {missing[0]}): it was made with a different torch or model; recalibrate"
+        )
+    data = TensorsData(CalibrationMethod.MinMax, {name: TensorData(
+        lowest=np.float32(low), highest=np.float32(high)) for name, (low, high) in ranges.items()})
+    working = onnx.ModelProto()
+    working.CopyFrom(model)  # QDQQuantizer changes the model it is given
+    with _quiet(), step(say, f"placing Q/DQ with {QUANTIZER}", "placed"):
+        quantizer = QDQQuantizer(working, True, False, QuantType.QInt8, QuantType.QUInt8, data, [],
+                                 layer_nodes(working, float_layers), _op_types(), {})
+        quantizer.quantize_model()
+    return quantizer.model.model
+
+
+def calibrated_tensors(model) -> set[str]:
+    """The tensors ORT's calibrator records a range for (its ``select_tensors_to_calibrate``):
+    float inputs and outputs, not initializers, of the nodes it quantizes."""
+    from onnx import TensorProto
+
+    infos = {v.name: v for v in (*model.graph.value_info, *model.graph.output, *model.graph.input)}
+    constants = {i.name for i in model.graph.initializer}
+    kinds = set(_op_types())
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16)
+    return {name for node in model.graph.node if node.op_type in kinds for name in (*node.input, *node.output)
+            if name in infos and name not in constants and infos[name].type.HasField("tensor_type")
+            and infos[name].type.tensor_type.elem_type in floats}
+
+
+def layer_nodes(model, layers: list[str]) -> list[str]:
+    """The ONNX node of each layer: the node reading its weight (``LAYER.weight``), or for a
+    layer without weights (a pool), the node torch's exporter put in its name scope."""
+    nodes = []
+    for layer in layers:
+        found = [n.name for n in model.graph.node if f"{layer}.weight" in n.input] or [
+            n.name for n in model.graph.node if layer in _scopes(n)]
+        if not found:
+            raise DenseNetTRTError(f"layer {layer} kept in float has no node in the ONNX graph; recalibrate")
+        nodes += found
+    return nodes
+
+
+def _scopes(node) -> list[str]:
+    text = next((p.value for p in node.metadata_props if p.key == _NAME_SCOPES), "[]")
+    return ast.literal_eval(text)
+
+
+def run_qdq(proto, images: np.ndarray, batch_size: int, threads: int | None = None) -> torch.Tensor:
+    """The logits of ORT's QDQ model ``proto`` (all graph optimizations: its int8 kernels) on ``images``."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    outputs = [session.run(None, {INPUT_NAME: images[i:i + batch_size]})[0]
+               for i in range(0, len(images), batch_size)]
+    return torch.from_numpy(np.concatenate(outputs))
+
+
+def settings(calibration: str) -> dict[str, Any]:
+    """What an ORT-placed int8 engine's manifest records about its Q/DQ."""
+    return {"int8_placement": PLACEMENT, "quantizer": f"{QUANTIZER}, ranges from calibration {calibration}"}
