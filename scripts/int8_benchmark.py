@@ -21,6 +21,18 @@ Accuracy: the same rows built again from the trained digits DenseNet-BC (example
 calibrated on its 300-image calibration split (every quantizer gets those images) and judged on
 its 400-image test split. Every quantizer keeps the stem (the first convolution) in float, as
 the digits model needs (examples/digits/README.md).
+
+Rows: ONNX Runtime fp32, OpenVINO fp32 and bf16 (densenet-trt's engines); densenet-trt's
+OpenVINO and ONNX Runtime int8 engines (its calibrate, then build); ONNX Runtime's own
+quantize_static (after quant_pre_process; QDQ, uint8 activations, int8 per-channel weights)
+and NNCF's quantize, both of the float ONNX in densenet-trt's ONNX Runtime fp32 engine; and
+the two OpenVINO int8 models compiled with INFERENCE_PRECISION_HINT bf16 (the float layers
+between the int8 convolutions in bf16).
+
+Why: for each engine, OpenVINO's runtime model (each Convolution's runtimePrecision, Reorder
+layers) or ONNX Runtime's optimized graph (op counts); and, in a separate run of a few calls
+after the timed rounds, the time per layer type from OpenVINO's PERF_COUNT or ONNX Runtime's
+profiler.
 """
 
 from __future__ import annotations
@@ -44,7 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "digits"))
 
 from densenet_trt import DenseNetTRTError, build, create_model, get_model_info, load, preset_stats  # noqa: E402
-from densenet_trt.artifact import atomic_path, device_info  # noqa: E402
+from densenet_trt.artifact import atomic_dir, atomic_path, device_info  # noqa: E402
+from densenet_trt.capture import INPUT_NAME  # noqa: E402
 from densenet_trt.backends import BACKENDS  # noqa: E402
 from densenet_trt.backends.onnxruntime import OPTIMIZATION  # noqa: E402
 from densenet_trt.data import Dataset, Preprocessing, load_data, synthetic  # noqa: E402
@@ -168,16 +181,18 @@ def quantize_static(setup: Setup, float_onnx: Path, progress: Callable[[str], No
 
         def get_next(self):
             sample = next(self.samples, None)
-            return None if sample is None else {"input": sample[None]}
+            return None if sample is None else {INPUT_NAME: sample[None]}
 
     prepared, output = setup.work / "float-preprocessed.onnx", setup.work / "ort-quantize-static.onnx"
-    quant_pre_process(str(float_onnx), str(prepared))
+    with atomic_path(prepared) as tmp:
+        quant_pre_process(str(float_onnx), str(tmp))
     axis = AxisWarnings()
     logging.getLogger().addFilter(axis)
     try:
-        ort_quantize_static(str(prepared), str(output), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            nodes_to_exclude=[stem_node(float_onnx)])
+        with atomic_path(output) as tmp:
+            ort_quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                nodes_to_exclude=[stem_node(float_onnx)])
     finally:
         logging.getLogger().removeFilter(axis)
     progress(f"quantize_static: {axis.hidden} warnings 'Axis 1 is out-of-range for weight' (rank-1 "
@@ -194,9 +209,9 @@ def nncf_quantize(setup: Setup, float_onnx: Path) -> Path:
     stem = next(op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
     quantized = nncf.quantize(model, nncf.Dataset([sample[None] for sample in setup.images]),
                               subset_size=len(setup.images), ignored_scope=nncf.IgnoredScope(names=[stem]))
-    output = setup.work / "nncf.xml"
-    openvino.save_model(quantized, str(output), compress_to_fp16=False)
-    return output
+    with atomic_dir(setup.work / "nncf", force=True) as folder:
+        openvino.save_model(quantized, str(folder / "model.xml"), compress_to_fp16=False)
+    return setup.work / "nncf" / "model.xml"
 
 
 def make_rows(setup: Setup, progress: Callable[[str], None]) -> list[Row]:
@@ -350,6 +365,7 @@ def speed(args: argparse.Namespace, work: Path, progress: Callable[[str], None])
     for row, spent in zip(rows, times[len(products):]):
         why = ov_why(row, x) if row.ov_config is not None else ort_why(row, x, args.threads)
         median = statistics.median(spent) * 1e3
+        why["conv_ms"] = sum(t["ms"] for t in why["per_type"] if t["type"] in CONVS + ("Convolution",))
         result.append({"engine": row.engine, "quantizer": row.quantizer, "median_ms": median,
                        "calls": len(spent), "vs_fp32_floor": median / measured[0]["floor_ms"],
                        "vs_int8_floor": median / measured[2]["floor_ms"], "why": why})
@@ -381,7 +397,7 @@ def digits_top1(work: Path, threads: int, progress: Callable[[str], None]) -> tu
 def markdown(report: dict[str, Any]) -> str:
     """The tables of ``report`` as Markdown."""
     s = report["speed"]
-    fp32, bf16, int8 = s["floors"]
+    fp32, _, int8 = s["floors"]
     lines = [f"{report['model']}, batch 1, {report['threads']} threads, random weights, {s['rounds']} rounds "
              f"(median ms); digits top-1 on {report['digits']['test_images']} test images "
              f"(eager float {report['digits']['float_top1']:.2%}); the stem in float for every quantizer.", "",
@@ -401,6 +417,8 @@ def markdown(report: dict[str, Any]) -> str:
         why = row["why"]
         lines += ["", f"### {row['engine']}, {row['quantizer']}: ms per call by layer type "
                   f"({PROFILE_CALLS} profiled calls; median of the timed run {row['median_ms']:.2f} ms)", "",
+                  f"Convolutions alone: {why['conv_ms']:.2f} ms per call, {why['conv_ms'] / int8['floor_ms']:.2f}x "
+                  "the int8 floor.", "",
                   "| layer type | ms per call | share | layers run |", "| --- | --- | --- | --- |"]
         lines += [f"| {t['type']} | {t['ms']:.2f} | {t['share']:.0%} | {t['layers']} |" for t in why["per_type"]]
     return "\n".join(lines)
@@ -462,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                   "wall_s": time.perf_counter() - start}
         with atomic_path(args.out / "int8_benchmark.json") as tmp:
             tmp.write_text(json.dumps(report, indent=1))
+        progress(f"wrote {args.out / 'int8_benchmark.json'}")
     except DenseNetTRTError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
