@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import importlib.metadata
 import json
 import logging
 import statistics
@@ -73,6 +74,7 @@ QUANTIZE_STATIC = "ORT quantize_static (QDQ, U8 act. / S8 per-channel weights)"
 NNCF = "NNCF quantize"
 PROFILE_CALLS = 5
 CONVS = ("Conv", "FusedConv", "NhwcFusedConv", "QLinearConv", "ConvInteger")
+DEPTHWISE = "Conv, depthwise (a BatchNormalization)"
 
 
 @dataclasses.dataclass
@@ -158,8 +160,7 @@ def stem_node(file: Path) -> str:
 
 
 class AxisWarnings(logging.Filter):
-    """Drops and counts quantize_static's per-channel warning for each rank-1 weight
-    (BatchNormalization's: it quantizes those per tensor), one line per weight otherwise."""
+    """Drops and counts quantize_static's warning for each rank-1 (BatchNormalization) weight."""
 
     hidden = 0
 
@@ -319,6 +320,15 @@ def per_type(executed: list[tuple[str, float]]) -> list[dict[str, Any]]:
             for kind, t in ms.most_common()]
 
 
+def ort_label(node) -> str:
+    """A node's op type; ONNX Runtime's NCHWc optimizer turns a BatchNormalization it cannot fold
+    into a grouped (depthwise) Conv, told apart here from the model's convolutions."""
+    import onnx
+
+    groups = [onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "group"]
+    return DEPTHWISE if node.op_type == "Conv" and groups and groups[0] > 1 else node.op_type
+
+
 def ort_why(row: Row, x: np.ndarray, threads: int) -> dict[str, Any]:
     """ONNX Runtime's optimized graph (op counts) and its profiler's time per op type over a
     few calls (the first, warm-up call left out)."""
@@ -331,14 +341,15 @@ def ort_why(row: Row, x: np.ndarray, threads: int) -> dict[str, Any]:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = onnxruntime.InferenceSession(str(row.file), options, providers=["CPUExecutionProvider"])
-        ops = collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node)
+        labels = {n.name: ort_label(n) for n in onnx.load(options.optimized_model_filepath).graph.node}
+        ops = collections.Counter(labels.values())
         feed = {session.get_inputs()[0].name: x}
         for _ in range(PROFILE_CALLS + 1):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted(e["ts"] for e in events if e.get("name") == "model_run")
-    executed = [(e["args"]["op_name"], e["dur"] / 1e3) for e in events if e.get("cat") == "Node"
-                and e["name"].endswith("_kernel_time") and e["ts"] >= runs[1]]
+    executed = [(labels.get(e["name"].removesuffix("_kernel_time"), e["args"]["op_name"]), e["dur"] / 1e3)
+                for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= runs[1]]
     int8 = sum(ops[k] for k in ORT_INT8 if k in CONVS)
     return {"int8_convs": int8, "convs": sum(ops[k] for k in CONVS),
             "conversions": ops["QuantizeLinear"] + ops["DequantizeLinear"],
@@ -444,13 +455,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise DenseNetTRTError(f"--out {args.out} is a file; give a folder")
 
 
-def versions() -> dict[str, str]:
-    import importlib.metadata
-
-    return {name: importlib.metadata.version(name) for name in
-            ("torch", "onnxruntime", "openvino", "nncf", "nvidia-modelopt")}
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for int8_benchmark.json and the work files")
@@ -475,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         float_top1, top1 = digits_top1(args.out / "work" / "digits", args.threads, progress)
         for row, value in zip(result["rows"], top1):
             row["digits_top1"] = value
-        report = {"model": args.model, "batch": 1, "threads": args.threads, "weights": "random", "machine": device_info("cpu"), "versions": versions(),
+        versions = {m: importlib.metadata.version(m) for m in ("torch", "onnxruntime", "openvino", "nncf", "nvidia-modelopt")}
+        report = {"model": args.model, "batch": 1, "threads": args.threads, "weights": "random",
+                  "machine": device_info("cpu"), "versions": versions,
                   "speed": result, "digits": {"model": DIGITS_MODEL, "float_top1": float_top1, "test_images": 400},
                   "wall_s": time.perf_counter() - start}
         with atomic_path(args.out / "int8_benchmark.json") as tmp:
