@@ -409,7 +409,8 @@ def markdown(report: dict[str, Any]) -> str:
     """The tables of ``report`` as Markdown."""
     s = report["speed"]
     fp32, _, int8 = s["floors"]
-    lines = [f"{report['model']}, batch 1, {report['threads']} threads, random weights, {s['rounds']} rounds "
+    lines = [f"{report['model']}, batch 1, {report['threads']} threads, random weights and "
+             f"{report['calibration_samples']} synthetic calibration images, {s['rounds']} rounds "
              f"(median ms); digits top-1 on {report['digits']['test_images']} test images "
              f"(eager float {report['digits']['float_top1']:.2%}); the stem in float for every quantizer.", "",
              "| gemm | rate | floor ms |", "| --- | --- | --- |"]
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {"model": args.model, "batch": 1, "threads": args.threads, "weights": "random",
                   "machine": device_info("cpu"), "versions": versions,
                   "speed": result, "digits": {"model": DIGITS_MODEL, "float_top1": float_top1, "test_images": 400},
-                  "wall_s": time.perf_counter() - start}
+                  "calibration_samples": args.samples, "wall_s": time.perf_counter() - start}
         with atomic_path(args.out / "int8_benchmark.json") as tmp:
             tmp.write_text(json.dumps(report, indent=1))
         progress(f"wrote {args.out / 'int8_benchmark.json'}")
