@@ -36,6 +36,8 @@ setup(
         "cpu": onnx + openvino + plot + quantize,
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
         "tensorrt": ["torch-tensorrt==2.14.0"] + quantize,
+        # NNCF: OpenVINO's own quantizer, a row of scripts/int8_benchmark.py.
+        "bench": ["nncf>=3.0"],
         # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
         # scikit-learn: the digits the INT8 accuracy tests run on.
         # dllist, psutil: torch-tensorrt 2.14's pure-Python requirements, for the conformance tier,

@@ -1,9 +1,11 @@
 """The benchmark scripts, run on the CPU with a small preset (what a GPU machine runs with densenet121)."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,82 @@ def test_gpu_check_runs_on_the_cpu_with_every_gpu_row_skipped_and_the_reason(tmp
     if not torch.cuda.is_available():
         assert all(status == "skipped" and "no CUDA device" in detail for _, status, _, detail in rows)
     assert "== summary (densenet_bc100_k12" in run.stdout
+
+
+def int8_benchmark():
+    """scripts/int8_benchmark.py as a module (registered, as its dataclasses need)."""
+    if "int8_benchmark" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("int8_benchmark", REPO / "scripts" / "int8_benchmark.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["int8_benchmark"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["int8_benchmark"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+    (["--threads", "0"], "--threads must be at least 1, got 0"),
+    (["--seconds", "-1"], "--seconds must be positive, got -1.0"),
+    (["--model", "densenet_nope"], "densenet_nope"),
+    (["--out-is-a-file"], "is a file; give a folder"),
+    (["--without-nncf"], "NNCF is not installed: pip install 'densenet-trt[bench]'"),
+])
+def test_int8_benchmark_refuses_in_one_line_before_any_work(tmp_path, monkeypatch, capsys, args, message):
+    script = int8_benchmark()
+    out = tmp_path / "out"
+    if args == ["--out-is-a-file"]:
+        out.write_text("")
+        args = []
+    if args == ["--without-nncf"]:
+        monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` raises ImportError
+        args = []
+    assert script.main(["--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert out.is_file() or not out.exists()
+
+
+def test_int8_benchmark_rounds_are_round_robin_and_stop_at_the_time_limit():
+    script = int8_benchmark()
+    order = []
+    calls = [lambda: order.append("a"), lambda: order.append("b")]
+    times = script.interleaved(calls, rounds=3, seconds=None)
+    assert order == ["a", "b"] + ["a", "b"] * 3 and [len(t) for t in times] == [3, 3]
+    order.clear()
+    slow = [lambda: (order.append("a"), time.sleep(0.02))]
+    times = script.interleaved(slow, rounds=100, seconds=0.01)
+    assert len(times[0]) == 1 and order == ["a", "a"]
+
+
+@pytest.mark.slow
+def test_int8_benchmark_on_a_small_preset(tmp_path):
+    """The whole script, every row, on the smallest preset with 2 rounds (about 4 minutes here)."""
+    pytest.importorskip("nncf", reason="NNCF: pip install 'densenet-trt[bench]'")
+    pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "int8_benchmark.py"), "--model", "densenet_bc40_k12",
+                          "--rounds", "2", "--gemm-size", "256", "--samples", "8", "--out", str(tmp_path)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "int8_benchmark.json").read_text())
+    rows = report["speed"]["rows"]
+    assert report["speed"]["rounds"] == 2 and all(row["calls"] == 2 for row in rows)
+    assert [f["gemm"].split()[0] for f in report["speed"]["floors"]] == ["fp32", "bf16", "int8"]
+    engines = {(row["engine"], row["quantizer"].split()[0]) for row in rows}
+    assert {("ONNX Runtime fp32", "-"), ("OpenVINO fp32", "-"), ("OpenVINO int8", "densenet-trt"),
+            ("ONNX Runtime int8", "densenet-trt"), ("ONNX Runtime int8", "ORT"), ("OpenVINO int8", "NNCF"),
+            ("OpenVINO int8, bf16 hint", "densenet-trt"), ("OpenVINO int8, bf16 hint", "NNCF")} <= engines
+    assert report["digits"]["float_top1"] >= 0.97
+    for row in rows:
+        assert row["median_ms"] > 0 and row["vs_fp32_floor"] > 0 and row["vs_int8_floor"] > 0
+        assert 0 <= row["digits_top1"] <= 1
+        why = row["why"]
+        assert why["convs"] > 0 and why["per_type"] and abs(sum(t["share"] for t in why["per_type"]) - 1) < 1e-6
+        # Float engines run no int8 convolution; the int8 engines of OpenVINO and of ONNX
+        # Runtime's own quantizer run nearly all of them in int8 (the stem stays in float).
+        if "int8" not in row["engine"]:
+            assert why["int8_convs"] == 0
+        elif row["engine"].startswith("OpenVINO") or row["quantizer"].startswith("ORT"):
+            assert why["int8_convs"] == why["convs"] - 1, row
+            assert row["digits_top1"] >= report["digits"]["float_top1"] - 0.01, row
+    assert "| engine | quantizer | median ms | vs fp32 floor | vs int8 floor | digits top-1 |" in run.stdout
+    assert "### OpenVINO int8, NNCF quantize: ms per call by layer type" in run.stdout
