@@ -24,6 +24,7 @@ from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
 from .engine import Engine, engine_reference, load
+from .int8_speed import check_int8_speed
 from .errors import DenseNetTRTError
 from .manifest import (
     MANIFEST,
@@ -102,6 +103,7 @@ def build(
     calibration: str | os.PathLike | None = None,
     preprocess: Preprocessing | None = None,
     progress: Progress = quiet,
+    speed_check: bool = True,
 ) -> Artifact:
     """Build preset ``model`` into a verified engine folder ``output/name``.
 
@@ -116,7 +118,7 @@ def build(
     workspace_size, ...). ``verify=False`` skips the accuracy gate and says so in the manifest.
     ``overrides``: DenseNet arguments replacing the preset's. ``preprocess``: how images
     become input, recorded for ``predict``; default the preset family's where its channels
-    fit. ``progress`` is called with a line as each stage starts.
+    fit. ``progress`` gets a line as each stage starts. ``speed_check=False`` skips int8's timing against float32.
     """
     plan = plan_build(
         model, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
@@ -124,16 +126,15 @@ def build(
         threads=threads, options=options, force=force, seed=seed, overrides=overrides,
         calibration=calibration, preprocess=preprocess, progress=progress,
     )
-    # Room for the artifact before writing it (TorchScript's writer aborts the process on a
-    # full disk): twice the model's float32 weights.
+    # Room for the artifact first (TorchScript's writer aborts on a full disk): twice the float32 weights.
     size = 2 * 4 * sum(p.numel() for p in plan.net.parameters())
+    timed = speed_check and plan.spec.precision is Precision.INT8
     with torch_threads(plan.spec.threads), atomic_dir(plan.target, force, expected_bytes=size) as folder:
         manifest = compile_engine(plan, folder, progress)
-        if verify:
-            accuracy = gate_engine(plan, Engine(folder, manifest, plan.backend.load(folder, manifest)), progress)
-        else:
-            accuracy = AccuracyRecord.skipped("built with verify=False")
-        manifest = dataclasses.replace(manifest, accuracy=accuracy)
+        engine = Engine(folder, manifest, plan.backend.load(folder, manifest)) if verify or timed else None
+        accuracy = gate_engine(plan, engine, progress) if verify else AccuracyRecord.skipped("built with verify=False")
+        speed = check_int8_speed(plan.backend, plan.spec, plan.net, engine, progress) if timed else None
+        manifest = dataclasses.replace(manifest, accuracy=accuracy, int8_speed=speed)
         write_manifest(folder, manifest)
     progress(f"wrote {plan.target}")
     return Artifact(plan.target, manifest)

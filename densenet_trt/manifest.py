@@ -192,6 +192,17 @@ class AccuracyRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class Int8SpeedRecord:
+    """An int8 engine against the same backend's float32 engine, timed when it was built:
+    the median milliseconds of ``calls`` interleaved calls each at batch ``batch``."""
+
+    batch: int
+    calls: int
+    int8_ms: float
+    float32_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineManifest:
     """What ``manifest.json`` says about an engine."""
 
@@ -215,6 +226,7 @@ class EngineManifest:
     files: dict[str, str]
     main_file: str
     accuracy: AccuracyRecord
+    int8_speed: Int8SpeedRecord | None = None  # int8 engines: against float32, timed at the build
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -304,6 +316,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {"backend": BACKEND_NAMES, "device.type":
 # Integer fields and their least value.
 _MINIMUM: dict[str, int] = {
     "image_size": 1, "in_channels": 1, "threads": 1, "model.num_classes": 1, "device.cpu_count": 1,
+    "int8_speed.batch": 1, "int8_speed.calls": 1,
 }
 
 

@@ -74,7 +74,7 @@ def engines(work, calibration):
             built[backend, precision] = build(
                 MODEL, weights=CHECKPOINT, backend=backend, precision=precision, batch="1:100:100",
                 calibration=calibration if precision == "int8" else None, output=work / "engines",
-                name=f"{backend}-{precision}")
+                name=f"{backend}-{precision}", speed_check=False)
         return built[backend, precision]
 
     return get
@@ -96,7 +96,7 @@ def test_int8_engine_top1_is_within_a_point_of_float32(engines, backend):
 
 def test_verify_reruns_the_int8_gate(work, calibration):
     engine = build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=calibration,
-                   batch="1:4:8", output=work / "engines", name="verify-int8")
+                   batch="1:4:8", output=work / "engines", name="verify-int8", speed_check=False)
     result = CliRunner().invoke(main, ["verify", str(engine.path), "--samples", "8"])
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(main, ["info", str(engine.path)]).output

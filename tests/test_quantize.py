@@ -242,7 +242,7 @@ def test_a_calibration_from_an_image_folder_gives_its_preprocessing_to_the_engin
     assert cal.report["preprocessing"] == DIGITS.as_dict()
     assert load_calibration(cal.path).preprocessing == DIGITS
     artifact = build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="onnxruntime",
-                     batch="1:4:4", output=tmp_path)
+                     batch="1:4:4", output=tmp_path, speed_check=False)
     assert artifact.manifest.preprocessing == DIGITS
     predictions = classify(artifact.path, [images], top_k=1)
     assert len(predictions) == 16 and not any(p.random_weights for p in predictions)

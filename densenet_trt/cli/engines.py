@@ -147,11 +147,14 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
                    "image size (e.g. calibration/densenet121-max-224).")
 @click.option("--force", is_flag=True, help="Replace an existing engine folder of the same name.")
 @click.option("--no-verify", is_flag=True, help="Skip the accuracy gate (recorded in the manifest).")
+@click.option("--no-speed-check", is_flag=True,
+              help="int8: skip timing the engine against the same backend's float32 engine (built "
+                   "in a temporary folder; a few calls each), which warns where int8 is not faster.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
           name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
-          version_compatible, allow_tf32, dla_core, no_gpu_fallback, preprocess, mean, std, calibration, force, no_verify, as_json, quiet):
+          version_compatible, allow_tf32, dla_core, no_gpu_fallback, preprocess, mean, std, calibration, force, no_verify, no_speed_check, as_json, quiet):
     """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
     with its manifest as a folder in OUTPUT.
 
@@ -187,7 +190,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
         device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
         threads=threads, options=options, force=force, verify=not no_verify,
         calibration=calibration, preprocess=preprocessing_option(model_name, image_size, preprocess, mean, std),
-        progress=reporter(quiet),
+        progress=reporter(quiet), speed_check=not no_speed_check,
     )
     m = artifact.manifest
     if as_json:
@@ -203,6 +206,10 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
                f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}")
     if m.precision is Precision.INT8:
         click.echo(f"int8 layers: {_layer_precisions(artifact.path, m)}")
+    if m.int8_speed is not None:
+        from ..int8_speed import speed_text
+
+        click.echo(f"int8 speed: {speed_text(m.int8_speed)}")
 
 
 def _layer_precisions(folder: Path, manifest) -> str:
@@ -244,6 +251,8 @@ def info(engine, as_json):
 
 def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
     """``info``'s table: a label and a value per line."""
+    from ..int8_speed import speed_text
+
     gpu = m.device.gpu
     where = f"{gpu.name} (compute {gpu.compute_capability}, driver {gpu.driver})" if gpu else m.device.cpu
     weights = m.model.weights.file if m.model.weights else f"random (seed {m.model.seed})"
@@ -262,6 +271,7 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
         ("built", f"{m.build.time_utc} in {m.build.seconds:.1f} s"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
         ("accuracy", "passed the gate" if m.accuracy.passed else m.accuracy.reason or "failed"),
+        *([("int8 speed", speed_text(m.int8_speed))] if m.int8_speed else []),
         *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")")),
            ("quantizer", m.backend_settings.get("quantizer", "ModelOpt's Q/DQ (nvidia-modelopt), as calibrated"))]
           if cal else []),

@@ -78,8 +78,9 @@ def compare(engine, data, samples, seed, weights, as_json, quiet):
     """Compare an engine with eager float32 PyTorch part by part: the output of the stem, each
     dense block and transition, and the logits (SQNR, largest difference, cosine); for int8
     engines also ModelOpt's fake-quantized model against float32, so the two departures can be
-    told apart. ONNX Runtime and OpenVINO engines expose their intermediate outputs; for other
-    backends only the logits are compared.
+    told apart. ONNX Runtime and OpenVINO engines expose their intermediate outputs (the last line
+    says whether the graph with them added still gives the engine's logits bit for bit, i.e.
+    whether the readings are the engine's own); for other backends only the logits are compared.
 
     \b
     Example:
