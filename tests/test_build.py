@@ -34,9 +34,8 @@ def small_build(tmp, backend="onnxruntime", precision="fp32", **kwargs):
 
 
 @pytest.fixture(scope="module", params=CPU_CASES, ids=[f"{b}-{p}" for b, p in CPU_CASES])
-def built(request, tmp_path_factory):
-    backend, precision = request.param
-    return small_build(tmp_path_factory.mktemp(f"{backend}-{precision}"), backend, precision)
+def built(request, small_engine):
+    return small_engine(*request.param)  # small_build's engine, shared with tests/test_triton.py
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +147,11 @@ def test_tensorrt_without_gpu_or_package_says_how_to_fix(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_existing_engine_needs_force_and_force_replaces_it(tmp_path):
-    first = small_build(tmp_path, batch="2", name="e")
+def test_existing_engine_needs_force_and_force_replaces_it(engine_copy, tmp_path):
+    first = engine_copy  # tmp_path / "e", batch 1:2:4
     with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         small_build(tmp_path, batch="2", name="e")
+    assert load(first.path).batch.max == 4
     second = small_build(tmp_path, batch="3", name="e", force=True)
     assert second.path == first.path and load(second.path).batch.max == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]

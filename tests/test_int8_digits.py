@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from densenet_trt import build, load
+from densenet_trt import load
 from densenet_trt.backends import BACKENDS
 from densenet_trt.cli import main
 
@@ -18,7 +18,7 @@ pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
-from digits import MEAN, STD, load_split, write_npz  # noqa: E402
+from digits import MEAN, STD, load_split  # noqa: E402
 
 CHECKPOINT = ROOT / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 MODEL = "densenet_bc40_k12"
@@ -29,29 +29,8 @@ def top1(engine, images, labels):
     return float((predicted == labels).mean())
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    for split in ("calibration", "test"):
-        write_npz(split, str(folder / f"{split}.npz"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def calibration(work):
-    result = CliRunner().invoke(main, [
-        "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
-        "--eval-data", str(work / "test.npz"), "--samples", "300", "--batch-size", "50",
-        # OpenVINO's INT8 stem convolution strays from ModelOpt's (docs/calibrate.md, INT8 accuracy).
-        "--exclude", "stem", "--output", str(work / "cal"), "--name", "max", "--quiet",
-    ])
-    assert result.exit_code == 0, result.output
-    assert "top-1 on 400 held-out" in result.output
-    return work / "cal" / "max"
-
-
-def test_fake_quantized_top1_is_within_a_point_of_float(calibration):
-    report = json.loads((calibration / "report.json").read_text())
+def test_fake_quantized_top1_is_within_a_point_of_float(digits_calibration):
+    report = json.loads((digits_calibration / "report.json").read_text())
     evaluation = report["evaluation"]
     assert evaluation["data"]["samples"] == 400 and evaluation["data"]["labels"]
     assert evaluation["float_top1"] >= 0.97
@@ -60,14 +39,11 @@ def test_fake_quantized_top1_is_within_a_point_of_float(calibration):
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_int8_engine_top1_is_within_a_point_of_float32(work, calibration, backend):
+def test_int8_engine_top1_is_within_a_point_of_float32(digits_fp32_engine, digits_int8_engine, backend):
     if not BACKENDS[backend].available().ok:
         pytest.skip(BACKENDS[backend].available().message(backend))
     images, labels = load_split("test")
-    float_engine = build(MODEL, weights=CHECKPOINT, backend=backend, batch="1:100:100",
-                         output=work / "engines", name=f"{backend}-fp32")
-    int8_engine = build(MODEL, weights=CHECKPOINT, backend=backend, precision="int8", calibration=calibration,
-                        batch="1:100:100", output=work / "engines", name=f"{backend}-int8")
+    float_engine, int8_engine = digits_fp32_engine(backend), digits_int8_engine(backend)
     manifest = int8_engine.manifest
     assert manifest.calibration.method == "max"
     assert manifest.accuracy.passed and manifest.accuracy.vs_fake_quantized["passed"]
@@ -76,9 +52,8 @@ def test_int8_engine_top1_is_within_a_point_of_float32(work, calibration, backen
     assert abs(int8 - fp32) <= 0.01, (fp32, int8)
 
 
-def test_verify_reruns_the_int8_gate(work, calibration):
-    engine = build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=calibration,
-                   batch="1:4:8", output=work / "engines", name="verify-int8")
+def test_verify_reruns_the_int8_gate(digits_calibration, digits_int8_engine):
+    calibration, engine = digits_calibration, digits_int8_engine("onnxruntime")
     result = CliRunner().invoke(main, ["verify", str(engine.path), "--samples", "8"])
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
@@ -87,12 +62,12 @@ def test_verify_reruns_the_int8_gate(work, calibration):
     assert json.loads((engine.path / "manifest.json").read_text())["preprocessing"] is None
 
 
-def test_grayscale_engine_records_its_preprocessing(work):
+def test_grayscale_engine_records_its_preprocessing(tmp_path):
     result = CliRunner().invoke(main, [
         "build", "--model", MODEL, "--weights", str(CHECKPOINT), "--backend", "onnxruntime",
-        "--mean", str(MEAN), "--std", str(STD), "--output", str(work / "engines"), "--name", "gray", "--quiet",
+        "--mean", str(MEAN), "--std", str(STD), "--output", str(tmp_path), "--name", "gray", "--quiet",
     ])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((work / "engines" / "gray" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "gray" / "manifest.json").read_text())
     assert manifest["in_channels"] == 1
     assert manifest["preprocessing"] == {"resize": 32, "crop": 32, "mean": [MEAN], "std": [STD]}
