@@ -21,7 +21,7 @@ pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
-from digits import MEAN, STD, load_split, write_npz  # noqa: E402
+from digits import MEAN, STD, load_split  # noqa: E402
 
 CHECKPOINT = ROOT / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 MODEL = "densenet_bc40_k12"
@@ -32,29 +32,8 @@ def top1(engine, images, labels):
     return float((predicted == labels).mean())
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    for split in ("calibration", "test"):
-        write_npz(split, str(folder / f"{split}.npz"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def calibration(work):
-    result = CliRunner().invoke(main, [
-        "calibrate", "--model", MODEL, "--weights", str(CHECKPOINT), "--data", str(work / "calibration.npz"),
-        "--eval-data", str(work / "test.npz"), "--samples", "300", "--batch-size", "50",
-        # OpenVINO's INT8 stem convolution strays from ModelOpt's (docs/calibrate.md, INT8 accuracy).
-        "--exclude", "stem", "--output", str(work / "cal"), "--name", "max", "--quiet",
-    ])
-    assert result.exit_code == 0, result.output
-    assert "top-1 on 400 held-out" in result.output
-    return work / "cal" / "max"
-
-
-def test_fake_quantized_top1_is_within_a_point_of_float(calibration):
-    report = json.loads((calibration / "report.json").read_text())
+def test_fake_quantized_top1_is_within_a_point_of_float(digits_calibration):
+    report = json.loads((digits_calibration / "report.json").read_text())
     evaluation = report["evaluation"]
     assert evaluation["data"]["samples"] == 400 and evaluation["data"]["labels"]
     assert evaluation["float_top1"] >= 0.97
@@ -62,28 +41,29 @@ def test_fake_quantized_top1_is_within_a_point_of_float(calibration):
     assert report["in_channels"] == 1 and report["data"]["fit_for_accuracy"]
 
 
-@pytest.fixture(scope="module")
-def engines(work, calibration):
-    """``get(backend, precision)``: the digits engine at batch 1:100:100, built once per module."""
-    built = {}
+@pytest.fixture
+def calibration(digits_calibration):
+    return digits_calibration
+
+
+@pytest.fixture
+def engines(digits_fp32_engine, digits_int8_engine):
+    """``get(backend, precision)``: the shared digits engine (batch 1:100:100)."""
 
     def get(backend, precision):
         if not BACKENDS[backend].available().ok:
             pytest.skip(BACKENDS[backend].available().message(backend))
-        if (backend, precision) not in built:
-            built[backend, precision] = build(
-                MODEL, weights=CHECKPOINT, backend=backend, precision=precision, batch="1:100:100",
-                calibration=calibration if precision == "int8" else None, output=work / "engines",
-                name=f"{backend}-{precision}", speed_check=False)
-        return built[backend, precision]
+        return (digits_int8_engine if precision == "int8" else digits_fp32_engine)(backend)
 
     return get
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_int8_engine_top1_is_within_a_point_of_float32(engines, backend):
+def test_int8_engine_top1_is_within_a_point_of_float32(digits_fp32_engine, digits_int8_engine, backend):
+    if not BACKENDS[backend].available().ok:
+        pytest.skip(BACKENDS[backend].available().message(backend))
     images, labels = load_split("test")
-    float_engine, int8_engine = engines(backend, "fp32"), engines(backend, "int8")
+    float_engine, int8_engine = digits_fp32_engine(backend), digits_int8_engine(backend)
     manifest = int8_engine.manifest
     assert manifest.calibration.method == "max"
     assert manifest.accuracy.passed
@@ -94,9 +74,8 @@ def test_int8_engine_top1_is_within_a_point_of_float32(engines, backend):
     assert abs(int8 - fp32) <= 0.01, (fp32, int8)
 
 
-def test_verify_reruns_the_int8_gate(work, calibration):
-    engine = build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=calibration,
-                   batch="1:4:8", output=work / "engines", name="verify-int8", speed_check=False)
+def test_verify_reruns_the_int8_gate(digits_calibration, digits_int8_engine):
+    calibration, engine = digits_calibration, digits_int8_engine("onnxruntime")
     result = CliRunner().invoke(main, ["verify", str(engine.path), "--samples", "8"])
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
@@ -105,13 +84,13 @@ def test_verify_reruns_the_int8_gate(work, calibration):
     assert json.loads((engine.path / "manifest.json").read_text())["preprocessing"] is None
 
 
-def test_grayscale_engine_records_its_preprocessing(work):
+def test_grayscale_engine_records_its_preprocessing(tmp_path):
     result = CliRunner().invoke(main, [
         "build", "--model", MODEL, "--weights", str(CHECKPOINT), "--backend", "onnxruntime",
-        "--mean", str(MEAN), "--std", str(STD), "--output", str(work / "engines"), "--name", "gray", "--quiet",
+        "--mean", str(MEAN), "--std", str(STD), "--output", str(tmp_path), "--name", "gray", "--quiet",
     ])
     assert result.exit_code == 0, result.output
-    manifest = json.loads((work / "engines" / "gray" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "gray" / "manifest.json").read_text())
     assert manifest["in_channels"] == 1
     assert manifest["preprocessing"] == {"resize": 32, "crop": 32, "mean": [MEAN], "std": [STD]}
 
@@ -163,7 +142,7 @@ def test_calibration_records_onnxruntime_ranges_distance_and_top1(calibration):
     assert abs(evaluation["onnxruntime_int8_top1"] - evaluation["float_top1"]) <= 0.01
 
 
-def test_onnxruntime_int8_gate_uses_the_recorded_onnxruntime_distance(engines, calibration, work, tmp_path):
+def test_onnxruntime_int8_gate_uses_the_recorded_onnxruntime_distance(engines, calibration, tmp_path):
     report = json.loads((calibration / "report.json").read_text())
     accuracy = engines("onnxruntime", "int8").manifest.accuracy
     assert dataclasses.asdict(accuracy.tolerance) == report["onnxruntime"]["gate"]["tolerance"]

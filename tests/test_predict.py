@@ -21,7 +21,6 @@ from densenet_trt.data import Preprocessing, image_files, read_image
 from densenet_trt.predict import classify, read_labels
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINT = REPO / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -214,15 +213,14 @@ def _digits_module():
     return module
 
 
-def test_trained_digits_checkpoint_classifies_digit_images(tmp_path):
-    """The DenseNet-BC trained on scikit-learn's digits, built with its grayscale preprocessing,
-    on 20 digits of the held-out split written as 8x8 PNGs."""
+def test_trained_digits_checkpoint_classifies_digit_images(tmp_path, digits_fp32_engine):
+    """The DenseNet-BC trained on scikit-learn's digits, built with its grayscale preprocessing
+    (the shared engine of tests/conftest.py), on 20 digits of the held-out split written as 8x8 PNGs."""
     from sklearn.datasets import load_digits
 
     digits = _digits_module()
     steps = Preprocessing(resize=digits.IMAGE_SIZE, crop=digits.IMAGE_SIZE, mean=(digits.MEAN,), std=(digits.STD,))
-    artifact = densenet_trt.build("densenet_bc40_k12", weights=CHECKPOINT, backend="onnxruntime", batch="1:8:8",
-                                  output=tmp_path / "engines", preprocess=steps)
+    artifact = digits_fp32_engine("onnxruntime")
     assert artifact.manifest.preprocessing == steps and artifact.manifest.in_channels == 1
 
     data = load_digits()

@@ -41,8 +41,8 @@ def engine_path(shared_engine):
 
 
 @pytest.fixture(scope="module")
-def openvino_path(tmp_path_factory):
-    return small_build(tmp_path_factory.mktemp("openvino"), backend="openvino").path
+def openvino_path(small_engine):
+    return small_engine("openvino", "fp32").path  # SMALL, batch 1:4:8, shared with tests/test_build.py
 
 
 @pytest.fixture(scope="module")

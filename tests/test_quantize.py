@@ -38,8 +38,9 @@ def small_calibration(tmp_path, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def cal(tmp_path_factory):
-    return small_calibration(tmp_path_factory.mktemp("q"), exclude=["stem"])
+def cal(shared_calibration):
+    """small_calibration(exclude=["stem"]): the run's shared calibration (read only)."""
+    return load_calibration(shared_calibration)
 
 
 def test_report_says_what_was_calibrated(cal):

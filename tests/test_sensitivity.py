@@ -29,7 +29,7 @@ pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
-from digits import load_split, write_npz  # noqa: E402
+from digits import load_split  # noqa: E402
 
 CHECKPOINT = ROOT / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 MODEL = "densenet_bc40_k12"
@@ -37,18 +37,21 @@ GROUPS = ["stem", "denseblock1", "transition1", "denseblock2", "transition2", "d
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sensitivity")
-    for split in ("calibration", "test"):
-        write_npz(split, str(folder / f"{split}.npz"))
-    return folder
+def work(digits_data):
+    """The digits splits, calibration.npz and test.npz (shared: read only)."""
+    return digits_data
 
 
 @pytest.fixture(scope="module")
-def cal(work):
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("sensitivity")
+
+
+@pytest.fixture(scope="module")
+def cal(work, out):
     """Percentile 99.0, stem and classifier quantized."""
     return calibrate(MODEL, weights=CHECKPOINT, data=work / "calibration.npz", samples=None, batch_size=50,
-                     method="percentile", percentile=99.0, output=work / "cal", name="p99")
+                     method="percentile", percentile=99.0, output=out / "cal", name="p99")
 
 
 def held_out(count=None):
@@ -180,12 +183,11 @@ STAGES = ["stem", "denseblock1", "transition1", "denseblock2", "transition2", "d
 
 
 @pytest.fixture(scope="module")
-def engines(cal, work):
-    common = dict(weights=CHECKPOINT, batch="1:8:8", output=work / "engines")
+def engines(cal, out, digits_fp32_engine):
     return {
-        "fp32": build(MODEL, backend="onnxruntime", name="ort-fp32", **common),
-        "int8": build(MODEL, backend="onnxruntime", precision="int8", calibration=cal.path, name="ort-int8",
-                      speed_check=False, **common),
+        "fp32": digits_fp32_engine("onnxruntime"),  # batch 1:100:100, shared with tests/test_int8_digits.py
+        "int8": build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=cal.path,
+                      batch="1:8:8", output=out / "engines", name="ort-int8", speed_check=False),
     }
 
 
@@ -206,14 +208,14 @@ def test_compare_finds_every_part_of_onnxruntime_engines(engines):
         assert int8.stages[-1].fake_quantized == Error.of(quantized(x), net(x))
 
 
-def test_compare_command_and_a_backend_without_intermediate_outputs(engines, work):
+def test_compare_command_and_a_backend_without_intermediate_outputs(engines, out):
     result = CliRunner().invoke(main, ["compare", str(engines["int8"].path), "--samples", "4", "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "on 4 gate inputs of its calibration" in lines[0] and "fake-quantized" in lines[1]
     assert [line.split()[0] for line in lines[2:-1]] == STAGES
     assert lines[-1] == "with the parts' outputs added, the logits are bit-identical to the engine's: the readings are its own"
-    script = build(MODEL, weights=CHECKPOINT, backend="torchscript", batch="1:2:2", output=work / "engines", name="ts")
+    script = build(MODEL, weights=CHECKPOINT, backend="torchscript", batch="1:2:2", output=out / "engines", name="ts")
     shown = compare_engine(script.path, samples=2)
     assert shown.note == "torchscript engines expose no intermediate outputs: only the logits are compared"
     assert [s.engine is None for s in shown.stages] == [True] * 6 + [False]
@@ -231,12 +233,12 @@ def test_info_says_how_many_layers_run_in_int8(engines):
     assert "int8 layers" not in CliRunner().invoke(main, ["info", str(engines["fp32"].path)]).output
 
 
-def test_openvino_int8_engines(cal, work):
+def test_openvino_int8_engines(cal, out):
     if not BACKENDS["openvino"].available().ok:
         pytest.skip(BACKENDS["openvino"].available().message("openvino"))
     # Quantized, the stem makes OpenVINO's engine stray from ModelOpt's (README, INT8 accuracy): no gate here.
     engine = build(MODEL, weights=CHECKPOINT, backend="openvino", precision="int8", calibration=cal.path,
-                   batch="1:8:8", output=work / "engines", name="ov-int8", verify=False, speed_check=False)
+                   batch="1:8:8", output=out / "engines", name="ov-int8", verify=False, speed_check=False)
     layers = layer_precisions(engine.path, engine.manifest)
     assert (layers.int8, layers.float) == (42, 0)  # 39 convolutions, the classifier, two pools
     shown = compare_engine(engine.path)

@@ -12,8 +12,7 @@ from densenet_trt.build import build
 from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 
-SMALL = {"block_config": (2, 2, 2)}
-MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases (the others: SMALL)
+MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases (the others: small_engine)
 # Per backend Triton runs: platform, backend, files, input and output names.
 TARGETS = {
     "onnxruntime": ("onnxruntime_onnx", "", ["model.onnx"], "input", "logits"),
@@ -33,12 +32,13 @@ def calibration(shared_calibration):
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{b}-{p}" for b, p in CASES])
-def engine(request, tmp_path_factory):
+def engine(request, small_engine, tmp_path_factory):
     backend, precision = request.param
-    int8 = precision == "int8"
-    calibration = request.getfixturevalue("calibration") if int8 else None
-    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", calibration=calibration,
-                 overrides=None if int8 else SMALL, output=tmp_path_factory.mktemp("engines"))
+    if precision != "int8":
+        return small_engine(backend, precision)  # shared with tests/test_build.py
+    # No accuracy gate: export-triton does not read it (the int8 gate: tests/test_int8_digits.py).
+    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", verify=False,
+                 calibration=request.getfixturevalue("calibration"), output=tmp_path_factory.mktemp("engines"))
 
 
 def parse(folder):
@@ -87,8 +87,9 @@ def test_formats_triton_cannot_run_are_refused_naming_those_it_can(engine):
     assert gpu.setting == ("platform", "tensorrt_plan") and gpu.files == {"model.engine": "model.plan"}
 
 
-def test_engines_without_batch_1_or_manifest_are_refused(tmp_path):
-    artifact = build("densenet_bc100_k12", backend="onnxruntime", batch="2:2:4", output=tmp_path, overrides=SMALL)
+def test_engines_without_batch_1_or_manifest_are_refused(engine_copy, edit_manifest, tmp_path):
+    artifact = engine_copy
+    edit_manifest(artifact.path, lambda m: m["batch"].update(min=2))  # batch 2:2:4
     with pytest.raises(DenseNetTRTError, match="takes batches from 2"):
         export_triton(artifact.path, tmp_path / "repo")
     (artifact.path / "manifest.json").unlink()
