@@ -18,8 +18,10 @@ plus the quantizers' amax buffers), ``gate.npz`` (a few inputs the build's accur
 and ``report.json`` (the model and weights it belongs to, method, data fingerprint, per-layer
 amax, layers kept in float, and float against fake-quantized accuracy).
 
-Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO
-and ONNX Runtime, and through ``torch.export`` under ``export_torch_mode()`` for TensorRT.
+Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO,
+and through ``torch.export`` under ``export_torch_mode()`` for TensorRT. ONNX Runtime places its
+own Q/DQ (ort_quantize.py) from ranges its calibrator records here, on the same batches
+(``onnxruntime_ranges.json``), with its own gate distance and held-out top-1 in the report.
 """
 
 from __future__ import annotations
