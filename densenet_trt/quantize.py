@@ -18,8 +18,10 @@ plus the quantizers' amax buffers), ``gate.npz`` (a few inputs the build's accur
 and ``report.json`` (the model and weights it belongs to, method, data fingerprint, per-layer
 amax, layers kept in float, and float against fake-quantized accuracy).
 
-Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO
-and ONNX Runtime, and through ``torch.export`` under ``export_torch_mode()`` for TensorRT.
+Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO,
+and through ``torch.export`` under ``export_torch_mode()`` for TensorRT. ONNX Runtime places its
+own Q/DQ (ort_quantize.py) from ranges its calibrator records here, on the same batches
+(``onnxruntime_ranges.json``), with its own gate distance and held-out top-1 in the report.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ def calibrate_model(
     gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size),
                        Precision.FP32.tolerance)
     ort_record, ort_ranges, ort_model = _onnxruntime_placement(
-        net, calibration_batches, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
+        net, data, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
     report = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
@@ -422,10 +424,10 @@ def evaluate(
 
 
 def _onnxruntime_placement(
-    net: nn.Module, batches: Callable[[], Iterator[torch.Tensor]], method: str, percentile: float, image_size: int,
+    net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
     batch_size: int, float_layers: list[str], gate_set: Dataset, output: Path, progress: Callable[[str], None],
 ) -> tuple[dict[str, Any], dict[str, list[float]] | None, Any]:
-    """ONNX Runtime's own placement (ort_quantize.py): its ranges on the same batches, and its QDQ
+    """ONNX Runtime's own placement (ort_quantize.py): its ranges on the same batches of ``data``, and its QDQ
     model's distance from eager float32 on the gate inputs (its engines' gate); its record for
     the report, the ranges and the QDQ model (None, None where onnxruntime is not installed)."""
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
@@ -434,7 +436,7 @@ def _onnxruntime_placement(
         return {"ranges": None, "reason": f"{', '.join(missing)} not installed when it was made"}, None, None
     with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):
         prepared = prepared_model(net, BatchRange(1, batch_size, batch_size), image_size)
-        ranges = calibrate_ranges(prepared, batches, method, percentile)
+        ranges = calibrate_ranges(prepared, lambda: map(torch.from_numpy, data.batches(batch_size)), method, percentile)
         model = qdq_model(prepared, ranges, float_layers, str(output))
     ort_cmp = compare(_logits(net, gate_set, batch_size), run_qdq(model, gate_set.images, batch_size),
                       Precision.FP32.tolerance)

@@ -201,7 +201,8 @@ def test_compare_finds_every_part_of_onnxruntime_engines(engines):
     assert int8.inputs == "gate inputs of its calibration" and int8.samples == 8 and int8.note is None
     for stage in int8.stages[1:]:
         assert stage.engine.sqnr_db < 40 and stage.fake_quantized.sqnr_db < 40  # int8 departs from float ...
-        assert stage.engine.sqnr_db == pytest.approx(stage.fake_quantized.sqnr_db, abs=1.0)  # ... as ModelOpt's does
+        # ... about as ModelOpt's does (ONNX Runtime's own placement also quantizes convolution outputs and concats)
+        assert stage.engine.sqnr_db == pytest.approx(stage.fake_quantized.sqnr_db, abs=3.0)
     net, quantized = calibrated_models(load_calibration(engines["int8"].manifest.calibration.path))
     x = load_calibration(engines["int8"].manifest.calibration.path).gate_inputs()
     with torch.no_grad():
@@ -225,9 +226,8 @@ def test_info_says_how_many_layers_run_in_int8(engines):
     fp32 = layer_precisions(engines["fp32"].path, engines["fp32"].manifest)
     int8 = layer_precisions(engines["int8"].path, engines["int8"].manifest)
     assert fp32.int8 == 0 and fp32.conversions == 0 and fp32.float >= 40
-    # ONNX Runtime's optimizer splits some convolutions in its NCHWc layout: more nodes than the model's 42.
-    assert int8.int8 >= 1 and int8.conversions >= 2 and int8.int8 + int8.float >= 42
-    assert 1 <= int8.unfused_qdq <= int8.float
+    # ONNX Runtime's own Q/DQ placement: every compute layer of the 42 in int8, no Q/DQ pair left unfused.
+    assert int8.int8 >= 42 and int8.float == 0 and int8.unfused_qdq == 0 and int8.conversions >= 2
     shown = CliRunner().invoke(main, ["info", str(engines["int8"].path)]).output
     assert f"int8 layers  {int8.text()}" in shown
     assert "int8 layers" not in CliRunner().invoke(main, ["info", str(engines["fp32"].path)]).output
