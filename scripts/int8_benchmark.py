@@ -69,10 +69,13 @@ from densenet_trt.spec import Precision  # noqa: E402
 DIGITS_MODEL = "densenet_bc40_k12"
 DIGITS_CHECKPOINT = REPO / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 NNCF_MISSING = "NNCF is not installed: pip install 'densenet-trt[bench]' (or pip install 'nncf>=3.0')"
-TOOL = "densenet-trt (ModelOpt max)"
+TOOL = "densenet-trt (ModelOpt max Q/DQ)"
+TOOL_ORT = "densenet-trt (ONNX Runtime's placement, its max ranges)"
 QUANTIZE_STATIC = "ORT quantize_static (QDQ, U8 act. / S8 per-channel weights)"
 NNCF = "NNCF quantize"
 PROFILE_CALLS = 5
+# A pause before each timed call: ONNX Runtime's worker threads spin after a call, on the next runner's time.
+GAP_S = 0.05
 CONVS = ("Conv", "FusedConv", "NhwcFusedConv", "QLinearConv", "ConvInteger")
 DEPTHWISE = "Conv, depthwise (a BatchNormalization)"
 
@@ -228,7 +231,7 @@ def make_rows(setup: Setup, progress: Callable[[str], None]) -> list[Row]:
                     batch_size=min(16, len(setup.images)), output=setup.work / "calibration", name="max",
                     force=True)
     tool_ov = tool_row(setup, "OpenVINO int8", ov, Precision.INT8, cal.path, TOOL)
-    rows += [tool_ov, tool_row(setup, "ONNX Runtime int8", ort, Precision.INT8, cal.path, TOOL)]
+    rows += [tool_ov, tool_row(setup, "ONNX Runtime int8", ort, Precision.INT8, cal.path, TOOL_ORT)]
     float_onnx = rows[0].file
     progress(f"{setup.model}: ONNX Runtime quantize_static")
     static = quantize_static(setup, float_onnx, progress)
@@ -246,7 +249,7 @@ def make_rows(setup: Setup, progress: Callable[[str], None]) -> list[Row]:
 
 def interleaved(calls: list[Callable[[], Any]], rounds: int, seconds: float | None) -> list[list[float]]:
     """Seconds of each call, one call of each per round, for ``rounds`` rounds or until
-    ``seconds`` have passed (at least one round); one untimed call of each first."""
+    ``seconds`` have passed (at least one round), GAP_S apart; one untimed call of each first."""
     for call in calls:
         call()
     times: list[list[float]] = [[] for _ in calls]
@@ -255,6 +258,7 @@ def interleaved(calls: list[Callable[[], Any]], rounds: int, seconds: float | No
         if done and time.perf_counter() >= end:
             break
         for call, spent in zip(calls, times):
+            time.sleep(GAP_S)
             start = time.perf_counter()
             call()
             spent.append(time.perf_counter() - start)
