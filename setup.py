@@ -11,6 +11,8 @@ openvino = ["openvino>=2025.0"]
 plot = ["matplotlib>=3.7"]
 # ModelOpt 0.47 imports requests and huggingface_hub without declaring them.
 quantize = ["nvidia-modelopt==0.47.0", "requests>=2.28", "huggingface_hub>=0.20"]
+# NNCF: OpenVINO's own quantizer, a row of scripts/int8_benchmark.py (whose test is in the slow tier).
+bench = ["nncf>=3.0"]
 
 setup(
     name="densenet-trt",
@@ -36,15 +38,14 @@ setup(
         "cpu": onnx + openvino + plot + quantize,
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
         "tensorrt": ["torch-tensorrt==2.14.0"] + quantize,
-        # NNCF: OpenVINO's own quantizer, a row of scripts/int8_benchmark.py.
-        "bench": ["nncf>=3.0"],
+        "bench": bench,
         # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
         # scikit-learn: the digits the INT8 accuracy tests run on.
         # dllist, psutil: torch-tensorrt 2.14's pure-Python requirements, for the conformance tier,
         # which imports its Python files from the wheel (the wheel itself needs TensorRT's libraries).
         "test": ["pytest>=8", "torchvision>=0.26", "tritonclient[grpc]>=2.40", "scikit-learn>=1.3",
                  "dllist>=2", "psutil>=5.9"]
-        + onnx + plot + quantize,
+        + onnx + plot + quantize + bench,
     },
     entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
     classifiers=[

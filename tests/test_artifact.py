@@ -126,11 +126,18 @@ def test_interrupted_at_any_step_of_a_replacement_the_target_holds_an_engine(tmp
 
 # --- 2. signals: Ctrl-C and SIGTERM clean up; a SIGKILLed build's partial goes at the next ------
 
+def default_sigint() -> None:
+    """Ctrl-C as a user's shell gives it: a background job of a non-interactive shell (how a CI
+    script may start pytest) ignores SIGINT, and its children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_build(out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "densenet_trt", "build", "--model", "densenet_bc100_k12", "--backend",
          "onnxruntime", "-o", str(out), "-q"],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )
 
 
@@ -188,7 +195,8 @@ def test_ctrl_c_inside_code_run_by_exec_still_exits_130(tmp_path):
     inside dataclasses' or torch.fx's generated code during a build)."""
     (tmp_path / "sitecustomize.py").write_text(INTERRUPT_IN_EXEC)
     result = subprocess.run([sys.executable, "-m", "densenet_trt", "models"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}, timeout=120)
+                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}, timeout=120,
+                            preexec_fn=default_sigint)
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines() == ["error: interrupted by SIGINT"], result.stderr
 

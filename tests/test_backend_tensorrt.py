@@ -304,7 +304,7 @@ def typed_manifest(build_spec, settings, versions, gpu) -> EngineManifest:
         "batch": b.as_dict(), "image_size": build_spec.image_size, "in_channels": build_spec.in_channels,
         "input": {"name": "input", "dtype": dtype, "shape": shape},
         "output": {"name": "logits", "dtype": dtype, "shape": [shape[0], 10]},
-        "threads": None, "preprocessing": None, "calibration": None,
+        "threads": None, "preprocessing": None, "calibration": None, "int8_speed": None,
         "device": {"type": "cuda", "platform": platform_name(), "cpu": "x", "cpu_count": 1, "gpu": gpu},
         "versions": versions, "backend_settings": settings,
         "build": {"seconds": 1.0, "time_utc": "2026-01-01T00:00:00+00:00"},

@@ -226,7 +226,7 @@ def manifest(settings=None, tensorrt="10.3.0", tf32=False, **changes):
         "batch": {"min": 1, "opt": 2, "max": 4}, "image_size": 32, "in_channels": 3,
         "input": {"name": "input", "dtype": "float16", "shape": shape},
         "output": {"name": "logits", "dtype": "float16", "shape": ["batch", 10]},
-        "threads": None, "preprocessing": None, "calibration": None,
+        "threads": None, "preprocessing": None, "calibration": None, "int8_speed": None,
         "device": {"type": "cuda", "platform": platform_name(), "cpu": "x", "cpu_count": 1,
                    "gpu": {"name": "Orin", "compute_capability": "8.7", "driver": None, "cuda": "12.6"}},
         "versions": {"tensorrt": tensorrt}, "backend_settings": {**recorded, **(settings or {})},

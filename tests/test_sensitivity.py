@@ -6,6 +6,7 @@ One calibration serves the module: percentile 99.0 with nothing kept in float, w
 stem's input (the normalised image) and costs several points of top-1 on the test split."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -215,7 +216,10 @@ def test_compare_command_and_a_backend_without_intermediate_outputs(engines, out
     lines = result.output.splitlines()
     assert "on 4 gate inputs of its calibration" in lines[0] and "fake-quantized" in lines[1]
     assert [line.split()[0] for line in lines[2:-1]] == STAGES
-    assert lines[-1] == "with the parts' outputs added, the logits are bit-identical to the engine's: the readings are its own"
+    # ONNX Runtime's own Q/DQ placement fuses differently with the parts exposed, and compare says so.
+    assert re.fullmatch(r"with the parts' outputs added, the logits differ from the engine's own \(max abs [0-9.e-]+, "
+                        r"SQNR [0-9.]+ dB\): the runtime computed differently with them exposed, so the parts' readings "
+                        r"are of that graph, not exactly of the engine", lines[-1]), lines[-1]
     script = build(MODEL, weights=CHECKPOINT, backend="torchscript", batch="1:2:2", output=out / "engines", name="ts")
     shown = compare_engine(script.path, samples=2)
     assert shown.note == "torchscript engines expose no intermediate outputs: only the logits are compared"
