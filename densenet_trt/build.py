@@ -388,8 +388,9 @@ def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, 
         out = engine(x)
         with torch.no_grad():
             ref, fake = net(x), None if placement else quantized(x)
-        check_finite({"the int8 engine": out, "ModelOpt's fake-quantized model": ref if fake is None else fake,
-                      "eager float32 PyTorch": ref}, n, f"gate inputs of {calibration.path}")
+        faked = {} if fake is None else {"ModelOpt's fake-quantized model": fake}
+        check_finite({"the int8 engine": out, **faked, "eager float32 PyTorch": ref}, n,
+                     f"gate inputs of {calibration.path}")
         simulated += [] if fake is None else [(n, compare(fake, out, Precision.INT8.tolerance))]
         floating.append((n, compare(ref, out, tolerance)))
         against = f"against fake-quantized {simulated[-1][1]}; " if simulated else ""

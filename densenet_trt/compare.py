@@ -11,8 +11,9 @@ their logits are compared, and the report says so.
 Adding outputs could in principle change what a runtime fuses or in what precision it runs a
 layer, so the graph with the outputs added also gives its logits, compared with the engine's
 own (``Comparison.exposed``): bit-identical means the parts' readings are the engine's. (On
-densenet121 and the digits model, OpenVINO fp32/bf16/int8 and ONNX Runtime fp32/int8 were
-bit-identical; OpenVINO's runtime graph gained only a Reorder and an Output per added output.)
+densenet121 and the digits model, OpenVINO fp32/bf16/int8 and ONNX Runtime fp32 were
+bit-identical, OpenVINO's runtime graph gaining only a Reorder and an Output per added output;
+ONNX Runtime int8, with its own Q/DQ placement, fuses differently with the parts exposed.)
 """
 
 from __future__ import annotations
