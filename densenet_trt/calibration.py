@@ -96,7 +96,8 @@ class Calibration:
         if record.get("ranges") is None:
             raise DenseNetTRTError(
                 f"the calibration {self.path} has no ONNX Runtime ranges ({record['reason']}), which "
-                "onnxruntime int8 engines are placed with; install densenet-trt[onnx] and recalibrate"
+                "onnxruntime int8 engines are placed with; calibrate again with densenet-trt[onnx] installed, "
+                "without --no-onnxruntime"
             )
         return record
 

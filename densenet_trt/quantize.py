@@ -212,8 +212,8 @@ def calibrate_model(
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
     eval_data: Dataset | None = None,
-    max_drop: float | None = None,
-    max_float: int | None = None,
+    max_drop: float | None = None, max_float: int | None = None,
+    onnxruntime: bool = True,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Calibration:
@@ -240,7 +240,7 @@ def calibrate_model(
     gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size),
                        Precision.FP32.tolerance)
     ort_record, ort_ranges, ort_model = _onnxruntime_placement(
-        net, data, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
+        onnxruntime, net, data, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
     report = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
@@ -342,8 +342,8 @@ def calibrate(
     percentile: float = DEFAULT_PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
     batch_size: int = DEFAULT_BATCH_SIZE,
-    max_drop: float | None = None,
-    max_float: int | None = None,
+    max_drop: float | None = None, max_float: int | None = None,
+    onnxruntime: bool = True,
     output: str | os.PathLike = "calibration",
     name: str | None = None,
     force: bool = False,
@@ -360,6 +360,7 @@ def calibrate(
     ``max_drop``: also keep in float the fewest layers (at most ``max_float``, default half)
     that hold top-1 on ``eval_data`` (agreement with float without labels) within that many
     points of float; an error, and nothing written, where no such set exists.
+    ``onnxruntime``: also record ONNX Runtime's own ranges, for onnxruntime int8 builds (False: a pass less).
     """
     check_method(method, percentile)
     _check_budget(max_drop, max_float, eval_data)
@@ -382,7 +383,7 @@ def calibrate(
     return calibrate_model(
         net, record, calibration_set, output, image_size=size, method=method, percentile=percentile,
         exclude=exclude, batch_size=batch_size, eval_data=held_out, max_drop=max_drop, max_float=max_float,
-        force=force, progress=progress,
+        onnxruntime=onnxruntime, force=force, progress=progress,
     )
 
 
@@ -424,12 +425,14 @@ def evaluate(
 
 
 def _onnxruntime_placement(
-    net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
+    wanted: bool, net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
     batch_size: int, float_layers: list[str], gate_set: Dataset, output: Path, progress: Callable[[str], None],
 ) -> tuple[dict[str, Any], dict[str, list[float]] | None, Any]:
     """ONNX Runtime's own placement (ort_quantize.py): its ranges on the same batches of ``data``, and its QDQ
     model's distance from eager float32 on the gate inputs (its engines' gate); its record for
-    the report, the ranges and the QDQ model (None, None where onnxruntime is not installed)."""
+    the report, the ranges and the QDQ model (None, None where not ``wanted`` or onnxruntime is not installed)."""
+    if not wanted:
+        return {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}, None, None
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         progress(f"no ONNX Runtime ranges: {', '.join(missing)} not installed (onnxruntime int8 builds need them)")

@@ -57,6 +57,11 @@ from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessin
               help="Held-out images to use, drawn from --eval-data [default: all].")
 @click.option("--sensitivity", "show_sensitivity", is_flag=True,
               help="Then rank every quantized layer on --eval-data (see `densenet-trt sensitivity`).")
+@click.option("--onnxruntime/--no-onnxruntime", default=True, show_default=True,
+              help="Also record ONNX Runtime's own activation ranges (its calibrator over the same "
+                   "batches), which `build --backend onnxruntime --precision int8` places its Q/DQ "
+                   "with. --no-onnxruntime saves that pass (about as long as ModelOpt's) where no "
+                   "onnxruntime int8 engine will be built; every other backend still builds.")
 @click.option("--skip-bad", is_flag=True,
               help="Image folders: leave out files that cannot be read (counted in the report) "
                    "instead of failing.")
@@ -68,7 +73,7 @@ from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessin
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eval_data, preprocess,
               mean, std, samples, batch_size, seed, method, percentile, exclude, max_drop, max_float,
-              eval_samples, show_sensitivity, skip_bad, output, name, force, as_json, quiet):
+              eval_samples, show_sensitivity, onnxruntime, skip_bad, output, name, force, as_json, quiet):
     """Calibrate a DenseNet for INT8 with NVIDIA ModelOpt and write a calibration folder
     (ModelOpt's quantizer state, gate inputs and a JSON report) for `build --precision int8`.
 
@@ -93,7 +98,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
         image_size=image_size, preprocess=steps, samples=samples, eval_data=eval_data,
         skip_bad=skip_bad, seed=seed, method=method, percentile=percentile, exclude=exclude,
         batch_size=batch_size, max_drop=max_drop, max_float=max_float, eval_samples=eval_samples,
-        output=output, name=name, force=force, progress=say,
+        onnxruntime=onnxruntime, output=output, name=name, force=force, progress=say,
     )
     r = cal.report
     if show_sensitivity:
