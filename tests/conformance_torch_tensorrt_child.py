@@ -54,7 +54,8 @@ CUDA_ANSWERS = {"get_device_capability": (9, 0), "current_device": 0, "mem_get_i
 ALL_OPTIONS = {"workspace_size": 1 << 30, "optimization_level": 3, "timing_cache_path": "timing.cache",
                "min_block_size": 1, "require_full_compilation": True, "allow_tf32": True,
                "hardware_compatible": True, "version_compatible": True}
-PRESET = "densenet_bc40_k12"  # the smallest preset
+PRESET = "densenet_bc40_k12"  # the smallest preset, cut to blocks of two layers: every operator, fewer of each
+SMALL = {"block_config": (2, 2, 2)}
 BATCH = "1:2:4"
 
 
@@ -141,7 +142,7 @@ def programs() -> dict[str, tuple]:
         spec = BuildSpec(precision=precision, batch=BatchRange.parse(BATCH), image_size=32,
                          options={"require_full_compilation": True})
         TensorRTSettings.from_options(spec.options)
-        model = create_model(PRESET)
+        model = create_model(PRESET, **SMALL)
         quantizers = 0
         if precision is Precision.INT8:
             generator = torch.Generator().manual_seed(0)

@@ -21,9 +21,9 @@ def needs(backend):
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
-def test_exposing_the_parts_leaves_a_float32_engine_bit_identical_and_each_part_reads_as_eager(tmp_path, backend):
+def test_exposing_the_parts_leaves_a_float32_engine_bit_identical_and_each_part_reads_as_eager(small_engine, backend):
     needs(backend)
-    engine = build(MODEL, backend=backend, batch="1:2:2", output=tmp_path, name="e")
+    engine = small_engine(backend, "fp32")
     shown = compare_engine(engine.path, samples=4)
     assert shown.note is None and shown.exposed == Error(None, 0.0, shown.exposed.cosine)
     assert all(s.engine is not None and s.engine.max_abs < 1e-4 for s in shown.stages), shown.table()
@@ -31,14 +31,10 @@ def test_exposing_the_parts_leaves_a_float32_engine_bit_identical_and_each_part_
     assert result.exit_code == 0 and result.stdout.splitlines()[-1] == SAME, result.output
 
 
-def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_does(tmp_path):
+def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_does(tmp_path, shared_calibration):
     needs("openvino")
-    pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
-    from densenet_trt.quantize import calibrate
-
-    cal = calibrate(MODEL, data="synthetic", samples=16, batch_size=16, exclude=["stem"], output=tmp_path, name="c")
-    engine = build(MODEL, backend="openvino", precision="int8", calibration=cal.path, batch="1:2:2", output=tmp_path,
-                   name="e", verify=False, speed_check=False)
+    engine = build(MODEL, backend="openvino", precision="int8", calibration=shared_calibration, batch="1:2:2",
+                   output=tmp_path, name="e", verify=False, speed_check=False)
     shown = compare_engine(engine.path, samples=4)
     assert shown.exposed.sqnr_db is None and shown.exposed.max_abs == 0
     stem, block1 = shown.stages[:2]

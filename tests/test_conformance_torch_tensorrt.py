@@ -125,7 +125,7 @@ def test_inputs_carry_the_batch_range_and_the_precisions_dtype(report, precision
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_a_dry_run_converts_every_operator_into_one_tensorrt_graph(report, precision):
     checked = report["precisions"][precision]
-    assert checked["total_ops"] > 100
+    assert checked["total_ops"] > 60  # the cut model: 75 operators at fp32
     assert checked["supported_ops"] == checked["total_ops"], checked["unsupported"]
     assert checked["unsupported"] == {} and checked["run_in_torch"] == [] and checked["torch_nodes"] == []
     assert checked["engines"] == 1

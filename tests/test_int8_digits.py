@@ -58,7 +58,8 @@ def engines(digits_fp32_engine, digits_int8_engine):
     return get
 
 
-@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+# OpenVINO's digits engines are built for this test alone: with -m slow.
+@pytest.mark.parametrize("backend", [pytest.param("openvino", marks=pytest.mark.slow), "onnxruntime"])
 def test_int8_engine_top1_is_within_a_point_of_float32(digits_fp32_engine, digits_int8_engine, backend):
     if not BACKENDS[backend].available().ok:
         pytest.skip(BACKENDS[backend].available().message(backend))
@@ -179,7 +180,7 @@ def _no_ranges(report):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(change_report=_no_ranges), "has no ONNX Runtime ranges .*; install densenet-trt\\[onnx\\] and recalibrate"),
+    (dict(change_report=_no_ranges), "has no ONNX Runtime ranges .*; calibrate again with densenet-trt\\[onnx\\] installed, without --no-onnxruntime"),
     (dict(change_report=lambda r: r.update(schema_version=1)), "has schema version 1; .* calibrate again"),
     (dict(change_ranges=lambda r: r.pop("cat_1")),
      "has no ONNX Runtime range for 1 tensors .* \\(e.g. cat_1\\): it was made with a different torch or model; recalibrate"),

@@ -37,15 +37,12 @@ def test_the_record_reads_as_one_line_either_way():
 
 
 @pytest.fixture(scope="module")
-def calibration(tmp_path_factory):
-    from densenet_trt.quantize import calibrate
-
-    work = tmp_path_factory.mktemp("speed")
-    return calibrate(MODEL, data="synthetic", samples=32, batch_size=16, exclude=["stem"], output=work / "cal",
-                     name="c").path
+def calibration(shared_calibration):
+    return shared_calibration
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+# The same speed check on either backend; onnxruntime's int8 build (its own Q/DQ placement) is the slower one.
+@pytest.mark.parametrize("backend", [pytest.param("onnxruntime", marks=pytest.mark.slow), "openvino"])
 def test_an_int8_build_records_both_medians_warns_when_not_faster_and_info_shows_them(tmp_path, calibration, backend):
     if not BACKENDS[backend].available().ok:
         pytest.skip(BACKENDS[backend].available().message(backend))
@@ -87,13 +84,13 @@ def test_the_library_warns_with_its_own_category_exactly_when_int8_is_not_faster
     assert slower == ([not_faster(speed)] if speed.int8_ms >= speed.float32_ms else [])
 
 
-def test_speed_check_false_skips_it_and_float_builds_have_none(tmp_path, calibration):
+def test_speed_check_false_skips_it_and_float_builds_have_none(tmp_path, calibration, small_engine):
     skipped = build(MODEL, backend="onnxruntime", precision="int8", calibration=calibration, output=tmp_path,
                     name="skipped", speed_check=False)
     assert skipped.manifest.int8_speed is None
     result = CliRunner().invoke(main, ["info", str(skipped.path)])
     assert result.exit_code == 0 and "int8 speed" not in result.stdout
-    assert build(MODEL, backend="onnxruntime", output=tmp_path, name="fp32").manifest.int8_speed is None
+    assert small_engine("onnxruntime", "fp32").manifest.int8_speed is None
 
 
 @pytest.mark.parametrize("field", ["batch", "calls", "int8_ms", "float32_ms"])

@@ -114,7 +114,7 @@ def test_calibration_says_it_uses_every_sample_and_that_the_data_had_fewer_than_
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((20, 3, 32, 32)).astype(np.float32))
     lines = []
     cal = calibrate(MODEL, data=tmp_path / "calib.npy", samples=512, batch_size=8, output=tmp_path / "cal",
-                    progress=lines.append)
+                    onnxruntime=False, progress=lines.append)
     assert cal.report["data"]["used"] == 20 and cal.report["data"]["samples"] == 20
     assert "the calibration data has 20 samples, fewer than the 512 asked for: all of them are used" in lines
     assert any("on all 20 samples (3 batches of 8, the last of 4)" in line for line in lines), lines

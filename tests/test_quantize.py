@@ -32,7 +32,8 @@ DIGITS = Preprocessing(32, 32, (0.305,), (0.323,))
 
 
 def small_calibration(tmp_path, **kwargs):
-    options = dict(data="synthetic", samples=32, batch_size=16, output=tmp_path / "cal", name="c")
+    """ModelOpt's calibration only: none of these tests builds an onnxruntime int8 engine."""
+    options = dict(data="synthetic", samples=32, batch_size=16, output=tmp_path / "cal", name="c", onnxruntime=False)
     options.update(kwargs)
     return calibrate(MODEL, **options)
 
@@ -138,6 +139,16 @@ def test_existing_calibration_needs_force(tmp_path):
     small_calibration(tmp_path, force=True)
 
 
+def test_a_calibration_without_onnxruntime_ranges_refuses_onnxruntime_int8_builds_in_one_line(tmp_path):
+    cal = small_calibration(tmp_path)
+    message = (f"the calibration {cal.path} has no ONNX Runtime ranges (left out on request (--no-onnxruntime) when "
+               "it was made), which onnxruntime int8 engines are placed with; calibrate again with "
+               "densenet-trt[onnx] installed, without --no-onnxruntime")
+    with pytest.raises(DenseNetTRTError, match=f"^{re.escape(message)}$"):
+        build(MODEL, precision="int8", calibration=cal.path, backend="onnxruntime", output=tmp_path / "engines")
+    assert not (tmp_path / "engines").exists() or list((tmp_path / "engines").iterdir()) == []
+
+
 def test_damaged_calibrations_are_refused(tmp_path):
     cal = small_calibration(tmp_path)
     with open(cal.path / QUANTIZERS_FILE, "ab") as f:
@@ -192,12 +203,14 @@ def test_cli_calibrates_an_image_folder_skipping_bad_files(tmp_path):
     assert "unreadable image file(s)" in result.output and "bad.png" in result.output
     assert not (tmp_path / "cal").exists() or not any((tmp_path / "cal").iterdir())
     result = run_cli("--data", tmp_path / "images", "--eval-data", tmp_path / "images", "--batch-size", "8",
-                     "--skip-bad", "-o", tmp_path / "cal", "--json")
+                     "--skip-bad", "--no-onnxruntime", "-o", tmp_path / "cal", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["data"]["skipped_bad_files"] == 1 and report["data"]["samples"] == 20
     assert report["data"]["preprocessing"]["crop"] == 32 and report["data"]["classes"] == ["0", "1"]
     assert set(report["evaluation"]) >= {"float_top1", "int8_top1", "agreement"}
+    assert report["onnxruntime"] == {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}
+    assert "onnxruntime_int8_top1" not in report["evaluation"]
 
 
 @pytest.mark.parametrize(
@@ -282,7 +295,8 @@ def test_a_quantizer_state_that_is_not_one_is_refused_naming_the_file(cal, tmp_p
     if kind == "another torch file":
         torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     elif kind == "another model's state":
-        other = calibrate("densenet_bc100_k12", data="synthetic", samples=8, batch_size=8, output=tmp_path, name="o")
+        other = calibrate("densenet_bc100_k12", data="synthetic", samples=8, batch_size=8, output=tmp_path, name="o",
+                          onnxruntime=False)
         shutil.copy(other.path / QUANTIZERS_FILE, tmp_path / "other.pt")
     content = {"random bytes": os.urandom(4096), "half the file": original[:len(original) // 2]}.get(kind)
     folder = replaced(cal, tmp_path / "c", QUANTIZERS_FILE, content or (tmp_path / "other.pt").read_bytes())

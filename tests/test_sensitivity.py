@@ -50,9 +50,9 @@ def out(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cal(work, out):
-    """Percentile 99.0, stem and classifier quantized."""
+    """Percentile 99.0, stem and classifier quantized; ModelOpt's only (no onnxruntime int8 engine is built from it)."""
     return calibrate(MODEL, weights=CHECKPOINT, data=work / "calibration.npz", samples=None, batch_size=50,
-                     method="percentile", percentile=99.0, output=out / "cal", name="p99")
+                     method="percentile", percentile=99.0, output=out / "cal", name="p99", onnxruntime=False)
 
 
 def held_out(count=None):
@@ -189,12 +189,9 @@ STAGES = ["stem", "denseblock1", "transition1", "denseblock2", "transition2", "d
 
 
 @pytest.fixture(scope="module")
-def engines(cal, out, digits_fp32_engine):
-    return {
-        "fp32": digits_fp32_engine("onnxruntime"),  # batch 1:100:100, shared with tests/test_int8_digits.py
-        "int8": build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=cal.path,
-                      batch="1:8:8", output=out / "engines", name="ort-int8", speed_check=False),
-    }
+def engines(digits_fp32_engine, digits_int8_engine):
+    """batch 1:100:100, shared with tests/test_int8_digits.py; int8 from the run's digits calibration (max)."""
+    return {"fp32": digits_fp32_engine("onnxruntime"), "int8": digits_int8_engine("onnxruntime")}
 
 
 def test_compare_finds_every_part_of_onnxruntime_engines(engines):
@@ -207,8 +204,9 @@ def test_compare_finds_every_part_of_onnxruntime_engines(engines):
     assert int8.inputs == "gate inputs of its calibration" and int8.samples == 8 and int8.note is None
     for stage in int8.stages[1:]:
         assert stage.engine.sqnr_db < 40 and stage.fake_quantized.sqnr_db < 40  # int8 departs from float ...
-        # ... about as ModelOpt's does (ONNX Runtime's own placement also quantizes convolution outputs and concats)
-        assert stage.engine.sqnr_db == pytest.approx(stage.fake_quantized.sqnr_db, abs=3.0)
+        # ... a few dB further than ModelOpt's (ONNX Runtime's own placement also quantizes convolution outputs
+        # and concats): measured 2 to 4.6 dB with this max calibration
+        assert stage.fake_quantized.sqnr_db - 6 <= stage.engine.sqnr_db <= stage.fake_quantized.sqnr_db + 1
     net, quantized = calibrated_models(load_calibration(engines["int8"].manifest.calibration.path))
     x = load_calibration(engines["int8"].manifest.calibration.path).gate_inputs()
     with torch.no_grad():
@@ -235,8 +233,9 @@ def test_info_says_how_many_layers_run_in_int8(engines):
     fp32 = layer_precisions(engines["fp32"].path, engines["fp32"].manifest)
     int8 = layer_precisions(engines["int8"].path, engines["int8"].manifest)
     assert fp32.int8 == 0 and fp32.conversions == 0 and fp32.float >= 40
-    # ONNX Runtime's own Q/DQ placement: every compute layer of the 42 in int8, no Q/DQ pair left unfused.
-    assert int8.int8 >= 42 and int8.float == 0 and int8.unfused_qdq == 0 and int8.conversions >= 2
+    # ONNX Runtime's own Q/DQ placement: every compute layer of the 42 in int8 but the stem, which this
+    # calibration keeps in float; no Q/DQ pair left unfused.
+    assert int8.int8 == 41 and int8.float == 1 and int8.unfused_qdq == 0 and int8.conversions >= 2
     shown = CliRunner().invoke(main, ["info", str(engines["int8"].path)]).output
     assert f"int8 layers  {int8.text()}" in shown
     assert "int8 layers" not in CliRunner().invoke(main, ["info", str(engines["fp32"].path)]).output

@@ -37,7 +37,7 @@ def engine(request, small_engine, tmp_path_factory):
     if precision != "int8":
         return small_engine(backend, precision)  # shared with tests/test_build.py
     # No accuracy gate: export-triton does not read it (the int8 gate: tests/test_int8_digits.py).
-    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", verify=False,
+    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", verify=False, speed_check=False,
                  calibration=request.getfixturevalue("calibration"), output=tmp_path_factory.mktemp("engines"))
 
 
