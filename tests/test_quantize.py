@@ -247,7 +247,7 @@ def folder_calibration(tmp_path_factory):
     for i in range(16):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(work / "images" / f"{i:02d}.png")
     cal = calibrate(MODEL, weights=CHECKPOINT, data=work / "images", preprocess=DIGITS, samples=16, batch_size=8,
-                    exclude=["stem"], output=work / "cal", name="c")
+                    exclude=["stem"], output=work / "cal", name="c", onnxruntime=False)
     return work / "images", cal
 
 
@@ -255,7 +255,7 @@ def test_a_calibration_from_an_image_folder_gives_its_preprocessing_to_the_engin
     images, cal = folder_calibration
     assert cal.report["preprocessing"] == DIGITS.as_dict()
     assert load_calibration(cal.path).preprocessing == DIGITS
-    artifact = build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="onnxruntime",
+    artifact = build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="openvino",
                      batch="1:4:4", output=tmp_path, speed_check=False)
     assert artifact.manifest.preprocessing == DIGITS
     predictions = classify(artifact.path, [images], top_k=1)
@@ -270,7 +270,7 @@ def test_a_build_preprocessing_other_than_the_calibrations_is_refused(folder_cal
             "the preprocessing asked for (resize 32, crop 32, mean [0.5], std [0.5]) is not the one "
             f"{cal.path} was calibrated with (resize 32, crop 32, mean [0.305], std [0.323]); leave out "
             "preprocess=PRESET and mean=M std=S to use the calibration's, or calibrate with these")):
-        build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="onnxruntime",
+        build(MODEL, weights=CHECKPOINT, precision="int8", calibration=cal.path, backend="openvino",
               output=tmp_path, preprocess=Preprocessing(32, 32, (0.5,), (0.5,)))
     assert list(tmp_path.iterdir()) == []
 

@@ -2,8 +2,10 @@
 per-layer sensitivity, the accuracy budget (calibrate --max-drop), the per-part comparison of an
 engine with eager float32 (compare) and an int8 engine's layer precisions (info).
 
-One calibration serves the module: percentile 99.0 with nothing kept in float, which clips the
-stem's input (the normalised image) and costs several points of top-1 on the test split."""
+The run's digits calibration (tests/conftest.py: max, the stem kept in float) and its engines serve
+sensitivity, compare and info. The budget tests use their own: percentile 99.0 with nothing kept in
+float, which clips the stem's input (the normalised image) and costs several points of top-1 on the
+test split."""
 
 import json
 import re
@@ -60,15 +62,18 @@ def held_out(count=None):
     return Dataset(images[:count], labels[:count], {"kind": "npz"})
 
 
-def test_sensitivity_ranks_every_group_and_the_chosen_layers(cal, tmp_path):
+FIRST_CONV = "features.denseblock1.denselayer1.conv1"
+
+
+def test_sensitivity_ranks_every_group_and_the_chosen_layers(digits_calibration, tmp_path):
     data = held_out(50)
-    result = sensitivity(cal.path, data, layers=["features.conv0", "classifier"], batch_size=50)
+    result = sensitivity(digits_calibration, data, layers=[FIRST_CONV, "classifier"], batch_size=50)
     assert result.metric == "top-1" and result.samples == 50
-    assert sorted(e.name for e in result.groups) == sorted(GROUPS)
-    assert sum(e.layers for e in result.groups) == 42  # 38 convolutions, stem, classifier, two pools
-    assert {e.name for e in result.layers} == {"features.conv0", "classifier"}
+    assert sorted(e.name for e in result.groups) == sorted(GROUPS[1:])  # the stem is kept in float
+    assert sum(e.layers for e in result.groups) == 41  # 38 convolutions, classifier, two pools
+    assert {e.name for e in result.layers} == {FIRST_CONV, "classifier"}
     # The fake-quantized model, as build restores it, scores what sensitivity says, on the same data.
-    net, quantized = calibrated_models(load_calibration(cal.path))
+    net, quantized = calibrated_models(load_calibration(digits_calibration))
     with torch.no_grad():
         int8 = quantized(torch.from_numpy(data.images)).argmax(1).numpy()
     assert result.quantized.top1 == float((int8 == data.labels).mean())
@@ -79,7 +84,7 @@ def test_sensitivity_ranks_every_group_and_the_chosen_layers(cal, tmp_path):
     recovered = [result.recovery(e) for e in result.ranked(result.groups)]
     assert recovered == sorted(recovered, reverse=True)  # most sensitive first
     table = result.table()
-    assert "every layer int8" in table and "features.conv0" in table and "denseblock3" in table
+    assert "every layer int8" in table and FIRST_CONV in table and "denseblock3" in table
     result.write_json(tmp_path / "s.json")
     assert [g["name"] for g in json.loads((tmp_path / "s.json").read_text())["groups"]] == [
         e.name for e in result.ranked(result.groups)]
@@ -87,12 +92,12 @@ def test_sensitivity_ranks_every_group_and_the_chosen_layers(cal, tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_sensitivity_command(cal, work):
-    result = CliRunner().invoke(main, ["sensitivity", str(cal.path), "--eval-data", str(work / "test.npz"),
+def test_sensitivity_command(digits_calibration, work):
+    result = CliRunner().invoke(main, ["sensitivity", str(digits_calibration), "--eval-data", str(work / "test.npz"),
                                        "--eval-samples", "40", "--layers", "classifier", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "held-out: 40 samples; top-1" in result.output and "classifier" in result.output
-    bad = CliRunner().invoke(main, ["sensitivity", str(cal.path), "--eval-data", str(work / "test.npz"),
+    bad = CliRunner().invoke(main, ["sensitivity", str(digits_calibration), "--eval-data", str(work / "test.npz"),
                                     "--layers", "features.nothing*"])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1
     assert "--layers features.nothing* matches no quantized layer" in bad.output
@@ -241,14 +246,12 @@ def test_info_says_how_many_layers_run_in_int8(engines):
     assert "int8 layers" not in CliRunner().invoke(main, ["info", str(engines["fp32"].path)]).output
 
 
-def test_openvino_int8_engines(cal, out):
+def test_openvino_int8_engines(digits_int8_engine):
     if not BACKENDS["openvino"].available().ok:
         pytest.skip(BACKENDS["openvino"].available().message("openvino"))
-    # Quantized, the stem makes OpenVINO's engine stray from ModelOpt's (README, INT8 accuracy): no gate here.
-    engine = build(MODEL, weights=CHECKPOINT, backend="openvino", precision="int8", calibration=cal.path,
-                   batch="1:8:8", output=out / "engines", name="ov-int8", verify=False, speed_check=False)
+    engine = digits_int8_engine("openvino")  # shared with tests/test_int8_digits.py
     layers = layer_precisions(engine.path, engine.manifest)
-    assert (layers.int8, layers.float) == (42, 0)  # 39 convolutions, the classifier, two pools
+    assert (layers.int8, layers.float) == (41, 1)  # 38 convolutions, the classifier, two pools; the stem
     shown = compare_engine(engine.path)
     assert [s.name for s in shown.stages] == STAGES and shown.note is None
     assert all(s.engine is not None for s in shown.stages)
