@@ -29,7 +29,9 @@ from torch import nn
 
 from .capture import INPUT_NAME, capture_onnx
 from .errors import DenseNetTRTError
-from .progress import say, step
+from .data import Dataset
+from .progress import quiet, reporting, say, step
+from .sensitivity import Score, score
 from .spec import BatchRange
 
 PLACEMENT = "onnxruntime"
@@ -226,6 +228,33 @@ def run_qdq(proto, images: np.ndarray, batch_size: int, threads: int | None = No
     outputs = [session.run(None, {INPUT_NAME: images[i:i + batch_size]})[0]
                for i in range(0, len(images), batch_size)]
     return torch.from_numpy(np.concatenate(outputs))
+
+
+class QDQEvaluator:
+    """ORT's QDQ model of the prepared ``model`` from ``ranges`` scored on held-out ``data``
+    against eager float32's logits ``reference``, with any set of ``layers`` in float: the
+    interface of sensitivity.Evaluator, for ORT's own placement."""
+
+    def __init__(self, model, ranges: dict[str, list[float]], layers: list[str], reference: torch.Tensor,
+                 data: Dataset, batch_size: int):
+        self.model, self.ranges, self.reference, self.data, self.batch_size = model, ranges, reference, data, batch_size
+        self.layers = list(layers)
+        self.kept: list[str] = []  # in float for good
+        self.float = score(reference, reference, data.labels)
+        self.runs = 0
+
+    def score(self, floating) -> Score:
+        self.runs += 1
+        with reporting(quiet):
+            proto = qdq_model(self.model, self.ranges, [*self.kept, *floating], "being made")
+        return score(run_qdq(proto, self.data.images, self.batch_size), self.reference, self.data.labels)
+
+    def drop(self, result: Score) -> float:
+        return round(100 * (self.float.metric() - result.metric()), 6)
+
+    def keep_float(self, layers) -> None:
+        self.kept += [layer for layer in layers if layer not in self.kept]
+        self.layers = [layer for layer in self.layers if layer not in self.kept]
 
 
 def settings(calibration: str) -> dict[str, Any]:
