@@ -330,7 +330,7 @@ def fit_budget(evaluator: Evaluator | Worst, max_drop: float, max_float: int | N
     progress(f"all {len(evaluator.layers)} layers quantized: {evaluator.drop(result):.2f} points below float")
     if evaluator.drop(result) <= max_drop:
         return Budget(max_drop, [], evaluator.drop(result), result, evaluator.runs)
-    order = [e.name for e in measure(evaluator, alone=False, by_group=False, progress=progress).ranked()]
+    order = [e.name for e in measure(evaluator, alone=False, by_group=False, progress=progress).ranked()] if limit else []
     floating: list[str] = []
     for layer in order[:limit]:
         floating.append(layer)

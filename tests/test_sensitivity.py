@@ -167,6 +167,11 @@ def test_a_budget_over_two_placements_holds_for_the_worse_of_them():
                        r"within 0.5 points \(1.90 with the 1 most sensitive in float; by placement: modelopt 0.40, "
                        r"onnxruntime 1.90\); nothing kept"):
         fit_budget(Worst({"modelopt": Placement(modelopt), "onnxruntime": Placement(other)}), 0.5, max_float=1)
+    nothing = Worst({"modelopt": Placement(modelopt), "onnxruntime": Placement(other)})
+    with pytest.raises(DenseNetTRTError, match=r"\(2.90 with the 0 most sensitive in float; by placement: "
+                       r"modelopt 2.40, onnxruntime 2.90\)"):
+        fit_budget(nothing, 0.5, max_float=0)
+    assert nothing.runs == 1  # no layer may be kept: none is measured
 
 
 @pytest.mark.slow
