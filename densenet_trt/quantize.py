@@ -46,10 +46,11 @@ from .artifact import entry_path, writable_folder
 from .calibration import ORT_RANGES_FILE, Calibration, gate_tolerance, modelopt_modules, write_calibration
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
-from .ort_quantize import ORT_METHODS, QUANTIZER, calibrate_ranges, prepared_model, qdq_model, run_qdq
+from .ort_quantize import (ORT_METHODS, PLACEMENT, QUANTIZER, QDQEvaluator, calibrate_ranges, prepared_model,
+                           qdq_model, run_qdq)
 from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
-from .sensitivity import Budget, Evaluator, check_budget, fit_budget
+from .sensitivity import Budget, Evaluator, Worst, check_budget, fit_budget
 from .spec import BatchRange, Precision, check_image_size
 from .verify import compare
 from .version import __version__
@@ -233,14 +234,14 @@ def calibrate_model(
 
     with step(progress, doing, "calibrated"):
         quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
-    budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress)
+    ort = _onnxruntime_ranges(onnxruntime, net, data, method, percentile, image_size, batch_size, progress)
+    budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress, ort)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
-    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size),
-                       Precision.FP32.tolerance)
+    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size), Precision.FP32.tolerance)
     ort_record, ort_ranges, ort_model = _onnxruntime_placement(
-        onnxruntime, net, data, method, percentile, image_size, batch_size, layers["float"], gate_set, output, progress)
+        net, ort, method, batch_size, layers["float"], gate_set, output, progress)
     report = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"densenet-trt": __version__, "torch": torch.__version__,
@@ -285,11 +286,20 @@ def _check_budget(max_drop: float | None, max_float: int | None, eval_data: Data
 
 
 def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantized: nn.Module, eval_data: Dataset,
-                 batch_size: int, progress: Callable[[str], None]) -> Budget:
-    """Leave in float, in ``quantized``, the fewest layers that hold the drop within ``max_drop``."""
+                 batch_size: int, progress: Callable[[str], None], ort: tuple[Any, dict] | None = None) -> Budget:
+    """Leave in float, in ``quantized``, the fewest layers that hold the drop within ``max_drop``:
+    for ModelOpt's fake-quantized model and, where ``ort`` (ONNX Runtime's prepared model and
+    ranges) is given, for ONNX Runtime's own placement with the same layers in float."""
     evaluator = Evaluator(net, quantized, eval_data, batch_size)
-    budget = fit_budget(evaluator, max_drop, max_float, progress)
-    evaluator.keep_float(budget.floating)
+    if ort is None:
+        budget = fit_budget(evaluator, max_drop, max_float, progress)
+        evaluator.keep_float(budget.floating)
+    else:
+        worst = Worst({"modelopt": evaluator, PLACEMENT: QDQEvaluator(
+            *ort, list(evaluator.layers), evaluator.reference, eval_data, batch_size)})
+        budget = fit_budget(worst, max_drop, max_float, progress)
+        budget = dataclasses.replace(budget, placements=worst.drops(budget.floating))
+        worst.keep_float(budget.floating)
     progress(f"kept in float for a drop within {max_drop:g} points: {', '.join(budget.floating) or 'nothing'} "
              f"({budget.drop:.2f} points, {budget.runs} runs over the held-out data)")
     return budget
@@ -334,8 +344,7 @@ def calibrate(
     image_size: int | None = None,
     preprocess: Preprocessing | None = None,
     samples: int | None = DEFAULT_SAMPLES,
-    eval_data: str | os.PathLike | Dataset | None = None,
-    eval_samples: int | None = None,
+    eval_data: str | os.PathLike | Dataset | None = None, eval_samples: int | None = None,
     skip_bad: bool = False,
     seed: int = 0,
     method: str = "max",
@@ -359,8 +368,9 @@ def calibrate(
     reported. ``exclude``: layers kept in float, globs over layer names or stem/classifier.
     ``max_drop``: also keep in float the fewest layers (at most ``max_float``, default half)
     that hold top-1 on ``eval_data`` (agreement with float without labels) within that many
-    points of float; an error, and nothing written, where no such set exists.
-    ``onnxruntime``: also record ONNX Runtime's own ranges, for onnxruntime int8 builds (False: a pass less).
+    points of float, for ModelOpt's fake-quantized model and ONNX Runtime's own placement alike
+    (``onnxruntime``: its ranges recorded, for its int8 builds; False: a pass less, and the budget
+    ModelOpt's only); an error, and nothing written, where no such set exists.
     """
     check_method(method, percentile)
     _check_budget(max_drop, max_float, eval_data)
@@ -424,23 +434,37 @@ def evaluate(
     return result
 
 
-def _onnxruntime_placement(
-    wanted: bool, net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
-    batch_size: int, float_layers: list[str], gate_set: Dataset, output: Path, progress: Callable[[str], None],
-) -> tuple[dict[str, Any], dict[str, list[float]] | None, Any]:
-    """ONNX Runtime's own placement (ort_quantize.py): its ranges on the same batches of ``data``, and its QDQ
-    model's distance from eager float32 on the gate inputs (its engines' gate); its record for
-    the report, the ranges and the QDQ model (None, None where not ``wanted`` or onnxruntime is not installed)."""
-    if not wanted:
-        return {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}, None, None
-    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        progress(f"no ONNX Runtime ranges: {', '.join(missing)} not installed (onnxruntime int8 builds need them)")
-        return {"ranges": None, "reason": f"{', '.join(missing)} not installed when it was made"}, None, None
+def _missing_onnx() -> list[str]:
+    return [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+
+
+def _onnxruntime_ranges(wanted: bool, net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
+                        batch_size: int, progress: Callable[[str], None]) -> tuple[Any, dict[str, list[float]]] | None:
+    """ONNX Runtime's prepared float model and its calibrator's ranges on the same batches of
+    ``data`` (ort_quantize.py); None where not ``wanted`` or onnxruntime is not installed."""
+    if not wanted or _missing_onnx():
+        return None
     with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):
         prepared = prepared_model(net, BatchRange(1, batch_size, batch_size), image_size)
-        ranges = calibrate_ranges(prepared, lambda: map(torch.from_numpy, data.batches(batch_size)), method, percentile)
-        model = qdq_model(prepared, ranges, float_layers, str(output))
+        return prepared, calibrate_ranges(prepared, lambda: map(torch.from_numpy, data.batches(batch_size)),
+                                          method, percentile)
+
+
+def _onnxruntime_placement(
+    net: nn.Module, ort: tuple[Any, dict[str, list[float]]] | None, method: str,
+    batch_size: int, float_layers: list[str], gate_set: Dataset, output: Path, progress: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, list[float]] | None, Any]:
+    """ONNX Runtime's own placement from ``ort`` (its prepared model and ranges): its QDQ model with ``float_layers``
+    in float, and its distance from eager float32 on the gate inputs (its engines' gate); its record for
+    the report, the ranges and the QDQ model (None, None without ``ort``)."""
+    missing = ", ".join(_missing_onnx())
+    if ort is None and not missing:
+        return {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}, None, None
+    if ort is None:
+        progress(f"no ONNX Runtime ranges: {missing} not installed (onnxruntime int8 builds need them)")
+        return {"ranges": None, "reason": f"{missing} not installed when it was made"}, None, None
+    prepared, ranges = ort
+    model = qdq_model(prepared, ranges, float_layers, str(output))
     ort_cmp = compare(_logits(net, gate_set, batch_size), run_qdq(model, gate_set.images, batch_size),
                       Precision.FP32.tolerance)
     progress(f"ONNX Runtime's placement against float32 on the gate inputs: {ort_cmp}")

@@ -11,7 +11,8 @@ through in float), and score the model on held-out data against eager float32:
 Per layer (and per dense block, transition, stem and classifier as one group), two numbers:
 what quantizing it *alone* costs (every other layer float), and what leaving it *in float*
 recovers (every other layer quantized). The budget search keeps the fewest layers in float,
-most sensitive first, until the drop is within ``max_drop`` points.
+most sensitive first, until the drop is within ``max_drop`` points; on several placements of
+one calibration (``Worst``: ModelOpt's and ONNX Runtime's), until each one's drop is.
 """
 
 from __future__ import annotations
@@ -117,6 +118,34 @@ class Evaluator:
         for layer in layers:
             for quantizer in self.layers.pop(layer):
                 quantizer.disable()
+
+
+class Worst:
+    """Evaluators of the same layers on the same held-out data (a calibration's int8 placements,
+    by name), scored by the worst of them: what a budget that every placement honours fits on."""
+
+    def __init__(self, evaluators: dict[str, Any]):
+        self.evaluators = evaluators
+        first = next(iter(evaluators.values()))
+        self.layers, self.data, self.float, self.drop = first.layers, first.data, first.float, first.drop
+        self.runs = 0
+        self.seen: dict[frozenset[str], dict[str, Score]] = {}
+
+    def score(self, floating: Iterable[str]) -> Score:
+        floating = list(floating)
+        self.runs += 1
+        scores = {name: e.score(floating) for name, e in self.evaluators.items()}
+        self.seen[frozenset(floating)] = scores
+        return min(scores.values(), key=lambda s: (s.metric(), _db(s)))
+
+    def drops(self, floating: Iterable[str]) -> dict[str, float]:
+        """Each placement's drop with ``floating`` in float (as last scored)."""
+        return {name: self.evaluators[name].drop(s) for name, s in self.seen[frozenset(floating)].items()}
+
+    def keep_float(self, layers: Iterable[str]) -> None:
+        layers = list(layers)
+        for evaluator in self.evaluators.values():
+            evaluator.keep_float(layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +305,8 @@ class Budget:
     floating: list[str]
     drop: float
     score: Score
-    runs: int  # passes of the fake-quantized model over the held-out data
+    runs: int  # passes of the fake-quantized model (of each placement) over the held-out data
+    placements: dict[str, float] | None = None  # each int8 placement's drop, where fitted on several
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -289,7 +319,7 @@ def check_budget(max_drop: float, max_float: int | None) -> None:
         raise DenseNetTRTError(f"max_float must be a whole number of layers, 0 or more, got {max_float!r}")
 
 
-def fit_budget(evaluator: Evaluator, max_drop: float, max_float: int | None = None,
+def fit_budget(evaluator: Evaluator | Worst, max_drop: float, max_float: int | None = None,
                progress: Progress = lambda message: None) -> Budget:
     """The fewest layers kept in float, most sensitive first, for which the drop on the held-out
     data is at most ``max_drop`` points; at most ``max_float`` of them (default: half the
@@ -300,7 +330,7 @@ def fit_budget(evaluator: Evaluator, max_drop: float, max_float: int | None = No
     progress(f"all {len(evaluator.layers)} layers quantized: {evaluator.drop(result):.2f} points below float")
     if evaluator.drop(result) <= max_drop:
         return Budget(max_drop, [], evaluator.drop(result), result, evaluator.runs)
-    order = [e.name for e in measure(evaluator, alone=False, by_group=False, progress=progress).ranked()]
+    order = [e.name for e in measure(evaluator, alone=False, by_group=False, progress=progress).ranked()] if limit else []
     floating: list[str] = []
     for layer in order[:limit]:
         floating.append(layer)
@@ -311,7 +341,8 @@ def fit_budget(evaluator: Evaluator, max_drop: float, max_float: int | None = No
     else:
         raise DenseNetTRTError(
             f"no set of at most {limit} layers kept in float holds the held-out drop within {max_drop:g} points "
-            f"({evaluator.drop(result):.2f} with the {len(floating)} most sensitive in float); nothing kept: try "
+            f"({evaluator.drop(result):.2f} with the {len(floating)} most sensitive in float{_by_placement(evaluator, floating)}); "
+            "nothing kept: try "
             "another method=NAME, more calibration data, or a larger max_drop=POINTS or max_float=N"
         )
     for layer in reversed(floating[:-1]):  # drop what the later choices made unnecessary
@@ -320,6 +351,13 @@ def fit_budget(evaluator: Evaluator, max_drop: float, max_float: int | None = No
         if evaluator.drop(again) <= max_drop:
             floating, result = trial, again
     return Budget(max_drop, floating, evaluator.drop(result), result, evaluator.runs)
+
+
+def _by_placement(evaluator: Evaluator | Worst, floating: list[str]) -> str:
+    """Where ``evaluator`` scores several placements: each one's drop with ``floating`` in float."""
+    if not isinstance(evaluator, Worst):
+        return ""
+    return "; by placement: " + ", ".join(f"{name} {drop:.2f}" for name, drop in evaluator.drops(floating).items())
 
 
 def calibrated_models(calibration: Calibration, weights: str | os.PathLike | None = None) -> tuple[nn.Module, nn.Module]:
