@@ -49,7 +49,8 @@ from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessin
 @click.option("--max-drop", type=click.FloatRange(0, 100, max_open=True), default=None,
               help="Accuracy budget in points: keep the fewest layers in float, most sensitive "
                    "first, that hold --eval-data top-1 (agreement with float without labels) within "
-                   "this of float; recorded as excluded, so every int8 build keeps them in float. "
+                   "this of float, for ModelOpt's placement and ONNX Runtime's own alike (ModelOpt's "
+                   "only with --no-onnxruntime); recorded as excluded, so every int8 build keeps them in float. "
                    "Exit 1, nothing written, where no set does.")
 @click.option("--max-float", type=click.IntRange(min=0), default=None,
               help="--max-drop: at most this many layers in float [default: half the quantized layers].")
