@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -101,8 +102,9 @@ def calibrate_ranges(model, batches: Callable[[], Iterator[torch.Tensor]], metho
         calibrator = create_calibrator(
             Path(tmp) / "float.onnx", _op_types(), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, ORT_METHODS[method]), extra_options=extra)
-        calibrator.collect_data(Reader())
-        ranges = {name: data.range_value for name, data in calibrator.compute_data().items()}
+        with contextlib.redirect_stdout(io.StringIO()):  # its histogram methods print() what they do
+            calibrator.collect_data(Reader())
+            ranges = {name: data.range_value for name, data in calibrator.compute_data().items()}
     if ORT_METHODS[method] != "MinMax":
         cut = layer_inputs(model)
         seen = calibrator.collector.histogram_dict  # per tensor: histogram, edges, min, max, threshold
