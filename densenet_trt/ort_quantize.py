@@ -32,7 +32,7 @@ from .capture import INPUT_NAME, capture_onnx
 from .errors import DenseNetTRTError
 from .data import Dataset
 from .progress import quiet, reporting, say, step
-from .sensitivity import Score, score
+from .sensitivity import Score, points_below, score
 from .spec import BatchRange
 
 PLACEMENT = "onnxruntime"
@@ -252,7 +252,7 @@ class QDQEvaluator:
         return score(run_qdq(proto, self.data.images, self.batch_size), self.reference, self.data.labels)
 
     def drop(self, result: Score) -> float:
-        return round(100 * (self.float.metric() - result.metric()), 6)
+        return points_below(self.float, result)
 
     def keep_float(self, layers) -> None:
         self.kept += [layer for layer in layers if layer not in self.kept]

@@ -66,6 +66,11 @@ def score(out: torch.Tensor, ref: torch.Tensor, labels: np.ndarray | None) -> Sc
     )
 
 
+def points_below(reference: Score, result: Score) -> float:
+    """Points of the metric ``result`` lost against ``reference``."""
+    return round(100 * (reference.metric() - result.metric()), 6)
+
+
 def group_of(layer: str) -> str:
     """The part of the network a layer belongs to: stem, denseblockN, transitionN, classifier."""
     parts = layer.split(".")
@@ -111,7 +116,7 @@ class Evaluator:
 
     def drop(self, result: Score) -> float:
         """Points of the metric lost against float."""
-        return round(100 * (self.float.metric() - result.metric()), 6)
+        return points_below(self.float, result)
 
     def keep_float(self, layers: Iterable[str]) -> None:
         """Leave ``layers`` in float for good (what a calibration then saves)."""
@@ -170,11 +175,11 @@ class Sensitivity:
 
     def cost(self, entry: Entry) -> float | None:
         """Points lost with only ``entry`` quantized."""
-        return None if entry.alone is None else round(100 * (self.float.metric() - entry.alone.metric()), 6)
+        return None if entry.alone is None else points_below(self.float, entry.alone)
 
     def recovery(self, entry: Entry) -> float:
         """Points won back by leaving ``entry`` in float."""
-        return round(100 * (entry.in_float.metric() - self.quantized.metric()), 6)
+        return points_below(entry.in_float, self.quantized)
 
     def ranked(self, entries: list[Entry] | None = None) -> list[Entry]:
         """Most sensitive first: what float recovers, then the SQNR float gains, then the cost alone."""
