@@ -149,6 +149,22 @@ def shared_calibration(tmp_path_factory):
     _check_unchanged(calibration.path, before)
 
 
+@pytest.fixture(scope="session")
+def small_int8_engine(tmp_path_factory, shared_calibration):
+    """``small_int8_engine(backend)``: densenet_bc40_k12's int8 engine on ``backend`` from
+    ``shared_calibration``, batch 1:4:8, built once per run without the accuracy gate or the
+    speed check (the int8 gate: tests/test_int8_digits.py; the speed check: tests/test_int8_speed.py).
+    Read it; copy it to change it."""
+    from densenet_trt.build import build
+
+    output = tmp_path_factory.mktemp("small-int8")
+    engines = _BuiltOnce(lambda backend: build(
+        "densenet_bc40_k12", backend=backend, precision="int8", calibration=shared_calibration, batch="1:4:8",
+        verify=False, speed_check=False, output=output, name=backend))
+    yield engines
+    engines.check()
+
+
 def _digits():
     """examples/digits/digits.py, the digits' splits and preprocessing."""
     pytest.importorskip("sklearn", reason="the digits come from scikit-learn")

@@ -6,12 +6,10 @@ reads as eager float32 within 1e-4."""
 import pytest
 from click.testing import CliRunner
 
-from densenet_trt import build
 from densenet_trt.backends import BACKENDS
 from densenet_trt.cli import main
 from densenet_trt.compare import Error, compare_engine, exposed_text
 
-MODEL = "densenet_bc40_k12"
 SAME = "with the parts' outputs added, the logits are bit-identical to the engine's: the readings are its own"
 
 
@@ -31,10 +29,9 @@ def test_exposing_the_parts_leaves_a_float32_engine_bit_identical_and_each_part_
     assert result.exit_code == 0 and result.stdout.splitlines()[-1] == SAME, result.output
 
 
-def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_does(tmp_path, shared_calibration):
+def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_does(small_int8_engine):
     needs("openvino")
-    engine = build(MODEL, backend="openvino", precision="int8", calibration=shared_calibration, batch="1:2:2",
-                   output=tmp_path, name="e", verify=False, speed_check=False)
+    engine = small_int8_engine("openvino")
     shown = compare_engine(engine.path, samples=4)
     assert shown.exposed.sqnr_db is None and shown.exposed.max_abs == 0
     stem, block1 = shown.stages[:2]

@@ -50,7 +50,9 @@ import pytest
 
 from densenet_trt.spec import Precision
 
-pytestmark = pytest.mark.conformance
+# In `pytest -m slow` (CI runs it): the child imports Torch-TensorRT and ModelOpt and dry-runs four
+# precisions, 24 s on 2 cores, a twelfth of the default suite's 5-minute budget.
+pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
 VERSION = "2.14.0"
 CHILD = Path(__file__).with_name("conformance_torch_tensorrt_child.py")

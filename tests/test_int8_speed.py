@@ -42,7 +42,9 @@ def calibration(shared_calibration):
 
 
 # The same speed check on either backend; onnxruntime's int8 build (its own Q/DQ placement) is the slower one.
-@pytest.mark.parametrize("backend", [pytest.param("onnxruntime", marks=pytest.mark.slow), "openvino"])
+# Both with -m slow (17 s for openvino): the default run checks the speed check through the library (``timed``).
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.slow
 def test_an_int8_build_records_both_medians_warns_when_not_faster_and_info_shows_them(tmp_path, calibration, backend):
     if not BACKENDS[backend].available().ok:
         pytest.skip(BACKENDS[backend].available().message(backend))
@@ -82,11 +84,12 @@ def test_the_library_warns_with_its_own_category_exactly_when_int8_is_not_faster
     assert speed.batch == 1 and speed.calls == CALLS
     slower = [str(w.message) for w in caught if issubclass(w.category, Int8NotFaster)]
     assert slower == ([not_faster(speed)] if speed.int8_ms >= speed.float32_ms else [])
+    info = CliRunner().invoke(main, ["info", str(artifact.path)])
+    assert info.exit_code == 0 and f"   int8 speed  {speed_text(speed)}" in info.stdout.splitlines()
 
 
-def test_speed_check_false_skips_it_and_float_builds_have_none(tmp_path, calibration, small_engine):
-    skipped = build(MODEL, backend="onnxruntime", precision="int8", calibration=calibration, output=tmp_path,
-                    name="skipped", speed_check=False)
+def test_speed_check_false_skips_it_and_float_builds_have_none(small_int8_engine, small_engine):
+    skipped = small_int8_engine("onnxruntime")  # built with speed_check=False
     assert skipped.manifest.int8_speed is None
     result = CliRunner().invoke(main, ["info", str(skipped.path)])
     assert result.exit_code == 0 and "int8 speed" not in result.stdout

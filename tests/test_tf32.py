@@ -13,14 +13,13 @@ import torch
 from click.testing import CliRunner
 
 from densenet_trt import DenseNetTRTError
-from densenet_trt.build import build, verify_engine
+from densenet_trt.build import verify_engine
 from densenet_trt.capture import example_input
 from densenet_trt.cli import main
 from densenet_trt.registry import create_model
 from densenet_trt.spec import TF32_TOLERANCE, BatchRange, BuildSpec, Precision
 from densenet_trt.verify import Tolerance, compare
 
-SMALL = {"block_config": (2, 2, 2)}
 
 
 def tf32(t: torch.Tensor, mode: str) -> torch.Tensor:
@@ -76,9 +75,8 @@ def test_a_spec_allows_tf32_only_when_asked():
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    return build("densenet_bc100_k12", backend="onnxruntime", batch="1:2:2", overrides=SMALL,
-                 output=tmp_path_factory.mktemp("engines"))
+def engine(shared_engine):
+    return shared_engine
 
 
 def test_the_manifest_records_tf32_and_the_tolerance_the_gate_used(engine):

@@ -8,11 +8,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS
-from densenet_trt.build import build
 from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 
-MODEL = "densenet_bc40_k12"  # a preset small enough to calibrate for the int8 cases (the others: small_engine)
 # Per backend Triton runs: platform, backend, files, input and output names.
 TARGETS = {
     "onnxruntime": ("onnxruntime_onnx", "", ["model.onnx"], "input", "logits"),
@@ -26,19 +24,13 @@ IO_TYPE = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "bf16": mc.TYPE_BF16, "in
 CASES = [(b, p.value) for b in TARGETS if BACKENDS[b].available().ok for p in BACKENDS[b].precisions("cpu")]
 
 
-@pytest.fixture(scope="module")
-def calibration(shared_calibration):
-    return shared_calibration
-
-
 @pytest.fixture(scope="module", params=CASES, ids=[f"{b}-{p}" for b, p in CASES])
-def engine(request, small_engine, tmp_path_factory):
+def engine(request, small_engine):
     backend, precision = request.param
     if precision != "int8":
         return small_engine(backend, precision)  # shared with tests/test_build.py
-    # No accuracy gate: export-triton does not read it (the int8 gate: tests/test_int8_digits.py).
-    return build(MODEL, backend=backend, precision=precision, batch="1:4:8", verify=False, speed_check=False,
-                 calibration=request.getfixturevalue("calibration"), output=tmp_path_factory.mktemp("engines"))
+    # Built without the accuracy gate, which export-triton does not read.
+    return request.getfixturevalue("small_int8_engine")(backend)
 
 
 def parse(folder):
