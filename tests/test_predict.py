@@ -32,7 +32,7 @@ def run(*args):
 def engine(tmp_path_factory):
     """A small random-weight engine, 3x32x32 (CIFAR preprocessing), batch 2 to 3: a last batch
     of one image is padded."""
-    artifact = densenet_trt.build("densenet_bc40_k12", backend="onnxruntime", batch="2:3:3",
+    artifact = densenet_trt.build("densenet_bc40_k12", backend="torchscript", batch="2:3:3",  # the fastest build
                                   output=tmp_path_factory.mktemp("engines"),
                                   overrides={"block_config": (2, 2, 2)})
     return densenet_trt.load(artifact.path)

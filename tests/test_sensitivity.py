@@ -238,9 +238,10 @@ STAGES = ["stem", "denseblock1", "transition1", "denseblock2", "transition2", "d
 
 
 @pytest.fixture(scope="module")
-def engines(digits_fp32_engine, digits_int8_engine):
-    """batch 1:100:100, shared with tests/test_int8_digits.py; int8 from the run's digits calibration (max)."""
-    return {"fp32": digits_fp32_engine("onnxruntime"), "int8": digits_int8_engine("onnxruntime")}
+def engines(digits_fp32_engine, small_int8_engine):
+    """fp32: the digits model, batch 1:100:100 (shared with tests/test_predict.py); int8: the run's
+    densenet_bc40_k12 with random weights from its shared calibration (max, the stem in float)."""
+    return {"fp32": digits_fp32_engine("onnxruntime"), "int8": small_int8_engine("onnxruntime")}
 
 
 def test_compare_finds_every_part_of_onnxruntime_engines(engines):
@@ -253,9 +254,9 @@ def test_compare_finds_every_part_of_onnxruntime_engines(engines):
     assert int8.inputs == "gate inputs of its calibration" and int8.samples == 8 and int8.note is None
     for stage in int8.stages[1:]:
         assert stage.engine.sqnr_db < 40 and stage.fake_quantized.sqnr_db < 40  # int8 departs from float ...
-        # ... a few dB further than ModelOpt's (ONNX Runtime's own placement also quantizes convolution outputs
-        # and concats): measured 2 to 4.6 dB with this max calibration
-        assert stage.fake_quantized.sqnr_db - 6 <= stage.engine.sqnr_db <= stage.fake_quantized.sqnr_db + 1
+        # ... about as far as ModelOpt's (ONNX Runtime's own placement also quantizes convolution outputs and
+        # concats): here 1.3 dB further to 1.5 dB closer; on the trained digits model, 2 to 4.6 dB further
+        assert stage.fake_quantized.sqnr_db - 6 <= stage.engine.sqnr_db <= stage.fake_quantized.sqnr_db + 2.5
     net, quantized = calibrated_models(load_calibration(engines["int8"].manifest.calibration.path))
     x = load_calibration(engines["int8"].manifest.calibration.path).gate_inputs()
     with torch.no_grad():
@@ -290,10 +291,10 @@ def test_info_says_how_many_layers_run_in_int8(engines):
     assert "int8 layers" not in CliRunner().invoke(main, ["info", str(engines["fp32"].path)]).output
 
 
-def test_openvino_int8_engines(digits_int8_engine):
+def test_openvino_int8_engines(small_int8_engine):
     if not BACKENDS["openvino"].available().ok:
         pytest.skip(BACKENDS["openvino"].available().message("openvino"))
-    engine = digits_int8_engine("openvino")  # shared with tests/test_int8_digits.py
+    engine = small_int8_engine("openvino")
     layers = layer_precisions(engine.path, engine.manifest)
     assert (layers.int8, layers.float) == (41, 1)  # 38 convolutions, the classifier, two pools; the stem
     shown = compare_engine(engine.path)
