@@ -34,6 +34,7 @@ def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_do
     engine = small_int8_engine("openvino")
     shown = compare_engine(engine.path, samples=4)
     assert shown.exposed.sqnr_db is None and shown.exposed.max_abs == 0
+    assert shown.note is None and all(s.engine is not None for s in shown.stages)
     stem, block1 = shown.stages[:2]
     assert stem.engine.max_abs < 1e-4  # the stem stays float32
     # The first quantized part departs from float32 by as much as ModelOpt's fake-quantized model does.

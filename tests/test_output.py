@@ -74,6 +74,7 @@ def test_quiet_torchscript_export_prints_only_its_result(tmp_path):
     only_the_result(result, "wrote m.ts")
 
 
+@pytest.mark.slow  # 10 s: a fresh interpreter importing torch and ModelOpt
 def test_modelopt_is_imported_without_torchs_cuda_home_notice(tmp_path):
     """ModelOpt imports torch.utils.cpp_extension, which logs that notice on a machine without a
     GPU where torch is a CUDA build (as here) and a CUDA toolkit is found; calibrate, int8 builds
