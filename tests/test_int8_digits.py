@@ -1,5 +1,7 @@
 """INT8 accuracy on real data: the digits DenseNet-BC (tests/data, trained by
-examples/digits/train.py) calibrated on its calibration split and judged on its test split."""
+examples/digits/train.py) calibrated on its calibration split and judged on its test split; and
+what an ONNX Runtime int8 engine is made of, read from the run's small int8 engines (the same
+architecture with random weights), where the weights do not matter."""
 
 import dataclasses
 import json
