@@ -234,7 +234,7 @@ def calibrate_model(
 
     with step(progress, doing, "calibrated"):
         quantized = quantize_model(net, method, exclude_layers, calibration_batches, percentile, progress)
-    ort = _onnxruntime_ranges(onnxruntime, net, data, method, percentile, image_size, batch_size, progress)
+    ort = _onnxruntime_ranges(net, data, method, percentile, image_size, batch_size, progress) if onnxruntime else None
     budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress, ort)
     layers = layer_report(quantized)
     progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
@@ -438,11 +438,11 @@ def _missing_onnx() -> list[str]:
     return [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
 
 
-def _onnxruntime_ranges(wanted: bool, net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
+def _onnxruntime_ranges(net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
                         batch_size: int, progress: Callable[[str], None]) -> tuple[Any, dict[str, list[float]]] | None:
     """ONNX Runtime's prepared float model and its calibrator's ranges on the same batches of
-    ``data`` (ort_quantize.py); None where not ``wanted`` or onnxruntime is not installed."""
-    if not wanted or _missing_onnx():
+    ``data`` (ort_quantize.py); None where onnxruntime is not installed."""
+    if _missing_onnx():
         return None
     with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):
         prepared = prepared_model(net, BatchRange(1, batch_size, batch_size), image_size)
@@ -457,10 +457,10 @@ def _onnxruntime_placement(
     """ONNX Runtime's own placement from ``ort`` (its prepared model and ranges): its QDQ model with ``float_layers``
     in float, and its distance from eager float32 on the gate inputs (its engines' gate); its record for
     the report, the ranges and the QDQ model (None, None without ``ort``)."""
-    missing = ", ".join(_missing_onnx())
-    if ort is None and not missing:
-        return {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}, None, None
     if ort is None:
+        missing = ", ".join(_missing_onnx())
+        if not missing:
+            return {"ranges": None, "reason": "left out on request (--no-onnxruntime) when it was made"}, None, None
         progress(f"no ONNX Runtime ranges: {missing} not installed (onnxruntime int8 builds need them)")
         return {"ranges": None, "reason": f"{missing} not installed when it was made"}, None, None
     prepared, ranges = ort

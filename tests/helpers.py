@@ -1,4 +1,5 @@
-"""Helpers the bad-input tests share: a named-pipe guard and a tmpfs to fill or make read-only."""
+"""Helpers tests share: a named-pipe guard, a tmpfs to fill or make read-only, and which of the
+run's small engines are built by ``-m slow`` only."""
 
 import contextlib
 import gc
@@ -49,3 +50,12 @@ def mounted(folder: Path, options: str):
         gc.collect()  # a failed writer's file may still be open, which keeps the mount busy
         if subprocess.run(["umount", str(folder)], check=False).returncode:
             subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def small_engine_param(backend: str, precision: str):
+    """``(backend, precision)`` of a ``small_engine`` as a pytest param, marked slow for the builds
+    that run with -m slow only: inductor's (an AOT compile of 18 s or more) and openvino's fp16 and
+    bf16 (the fp32 graph, captured again, with a precision hint: 5 s each). The default run keeps
+    openvino fp32 and int8, and bf16 on torchscript (model, inputs and gate in bf16)."""
+    slow = backend == "inductor" or (backend == "openvino" and precision in ("fp16", "bf16"))
+    return pytest.param((backend, precision), marks=[pytest.mark.slow] if slow else [], id=f"{backend}-{precision}")

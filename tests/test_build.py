@@ -18,6 +18,7 @@ from densenet_trt.memory import machine_memory, parameter_count
 from densenet_trt.models import DenseNet, count_parameters
 from densenet_trt.registry import create_model, list_models, model_config
 from densenet_trt.verify import compare
+from helpers import small_engine_param
 
 SMALL = {"block_config": (2, 2, 2)}
 FAST = "torchscript"  # the backend that builds fastest (no graph capture): for tests of the build's logic
@@ -28,14 +29,6 @@ CPU_CASES = [
 ]
 
 
-def case(backend, precision):
-    """With -m slow: inductor's builds (an AOT compile of 18 s or more) and openvino's fp16 and bf16
-    (the fp32 graph, captured again, with a precision hint: 5 s each). The default run keeps
-    openvino fp32 and bf16 on torchscript (model, inputs and gate in bf16)."""
-    slow = backend == "inductor" or (backend == "openvino" and precision != "fp32")
-    return pytest.param((backend, precision), marks=[pytest.mark.slow] if slow else [], id=f"{backend}-{precision}")
-
-
 def small_build(tmp, backend="onnxruntime", precision="fp32", **kwargs):
     """A small engine in ``tmp``; tests of the build's own logic (force, the gate, checkpoints) pass
     ``backend=FAST``: it builds in 0.4 s where onnxruntime's graph capture takes 4."""
@@ -44,7 +37,7 @@ def small_build(tmp, backend="onnxruntime", precision="fp32", **kwargs):
                  overrides=SMALL, **kwargs)
 
 
-@pytest.fixture(scope="module", params=[case(b, p) for b, p in CPU_CASES])
+@pytest.fixture(scope="module", params=[small_engine_param(b, p) for b, p in CPU_CASES])
 def built(request, small_engine):
     return small_engine(*request.param)  # small_build's engine, shared with tests/test_triton.py
 

@@ -32,7 +32,6 @@ def test_exposing_the_parts_leaves_a_float32_engine_bit_identical_and_each_part_
 
 
 def test_an_openvino_int8_engine_departs_where_modelopts_fake_quantized_model_does(small_int8_engine):
-    needs("openvino")
     engine = small_int8_engine("openvino")
     shown = compare_engine(engine.path, samples=4)
     assert shown.exposed.sqnr_db is None and shown.exposed.max_abs == 0

@@ -48,20 +48,6 @@ def calibration(digits_calibration):
     return digits_calibration
 
 
-@pytest.fixture
-def int8_engine(small_int8_engine):
-    """``get(backend)``: the run's small int8 engine of densenet_bc40_k12, the digits model's
-    architecture with random weights, from ``shared_calibration`` (max, the stem kept in float):
-    for what an int8 engine is made of, where the weights do not matter."""
-
-    def get(backend):
-        if not BACKENDS[backend].available().ok:
-            pytest.skip(BACKENDS[backend].available().message(backend))
-        return small_int8_engine(backend)
-
-    return get
-
-
 # Both with -m slow: the digits engines are built for this test alone (the calibration's own
 # evaluation, in the default run, scores both placements on the same 400 digits).
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
@@ -85,8 +71,8 @@ def test_int8_engine_top1_is_within_a_point_of_float32(digits_fp32_engine, digit
     assert abs(int8 - fp32) <= 0.01, (fp32, int8)
 
 
-def test_verify_reruns_the_int8_gate(shared_calibration, int8_engine):
-    calibration, engine = shared_calibration, int8_engine("onnxruntime")  # built without the gate
+def test_verify_reruns_the_int8_gate(shared_calibration, small_int8_engine):
+    calibration, engine = shared_calibration, small_int8_engine("onnxruntime")  # built without the gate
     result = CliRunner().invoke(main, ["verify", str(engine.path), "--samples", "8"])
     assert result.exit_code == 0, result.output
     shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
@@ -105,13 +91,14 @@ def test_grayscale_engine_records_its_preprocessing(tmp_path):
     assert manifest["preprocessing"] == {"resize": 32, "crop": 32, "mean": [MEAN], "std": [STD]}
 
 
-# ONNX Runtime's own Q/DQ placement (densenet_trt/ort_quantize.py), from the same calibration.
+# ONNX Runtime's own Q/DQ placement (densenet_trt/ort_quantize.py): the run's small int8 engines, and the
+# digits calibration's ONNX Runtime record.
 
 
-def test_onnxruntime_int8_runs_every_quantized_convolution_as_qlinearconv(int8_engine, shared_calibration):
+def test_onnxruntime_int8_runs_every_quantized_convolution_as_qlinearconv(small_int8_engine, shared_calibration):
     from densenet_trt.int8_report import layer_precisions
 
-    engine = int8_engine("onnxruntime")
+    engine = small_int8_engine("onnxruntime")
     report = json.loads((shared_calibration / "report.json").read_text())
     convs = [name for name in report["layers"]["quantized"] if ".conv" in name]
     kinds = layer_precisions(engine.path, engine.manifest).kinds
@@ -120,10 +107,10 @@ def test_onnxruntime_int8_runs_every_quantized_convolution_as_qlinearconv(int8_e
     assert kinds.get("Conv", 0) + kinds.get("FusedConv", 0) == 1, kinds  # the stem, kept in float
 
 
-def test_onnxruntime_int8_keeps_the_excluded_layer_in_float(int8_engine):
+def test_onnxruntime_int8_keeps_the_excluded_layer_in_float(small_int8_engine):
     import onnx
 
-    engine = int8_engine("onnxruntime")
+    engine = small_int8_engine("onnxruntime")
     graph = onnx.load(str(engine.path / "model.onnx")).graph
     made_by = {out: node.op_type for node in graph.node for out in node.output}
     weights = {node.input[1]: made_by.get(node.input[1], "initializer") for node in graph.node if node.op_type == "Conv"}
@@ -131,12 +118,12 @@ def test_onnxruntime_int8_keeps_the_excluded_layer_in_float(int8_engine):
     assert set(weights.values()) == {"DequantizeLinear"}
 
 
-def test_onnxruntime_int8_manifest_and_info_name_the_quantizer(int8_engine, shared_calibration):
-    engine = int8_engine("onnxruntime")
+def test_onnxruntime_int8_manifest_and_info_name_the_quantizer(small_int8_engine, shared_calibration):
+    engine = small_int8_engine("onnxruntime")
     shown = CliRunner().invoke(main, ["info", str(engine.path)]).output
     assert (f"quantizer  onnxruntime.quantization (QDQ U8S8 per-channel), ranges from calibration "
             f"{shared_calibration.resolve()}") in shown
-    shown = CliRunner().invoke(main, ["info", str(int8_engine("openvino").path)]).output
+    shown = CliRunner().invoke(main, ["info", str(small_int8_engine("openvino").path)]).output
     assert "quantizer  ModelOpt's Q/DQ (nvidia-modelopt), as calibrated" in shown
 
 

@@ -18,7 +18,6 @@ import torch
 from click.testing import CliRunner
 
 from densenet_trt import DenseNetTRTError, build, load
-from densenet_trt.backends import BACKENDS
 from densenet_trt.calibration import load_calibration
 from densenet_trt.cli import main
 from densenet_trt.compare import Error, compare_engine
@@ -292,8 +291,6 @@ def test_info_says_how_many_layers_run_in_int8(engines):
 
 
 def test_openvino_int8_engines(small_int8_engine):
-    if not BACKENDS["openvino"].available().ok:
-        pytest.skip(BACKENDS["openvino"].available().message("openvino"))
     engine = small_int8_engine("openvino")
     layers = layer_precisions(engine.path, engine.manifest)
     assert (layers.int8, layers.float) == (41, 1)  # 38 convolutions, the classifier, two pools; the stem

@@ -10,6 +10,7 @@ from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS
 from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
+from helpers import small_engine_param
 
 # Per backend Triton runs: platform, backend, files, input and output names.
 TARGETS = {
@@ -24,13 +25,7 @@ IO_TYPE = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "bf16": mc.TYPE_BF16, "in
 CASES = [(b, p.value) for b in TARGETS if BACKENDS[b].available().ok for p in BACKENDS[b].precisions("cpu")]
 
 
-def case(backend, precision):
-    """openvino's fp16 and bf16 engines (a precision hint on the fp32 graph) are built by -m slow only."""
-    slow = backend == "openvino" and precision in ("fp16", "bf16")
-    return pytest.param((backend, precision), marks=[pytest.mark.slow] if slow else [], id=f"{backend}-{precision}")
-
-
-@pytest.fixture(scope="module", params=[case(b, p) for b, p in CASES])
+@pytest.fixture(scope="module", params=[small_engine_param(b, p) for b, p in CASES])
 def engine(request, small_engine):
     backend, precision = request.param
     if precision != "int8":
