@@ -15,13 +15,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
 from .errors import DenseNetTRTError
 
 _AT_FDCWD = -100  # Linux's "relative to the working folder"
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _MARGIN_BYTES = 16 << 20
@@ -31,26 +32,78 @@ _FULL_BYTES = 1 << 20  # less free than this after a writer failed: the disk is 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>[0-9]+)-[a-z0-9_]{8}(?:\.[^.]*)?$")
 
 
-def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
-    """``path`` as a Path, after checking that it may be (over)written and its folder exists."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise DenseNetTRTError(f"{path} exists; pass force=True to overwrite it")
+STDOUT = "-"  # an output named so goes to standard output
+# A file system's 255-byte names less the temporaries' additions: '.', '.partial-', a process id
+# (up to 7 digits), '-' and 8 random characters.
+MAX_NAME_BYTES = 255 - 26
+
+
+def check_output(path: str | os.PathLike, force: bool = False) -> Path | None:
+    """The output rule for a file any command writes; ``path`` as a Path, or None for ``-``
+    (standard output). Refused whatever ``force`` says: an empty name, a name ending in ``/``,
+    a folder, a symbolic link (never written through: ``/dev/stdout`` is one) or a special file
+    (a device, pipe or socket); an existing file without ``force``; a missing folder."""
+    text = os.fspath(path)
+    if text == STDOUT:
+        return None
+    if not text:
+        raise DenseNetTRTError("the output file name is empty: give a file name, or - for standard output")
+    if text.endswith((os.sep, os.altsep or os.sep)):
+        raise DenseNetTRTError(f"{text} ends in '/', a folder: give a file name")
+    path = Path(text)
+    if path.is_symlink():
+        raise DenseNetTRTError(f"{path} is a symbolic link, which densenet-trt never writes through: "
+                               "give the file's own path, or - for standard output")
     if path.is_dir():
         raise DenseNetTRTError(f"{path} is a folder; give a file name")
-    folder = path.parent
-    if not folder.is_dir():
-        raise DenseNetTRTError(f"folder {str(folder)!r} for {path.name} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise DenseNetTRTError(f"folder {str(folder)!r} is not writable")
+    if path.exists() and not path.is_file():
+        raise DenseNetTRTError(f"{path} is not a regular file (a device, pipe or socket): give a file, "
+                               "or - for standard output")
+    if path.exists() and not force:
+        raise DenseNetTRTError(f"{path} exists; pass force=True to overwrite it")
+    if not path.parent.is_dir():
+        raise DenseNetTRTError(f"folder {str(path.parent)!r} for {path.name} does not exist")
     return path
+
+
+def check_outputs(outputs: dict[str, str | os.PathLike], *, force: bool = False,
+                  inputs: Iterable[tuple[str, str | os.PathLike]] = ()) -> dict[str, Path | None]:
+    """``check_output`` for each of one command's ``outputs`` (by the parameter that names it),
+    and then: no two name the same file (``-`` included), and none is one of the command's
+    ``inputs`` (``(parameter, path)`` pairs) or a file inside an input folder, even with
+    ``force``; and each folder takes a new file (checked by making one: permission bits do not
+    stop root). Returns the checked paths."""
+    inputs = [(name, Path(p)) for name, p in inputs if os.path.lexists(p)]
+    checked, seen = {}, {}
+    for name, value in outputs.items():
+        _check_not_input(name, value, inputs)
+        checked[name] = check_output(value, force)
+        if checked[name] is not None:
+            writable_folder(checked[name].parent, "write elsewhere", create=False)
+        key = STDOUT if checked[name] is None else os.path.realpath(checked[name])
+        if key in seen:
+            raise DenseNetTRTError(f"{seen[key]} and {name}={value} name the same file: give each output its own")
+        seen[key] = f"{name}={value}"
+    return checked
+
+
+def _check_not_input(name: str, value: str | os.PathLike, inputs: list[tuple[str, Path]]) -> None:
+    if os.fspath(value) in ("", STDOUT) or not os.path.lexists(value):
+        return
+    target = Path(os.path.realpath(value))
+    for input_name, source in inputs:
+        real = Path(os.path.realpath(source))
+        if target == real or (real.is_dir() and target.is_relative_to(real)):
+            raise DenseNetTRTError(f"{name}={value} is {'inside ' if target != real else ''}an input of this "
+                                   f"command ({input_name}={source}), which is never overwritten: write elsewhere")
 
 
 def entry_path(folder: str | os.PathLike, name: str) -> Path:
     """``folder/name`` for an output ``name`` that is one plain folder name: anything that
     could reach outside ``folder`` or replace ``folder`` itself (``.``, ``..``, ``a/b``, an
     absolute path) is refused, as are names starting with ``.``, which the tool's temporary
-    folders use."""
+    folders use, and names longer than ``MAX_NAME_BYTES`` (the temporary beside it adds
+    ``.NAME.partial-PID-XXXXXXXX`` to a file system's 255 bytes)."""
     if (
         not isinstance(name, str)
         or name in ("", ".", "..")
@@ -64,6 +117,9 @@ def entry_path(folder: str | os.PathLike, name: str) -> Path:
             f"name {name!r} is not a plain folder name: give one name without '/' and not "
             f"starting with '.', for a folder inside {str(folder)!r}"
         )
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise DenseNetTRTError(f"name {name[:20]}... is {len(os.fsencode(name))} bytes long; give a name of at most "
+                               f"{MAX_NAME_BYTES} bytes")
     return Path(folder) / name
 
 
@@ -93,27 +149,45 @@ def writable_folder(folder: str | os.PathLike, fix: str, create: bool = True) ->
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, expected_bytes: int | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, force: bool = False, expected_bytes: int | None = None) -> Iterator[Path]:
     """A temporary path in the folder of ``path``; renamed to ``path`` when the block ends
-    normally, removed when it raises (Ctrl-C included). The temporary keeps the suffix, for
+    normally, removed when it raises (Ctrl-C included). ``path`` must pass ``check_output``; a
+    file that appears there while the block runs is not replaced without ``force``. ``-``:
+    the file goes to standard output when the block ends. The temporary keeps the suffix, for
     writers that choose the format by it, and is created with the umask's permissions.
 
     ``expected_bytes``: see ``check_free_space``. An ``OSError`` about the output (a full disk,
     a read-only or forbidden folder) is one ``DenseNetTRTError`` naming ``path``."""
-    path = Path(path)
-    tmp = _temporary(path, expected_bytes, folder=False)
+    checked = check_output(path, force)
+    if checked is None:
+        with _to_stdout(Path(os.fspath(path)).suffix) as tmp:
+            yield tmp
+        return
+    tmp = _temporary(checked, expected_bytes, folder=False)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _rename(tmp, checked, force)
     except BaseException as e:
-        _failed(e, path, tmp, expected_bytes)
+        _failed(e, checked, tmp, expected_bytes)
         raise
+
+
+@contextlib.contextmanager
+def _to_stdout(suffix: str) -> Iterator[Path]:
+    """A temporary file whose bytes go to standard output when the block ends normally."""
+    with tempfile.TemporaryDirectory(prefix="densenet-trt-") as folder:
+        tmp = Path(folder) / f"stdout{suffix}"
+        yield tmp
+        stream = sys.stdout.buffer
+        stream.write(tmp.read_bytes())
+        stream.flush()
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False, *, expected_bytes: int | None = None) -> Iterator[Path]:
     """A temporary folder beside ``path``; it replaces ``path`` when the block ends normally
-    (an existing ``path`` only with ``force``) and is removed when it raises, Ctrl-C included.
+    (an existing ``path`` only with ``force``, and only where the old one can be removed) and is
+    removed when it raises, Ctrl-C included.
 
     The replacement is one step where Linux can (``exchange``): at every instant the old or the
     new folder is at ``path``. Elsewhere it takes two renames (see ``_two_renames``). The folder
@@ -121,20 +195,84 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, *, expected_bytes: 
     Temporaries carry the process id: those a killed process left are removed by the next
     ``atomic_dir`` or ``atomic_path`` in the same folder."""
     path = Path(path)
+    if force and os.path.lexists(path):
+        _check_removable(path)
     tmp = _temporary(path, expected_bytes, folder=True)
     try:
         yield tmp
-        if not os.path.lexists(path):
+        if not force:
+            if os.path.lexists(path):
+                raise DenseNetTRTError(f"{path} exists; pass force=True to replace it")
+            _rename(tmp, path, replace=False)
+        elif not os.path.lexists(path):
             os.replace(tmp, path)
-        elif not force:
-            raise DenseNetTRTError(f"{path} exists; pass force=True to replace it")
         elif exchange(tmp, path):
-            _remove(tmp)  # the old folder, now at the temporary name
+            _remove_old(tmp, path)  # the old folder, now at the temporary name
         else:
             _two_renames(tmp, path)
     except BaseException as e:
         _failed(e, path, tmp, expected_bytes)
         raise
+
+
+def _check_removable(path: Path) -> None:
+    """Refuse, before any work, to replace ``path`` where its old content could not be removed
+    afterwards: a folder inside it that is read-only (permission bits, for users; a read-only
+    file system, for root too) or a mount point."""
+    if path.is_symlink() or not path.is_dir():
+        raise DenseNetTRTError(f"{path} is not a folder densenet-trt wrote (a file or a link); "
+                               "remove it yourself, or choose another name")
+    for folder, subfolders, _ in os.walk(path):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise DenseNetTRTError(f"cannot replace {path}: {folder} is read-only, so its old content "
+                                   "could not be removed; fix its permissions, or choose another name")
+        for name in subfolders:
+            if os.path.ismount(os.path.join(folder, name)):
+                raise DenseNetTRTError(f"cannot replace {path}: {os.path.join(folder, name)} is a mount point; "
+                                       "unmount it, or choose another name")
+
+
+def _remove_old(old: Path, path: Path) -> None:
+    """Remove the replaced folder, now at ``old``; where something made after
+    ``_check_removable`` stops that, the new ``path`` stays and the error names what is left."""
+    try:
+        shutil.rmtree(old)
+    except OSError as e:
+        raise DenseNetTRTError(f"replaced {path}, but its old content left at {old} could not be removed "
+                               f"({e.strerror or e}): remove it yourself") from None
+
+
+def _rename(tmp: Path, path: Path, replace: bool) -> None:
+    """``tmp`` -> ``path``: with ``replace``, over what is there; else only where nothing is,
+    in one step (``renameat2(RENAME_NOREPLACE)``, or a hard link for files where the system
+    has no such rename), so that a file another program made meanwhile is never replaced."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    renameat2 = _renameat2()
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise _appeared(path)
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EPERM):
+            raise OSError(code, os.strerror(code), os.fspath(tmp), None, os.fspath(path))
+    if tmp.is_dir():
+        if os.path.lexists(path):
+            raise _appeared(path)
+        os.rename(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _appeared(path) from None
+    os.unlink(tmp)
+
+
+def _appeared(path: Path) -> DenseNetTRTError:
+    return DenseNetTRTError(f"{path} appeared while this command ran (another program made it) and was "
+                            "not overwritten; pass force=True to overwrite it, or write elsewhere")
 
 
 def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:

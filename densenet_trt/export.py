@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .artifact import atomic_path, check_writable
+from .artifact import atomic_path, check_output
 from .capture import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -104,10 +104,11 @@ def export_model(
         require_onnx()
         check_opset(opset)
     batch = BatchRange.parse(batch)
-    path = check_writable(output, force)
+    path = check_output(output, force)
+    name = "the output" if path is None else path.name
     # TorchScript's writer aborts the process on a full disk: check for room first.
-    with atomic_path(path, expected_bytes=2 * 4 * sum(p.numel() for p in model.parameters())) as tmp:
+    with atomic_path(output, force=force, expected_bytes=2 * 4 * sum(p.numel() for p in model.parameters())) as tmp:
         progress(f"capturing as {fmt} (batch {batch}, {image_size}x{image_size})")
         _write(model, fmt, tmp, batch, image_size, opset)
-        progress(f"checking {path.name} against eager PyTorch at batch {', '.join(map(str, batch.sizes()))}")
+        progress(f"checking {name} against eager PyTorch at batch {', '.join(map(str, batch.sizes()))}")
         return check_against_eager(model, load_capture(fmt, tmp), batch, image_size)

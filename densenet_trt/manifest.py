@@ -85,10 +85,11 @@ def dumps(body: dict[str, Any], kind: Document) -> str:
         raise DenseNetTRTError(f"refusing to write a {kind.schema} document: {e} (a value is not finite)") from None
 
 
-def write_document(path: str | os.PathLike, body: dict[str, Any], kind: Document) -> None:
-    """Write ``body`` as a ``kind`` document at ``path``, whole or not at all."""
+def write_document(path: str | os.PathLike, body: dict[str, Any], kind: Document, force: bool = False) -> None:
+    """Write ``body`` as a ``kind`` document at ``path`` (``-``: standard output), whole or not
+    at all; an existing file only with ``force``."""
     text = dumps(body, kind)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -274,9 +275,9 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
     folder = path if path.is_dir() else path.parent
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        raise DenseNetTRTError(
-            f"{folder} has no {MANIFEST}: not an engine built by densenet-trt (rebuild it)"
-        )
+        where = folder if path.is_dir() else f"{path} is a file and its folder {str(folder)!r}"
+        raise DenseNetTRTError(f"{where} has no {MANIFEST}: not an engine built by densenet-trt (give an "
+                               "engine's folder, or rebuild it)")
     data = read_document(manifest_path, ENGINE)
     body = {k: v for k, v in data.items() if k not in ("schema", "schema_version", DIGEST)}
     manifest = EngineManifest.from_json(body, manifest_path)

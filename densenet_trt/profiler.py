@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .version import __version__
-from .artifact import cpu_name, device_info
+from .artifact import check_outputs, cpu_name, device_info
 from .backends._torch import eager_limitation, torch_precisions
 from .build import Progress, quiet, torch_threads
 from .capture import example_input
@@ -60,7 +60,6 @@ from .report import (
     Row,
     Settings,
     Skipped,
-    check_output,
 )
 from .timing import eager_as_users_run_it, resident_mb
 
@@ -81,6 +80,7 @@ def profile(
     gap: float = DEFAULT_GAP,
     mode: str = "both", requests: int | None = None, layers: int = 0,
     outputs: Sequence[str | os.PathLike] = (),
+    force: bool = False,
     progress: Progress = quiet,
 ) -> ProfileReport:
     """Latency and measured throughput of each engine folder in ``engines`` at each of ``batches``.
@@ -100,7 +100,9 @@ def profile(
             back to back and with requests in flight where the runtime offers it) or ``"both"``.
         requests: requests in flight in throughput mode; default: the runtime's choice.
         layers: list each engine's N slowest layers where its runtime times layers (0: none).
-        outputs: report files to write, by suffix (.json, .csv, .md, .png); checked first.
+        outputs: report files to write, by suffix (.json, .csv, .md, .png); checked first by
+            the output rule (``artifact.check_outputs``; the engines are its inputs); an
+            existing file is replaced only with ``force``.
         progress: called with a line as each engine and batch size is measured.
 
     A batch size outside an engine's range is skipped (with the reason, in the report) unless
@@ -108,7 +110,9 @@ def profile(
     """
     settings = _settings(batches, warmup, warmup_time, iterations, duration, vs, threads,
                          cuda_graphs, include_transfers, gap, mode, requests, layers)
-    paths = [_check_output_suffix(p) for p in outputs]
+    checked = check_outputs({f"outputs[{i}]": p for i, p in enumerate(outputs)}, force=force,
+                            inputs=[("engines", e) for e in engines])
+    paths = [_check_output_suffix(p) for p in checked.values()]
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
 
@@ -124,7 +128,7 @@ def profile(
         settings=settings, host=_host(settings, infos), engines=infos, rows=rows, skipped=skipped,
         layers=layer_rows,
     )
-    _write(report, paths, progress)
+    _write(report, paths, force, progress)
     return report
 
 
@@ -209,10 +213,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_output_suffix(path: str | os.PathLike) -> Path:
-    path = check_output(path)
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise DenseNetTRTError(f"{path}: cannot tell the report format; end the name with {', '.join(OUTPUT_SUFFIXES)}")
+def _check_output_suffix(path: Path | None) -> Path:
+    if path is None or path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DenseNetTRTError(f"{'-' if path is None else path}: cannot tell the report format; end the name "
+                               f"with {', '.join(OUTPUT_SUFFIXES)}")
     return path
 
 
@@ -382,10 +386,10 @@ def _host(settings: Settings, infos: list[EngineInfo]) -> dict[str, Any]:
             "torch": torch.__version__, "numpy": np.__version__, "densenet-trt": __version__, "eager": eager}
 
 
-def _write(report: ProfileReport, paths: list[Path], progress: Progress) -> None:
+def _write(report: ProfileReport, paths: list[Path], force: bool, progress: Progress) -> None:
     """Each report file, in the format its suffix names."""
     writers = {".json": report.write_json, ".csv": report.write_csv, ".md": report.write_markdown,
                ".png": report.plot}
     for path in paths:
-        writers[path.suffix.lower()](path)
+        writers[path.suffix.lower()](path, force)
         progress(f"wrote {path}")

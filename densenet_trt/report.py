@@ -76,10 +76,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
-from .artifact import atomic_path, check_writable, writable_folder
+from .artifact import atomic_path
 from .errors import DenseNetTRTError
 from .manifest import PROFILE, write_document
 from .report_text import plot, report_text
@@ -287,11 +286,11 @@ class ProfileReport:
         the terminal too)."""
         return report_text(self)
 
-    def write_json(self, path: str | os.PathLike) -> None:
+    def write_json(self, path: str | os.PathLike, force: bool = False) -> None:
         body = {k: v for k, v in self.to_dict().items() if k not in ("schema", "schema_version")}
-        write_document(check_output(path), body, PROFILE)
+        write_document(path, body, PROFILE, force)
 
-    def write_csv(self, path: str | os.PathLike) -> None:
+    def write_csv(self, path: str | os.PathLike, force: bool = False) -> None:
         """One row per runner x batch x mode, skipped cells included (with the reason)."""
         stats = {f.name: f.name if f.name in ("count", "cv") else f"{f.name}_ms" for f in dataclasses.fields(Stats)}
         fields = ["engine", "path", "model", "backend", "format", "engine_precision", "device", "threads",
@@ -301,7 +300,7 @@ class ProfileReport:
         records = [self._csv_record(r, stats) for r in self.rows]
         records += [{**self._engine_columns(s.engine), "batch": s.batch, "runner": "engine", "skipped": s.reason}
                     for s in self.skipped]
-        with atomic_path(check_output(path)) as tmp, open(tmp, "w", newline="") as f:
+        with atomic_path(path, force=force) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(records)
@@ -324,19 +323,11 @@ class ProfileReport:
                 "engine_precision": e.precision, "device": e.device_name, "threads": self.settings.threads,
                 "load_s": e.load_seconds, "build_s": e.build_seconds}
 
-    def write_markdown(self, path: str | os.PathLike) -> None:
-        with atomic_path(check_output(path)) as tmp:
+    def write_markdown(self, path: str | os.PathLike, force: bool = False) -> None:
+        with atomic_path(path, force=force) as tmp:
             tmp.write_text("# densenet-trt profile\n\n" + self.table())
 
-    def plot(self, path: str | os.PathLike) -> None:
+    def plot(self, path: str | os.PathLike, force: bool = False) -> None:
         """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and measured throughput against
         batch size, one line per engine and per eager baseline."""
-        plot(self, check_output(path))
-
-
-def check_output(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, after checking that a report can be written there (an existing file
-    is replaced; its folder takes a new file, which permission bits alone do not tell root)."""
-    path = check_writable(path, force=True)
-    writable_folder(path.parent, "write the report elsewhere", create=False)
-    return path
+        plot(self, path, force)

@@ -3,7 +3,7 @@ as a PNG plot."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 from .artifact import atomic_path
@@ -124,7 +124,7 @@ def _ms(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.2f}" if value < 100 else f"{value:.1f}"
 
 
-def plot(report: ProfileReport, path: Path) -> None:
+def plot(report: ProfileReport, path: str | os.PathLike, force: bool = False) -> None:
     """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against batch size,
     one line per engine and per eager baseline."""
     try:
@@ -140,7 +140,7 @@ def plot(report: ProfileReport, path: Path) -> None:
     devices = sorted({e.device_name for e in report.engines})
     figure.suptitle(f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
                     f"{report.settings.threads} CPU threads", fontsize="medium")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, force=force) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
 
 

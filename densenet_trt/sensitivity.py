@@ -215,12 +215,12 @@ class Sensitivity:
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 
-    def write_json(self, path: str | os.PathLike) -> None:
-        with atomic_path(path) as tmp:
+    def write_json(self, path: str | os.PathLike, force: bool = False) -> None:
+        with atomic_path(path, force=force) as tmp:
             tmp.write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def plot(result: Sensitivity, path: str | os.PathLike) -> None:
+def plot(result: Sensitivity, path: str | os.PathLike, force: bool = False) -> None:
     """A PNG: per layer (model order, coloured by group) the output SQNR with only it quantized
     and what keeping only it in float gains; per group the points lost alone and recovered."""
     try:
@@ -254,7 +254,7 @@ def plot(result: Sensitivity, path: str | os.PathLike) -> None:
     per_group.set_ylabel(f"points of {result.metric}")
     per_group.set_title("per group")
     per_group.legend(fontsize=8)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, force=force) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
 
 

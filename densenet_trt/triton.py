@@ -165,5 +165,5 @@ def export_triton(
         )
         (tmp / "1").mkdir()
         for source, dest in target.files.items():
-            shutil.copy2(folder / source, tmp / "1" / dest)
+            shutil.copyfile(folder / source, tmp / "1" / dest)  # new files: the umask's permissions
     return target_dir

@@ -188,12 +188,12 @@ def quantize_static(setup: Setup, float_onnx: Path, progress: Callable[[str], No
             return None if sample is None else {INPUT_NAME: sample[None]}
 
     prepared, output = setup.work / "float-preprocessed.onnx", setup.work / "ort-quantize-static.onnx"
-    with atomic_path(prepared) as tmp:
+    with atomic_path(prepared, force=True) as tmp:
         quant_pre_process(str(float_onnx), str(tmp))
     axis = AxisWarnings()
     logging.getLogger().addFilter(axis)
     try:
-        with atomic_path(output) as tmp:
+        with atomic_path(output, force=True) as tmp:
             ort_quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                                 nodes_to_exclude=[stem_node(float_onnx)])
@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                   "machine": device_info("cpu"), "versions": versions,
                   "speed": result, "digits": {"model": DIGITS_MODEL, "float_top1": float_top1, "test_images": 400},
                   "calibration_samples": args.samples, "wall_s": time.perf_counter() - start}
-        with atomic_path(args.out / "int8_benchmark.json") as tmp:
+        with atomic_path(args.out / "int8_benchmark.json", force=True) as tmp:
             tmp.write_text(json.dumps(report, indent=1))
         progress(f"wrote {args.out / 'int8_benchmark.json'}")
     except DenseNetTRTError as e:

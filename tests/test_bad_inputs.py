@@ -222,7 +222,7 @@ def test_writers_refuse_a_folder_they_cannot_write_before_any_work(work, engine,
     export-triton's traceback or calibrate's late failure)."""
     if where == "read-only":
         folder = request.getfixturevalue("read_only").name
-        message = "folder 'ro' is not writable" if command == "profile" else "cannot write in folder 'ro' ("
+        message = "cannot write in folder 'ro' ("
     else:
         folder = "unrelated/keep.txt/sub"
         message = ("folder 'unrelated/keep.txt/sub' for r.json does not exist" if command == "profile" else

@@ -84,7 +84,7 @@ def build_plan(trt, onnx_bytes: bytes, spec: BuildSpec, settings, recipe, cache:
     if serialized is None:
         raise DenseNetTRTError(f"TensorRT {trt.__version__} could not build the plan: {logger.last()}")
     if cache is not None:
-        with atomic_path(cache) as tmp:
+        with atomic_path(cache, force=True) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized), placement
 

@@ -12,9 +12,9 @@ from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
-from .options import model_options, preprocess_options, preprocessing_option, reporter
+from .options import OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
 
-@click.command()
+@command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
 def models(as_json: bool) -> None:
     """List the DenseNet presets: parameters, multiply-adds at the default input size (counted
@@ -59,14 +59,14 @@ def models(as_json: bool) -> None:
         )
 
 
-@click.command()
+@command()
 @model_options
 @click.option("--format", "fmt", required=True,
               type=click.Choice(list(FORMATS)),
               help=f"onnx (opset {MIN_OPSET}-{MAX_OPSET}, input 'input', output 'logits'), torchscript (frozen .ts) "
                    "or exported-program (torch.export .pt2).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write.")
+@click.option("--output", "-o", required=True, type=OutputFile(),
+              help="File to write; - for standard output (then the summary goes to stderr).")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
               help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (what this torch's exporter writes).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
@@ -95,11 +95,11 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
         results = export_model(model, fmt, output, batch_range, size, opset=opset, force=force, progress=say)
     for n, cmp in results.items():
         say(f"  batch {n}: {cmp}")
-    click.echo(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB), {fmt}, batch {batch_range}, "
-               f"{size}x{size}: matches eager PyTorch")
+    where = "standard output" if output == "-" else f"{output} ({output.stat().st_size / 1e6:.1f} MB)"
+    click.echo(f"wrote {where}, {fmt}, batch {batch_range}, {size}x{size}: matches eager PyTorch", err=output == "-")
 
 
-@click.command()
+@command()
 @model_options
 @click.option("--precision", type=click.Choice(PRECISIONS), default=Precision.FP32.value,
               show_default=True, help="Engine precision; never changed silently: a backend that "
@@ -219,7 +219,7 @@ def _layer_precisions(folder: Path, manifest) -> str:
     return layers if isinstance(layers, str) else layers.text()
 
 
-@click.command()
+@command()
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and the verdict as JSON.")
 def info(engine, as_json):
@@ -279,7 +279,7 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
     ]
 
 
-@click.command()
+@command()
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
               help="Fresh random inputs to compare, in batches within the engine's range.")

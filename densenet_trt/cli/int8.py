@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from .options import preprocess_options, reporter
+from .options import OutputFile, command, preprocess_options, reporter
 
 
-@click.command()
+@command()
 @click.argument("calibration", type=click.Path(path_type=Path))
 @click.option("--eval-data", required=True,
               help="Held-out data (an image folder with class subfolders, or a .npz with 'images' and "
@@ -23,13 +23,14 @@ from .options import preprocess_options, reporter
 @click.option("--weights", type=str, default=None, help="The calibrated checkpoint, where it has moved since.")
 @preprocess_options
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Print only the N most sensitive layers.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write every entry as JSON.")
-@click.option("--plot", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_path", type=OutputFile(), default=None,
+              help="Write every entry as JSON (- for standard output; the table then goes to stderr).")
+@click.option("--plot", "png_path", type=OutputFile(), default=None,
               help="Write a PNG: per layer and per group.")
+@click.option("--force", is_flag=True, help="Overwrite the --json and --plot files if they exist.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the table.")
 def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, weights, preprocess, mean, std,
-                top, json_path, png_path, quiet):
+                top, json_path, png_path, force, quiet):
     """Rank a calibration's quantized layers, and its stem, dense blocks, transitions and
     classifier, by what quantizing each alone costs and what keeping each alone in float
     recovers, on held-out data (ModelOpt's quantizers switched on and off; two passes over the
@@ -40,12 +41,8 @@ def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, 
       densenet-trt sensitivity calibration/densenet121-max-224 --eval-data holdout.npz --plot sens.png
     """
     from ..calibration import load_calibration
-    from ..report import check_output
     from ..sensitivity import plot, sensitivity as run
 
-    for path in (json_path, png_path):
-        if path:
-            check_output(path)
     steps = None
     if preprocess or mean or std:
         from .options import preprocessing_option
@@ -54,16 +51,16 @@ def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, 
         steps = preprocessing_option(report["model"]["name"], report["image_size"], preprocess, mean, std)
     result = run(calibration, eval_data, weights=weights, eval_samples=eval_samples, seed=seed,
                  batch_size=batch_size, layers=list(layers) or None, preprocess=steps, progress=reporter(quiet))
-    click.echo(result.table(top), nl=False)
+    click.echo(result.table(top), nl=False, err="-" in (json_path, png_path))
     if json_path:
-        result.write_json(json_path)
+        result.write_json(json_path, force)
         reporter(quiet)(f"wrote {json_path}")
     if png_path:
-        plot(result, png_path)
+        plot(result, png_path, force)
         reporter(quiet)(f"wrote {png_path}")
 
 
-@click.command()
+@command()
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Inputs: a .npz/.npy of preprocessed images or an image folder (preprocessed as the "

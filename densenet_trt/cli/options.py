@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..data import PRESETS
+
+
+class OutputFile(click.ParamType):
+    """A file the command writes (``-``: standard output), kept as given: ``Command`` checks
+    it by the output rule before the command runs."""
+
+    name = "file"
+
+    def convert(self, value, param, ctx):
+        return os.fspath(value)
+
+
+class Command(click.Command):
+    """Every command: before it runs, the files its ``OutputFile`` options name are checked by
+    the one output rule (``artifact.check_outputs``) against ``--force``, each other, and every
+    path the command reads (any other argument or option naming something that exists)."""
+
+    def invoke(self, ctx: click.Context):
+        outputs = {p.name: ctx.params[p.name] for p in self.params
+                   if isinstance(p.type, OutputFile) and ctx.params.get(p.name) is not None}
+        if outputs:
+            from ..artifact import check_outputs
+
+            inputs = [(_name(p), v) for p in self.params if not isinstance(p.type, OutputFile)
+                      for v in _paths(ctx.params.get(p.name))]
+            checked = check_outputs(outputs, force=bool(ctx.params.get("force")), inputs=inputs)
+            ctx.params.update({name: "-" if path is None else path for name, path in checked.items()})
+        return super().invoke(ctx)
+
+
+def _name(param: click.Parameter) -> str:
+    return param.name if isinstance(param, click.Option) else param.human_readable_name
+
+
+def _paths(value) -> list[str]:
+    """The values of a parameter that name something on disk."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [os.fspath(v) for v in values
+            if isinstance(v, (str, os.PathLike)) and os.fspath(v) not in ("", "-") and os.path.lexists(v)]
+
+
+def command(*args, **kwargs):
+    """``click.command`` with the ``Command`` class: every densenet-trt command is made so."""
+    return click.command(*args, cls=Command, **kwargs)
 
 MODEL_OPTIONS = [
     click.option("--model", "model_name", default="densenet121", show_default=True,

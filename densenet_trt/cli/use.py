@@ -12,9 +12,10 @@ from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, 
 from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
 from ..stats import TAIL_SAMPLES
-from .options import MODEL_OPTIONS, deprecated, preprocess_options, preprocessing_option, renamed, reporter
+from .options import (MODEL_OPTIONS, OutputFile, command, deprecated, preprocess_options, preprocessing_option,
+                      renamed, reporter)
 
-@click.command()
+@command()
 @MODEL_OPTIONS[0]
 @MODEL_OPTIONS[1]
 @MODEL_OPTIONS[2]
@@ -138,7 +139,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
     return sizes
 
 
-@click.command()
+@command()
 @click.argument("engines", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch-size", "batches", default=None, callback=_batch_list,
               help="Images per request, as in predict and calibrate; several comma-separated (e.g. "
@@ -177,20 +178,22 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
 @click.option("--gap", type=float, default=DEFAULT_GAP, show_default=True,
               help=f"Seconds of pause before each timed CPU call in latency mode, 0 to {MAX_GAP:g} "
                    "(PyTorch's OpenMP threads spin after eager runs and would slow the next call).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the results as JSON (schema in densenet_trt/report.py).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_path", type=OutputFile(), default=None,
+              help="Write the results as JSON (schema in densenet_trt/report.py); - for standard "
+                   "output (the tables then go to stderr), as for each report file.")
+@click.option("--csv", "csv_path", type=OutputFile(), default=None,
               help="Write one CSV row per engine, batch, mode and runner.")
-@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--markdown", "md_path", type=OutputFile(), default=None,
               help="Write the tables with their conditions as Markdown.")
-@click.option("--plot", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--plot", "png_path", type=OutputFile(), default=None,
               help="Write a PNG: latency percentiles and throughput against batch size.")
+@click.option("--force", is_flag=True, help="Overwrite report files that exist (never the engines profiled).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; print only the tables.")
 @deprecated("--batch", "--batch-size")
 @deprecated("--warmup", "--warmup-iterations", type=int)
 @deprecated("--warmup-time", "--warmup-duration", type=float)
 def profile(engines, batches, mode, duration, iterations, warmup, warmup_time, requests, layers, vs, threads,
-            cuda_graphs, include_transfers, gap, json_path, csv_path, md_path, png_path, quiet,
+            cuda_graphs, include_transfers, gap, json_path, csv_path, md_path, png_path, force, quiet,
             deprecated_batch, deprecated_warmup, deprecated_warmup_time):
     """Measure latency and throughput of built engines against eager PyTorch, as trtexec and
     OpenVINO's benchmark_app do: latency one request at a time, throughput measured (images
@@ -211,27 +214,24 @@ def profile(engines, batches, mode, duration, iterations, warmup, warmup_time, r
       densenet-trt profile engines/a --mode latency --iterations 200 --layers 15
     """
     from ..profiler import profile as run_profile
-    from ..report import check_output
 
     batches = renamed(batches, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [1]
     warmup = renamed(warmup, deprecated_warmup, "--warmup-iterations", "--warmup")
     warmup_time = renamed(warmup_time, deprecated_warmup_time, "--warmup-duration", "--warmup-time")
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}
-    for path in outputs:
-        check_output(path)
     report = run_profile(
         engines, batches=batches, warmup=warmup, warmup_time=warmup_time, iterations=iterations,
         duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs, mode=mode, requests=requests,
         layers=layers, include_transfers=include_transfers, gap=gap, progress=reporter(quiet),
     )
-    click.echo(report.table())
+    click.echo(report.table(), err="-" in outputs)
     for path, writer in outputs.items():
-        getattr(report, writer)(path)
+        getattr(report, writer)(path, force)
         reporter(quiet)(f"wrote {path}")
 
 
-@click.command("export-triton")
+@command("export-triton")
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.option("--repository", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Triton model repository folder (created if missing).")
@@ -262,7 +262,7 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
     click.echo(f"wrote {folder} (config.pbtxt, 1/)")
 
 
-@click.command()
+@command()
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
