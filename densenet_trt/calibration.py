@@ -124,9 +124,17 @@ class Calibration:
         file = self.path / ORT_RANGES_FILE
         try:
             ranges = json.loads(file.read_text(encoding="utf-8"))["ranges"]
-            return {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
+            ranges = {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise DenseNetTRTError(f"{file} is not a table of ONNX Runtime ranges; {CALIBRATION.fix}") from None
+        bad = [name for name, (low, high) in ranges.items() if not (math.isfinite(low) and math.isfinite(high)
+                                                                    and low <= high)]
+        if bad:
+            raise DenseNetTRTError(
+                f"{file} has {len(bad)} ranges that are not finite with low <= high (e.g. {bad[0]}: "
+                f"{ranges[bad[0]]}); {CALIBRATION.fix}"
+            )
+        return ranges
 
     def tolerance_for(self, placement: str | None) -> Tolerance:
         """The gate tolerance against eager float32 of an engine whose Q/DQ ``placement`` placed

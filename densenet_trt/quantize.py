@@ -94,6 +94,11 @@ def resolve_exclude(model: nn.Module, patterns: tuple[str, ...] | list[str]) -> 
                 f"{', '.join(layers[:3])}, ..., {layers[-1]} (or use stem, classifier)"
             )
         chosen += [name for name in matched if name not in chosen]
+    if len(chosen) == len(layers):
+        raise DenseNetTRTError(
+            f"exclude={','.join(patterns)} keeps all {len(layers)} quantized layers in float: excluding every layer "
+            "leaves nothing to quantize; exclude fewer layers, or build a float engine"
+        )
     return chosen
 
 
