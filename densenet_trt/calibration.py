@@ -179,6 +179,18 @@ class Calibration:
                 f"{what} {mine['name']} {mine['config']}, not {model_record['name']} "
                 f"{model_record['config']}; calibrate this model"
             )
+        self.check_weights(model_record)
+        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
+            raise DenseNetTRTError(
+                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
+                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate with image_size={image_size}"
+            )
+
+    def check_weights(self, model_record: dict[str, Any]) -> None:
+        """Refuse weights (``model_record``'s checkpoint file and sha256, or random of its seed)
+        other than the calibrated ones."""
+        mine = self.report["model"]
+        what = f"the calibration {self.path} was made for"
         if (mine["weights"] or {}).get("sha256") != (model_record["weights"] or {}).get("sha256"):
             raise DenseNetTRTError(
                 f"{what} other weights ({_weights_text(mine)}) than these ({_weights_text(model_record)}); "
@@ -186,11 +198,6 @@ class Calibration:
             )
         if mine["weights"] is None and mine["seed"] != model_record["seed"]:
             raise DenseNetTRTError(f"{what} random weights of seed {mine['seed']}, not {model_record['seed']}")
-        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
-            raise DenseNetTRTError(
-                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
-                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate with image_size={image_size}"
-            )
 
     def quantized_model(self, net: nn.Module) -> nn.Module:
         """A copy of float ``net`` with this calibration's quantizers restored."""
