@@ -6,7 +6,8 @@ buffers), ``gate.npz`` (a few inputs the build's accuracy gate runs), ``onnxrunt
 backend's own Q/DQ placement; absent where onnxruntime was not installed) and ``report.json``
 (the calibration report document: the model and weights it belongs to, method, data
 fingerprint, per-layer amax, layers kept in float, and float against fake-quantized accuracy,
-for ModelOpt's placement and for ONNX Runtime's).
+for ModelOpt's placement and for ONNX Runtime's; each file's sha256; a digest of its own
+content, as the engine manifest has, so that an edited report is refused).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fnmatch
 import importlib.util
 import io
 import json
+import math
 import os
 import pickle
 import warnings
@@ -31,10 +34,10 @@ from torch import nn
 from .artifact import atomic_dir, check_files, sha256_file
 from .data import Preprocessing
 from .errors import DenseNetTRTError
-from .manifest import CALIBRATION, ModelRecord, dumps, parse, read_document
+from .manifest import CALIBRATION, DIGEST, ModelRecord, check_digest, digest, dumps, parse, read_document
 from .progress import library_chatter
 from .spec import Precision
-from .verify import Comparison, Tolerance
+from .verify import Tolerance
 
 QUANTIZERS_FILE = "quantizers.pt"
 GATE_FILE = "gate.npz"
@@ -63,15 +66,29 @@ def modelopt_modules():
     return mtq, mto
 
 
-def gate_tolerance(comparison: Comparison) -> Tolerance:
+def gate_tolerance(max_abs: float, cosine: float) -> Tolerance:
     """What an engine built from a calibration must meet against eager float32: twice the
-    distance of ModelOpt's fake-quantized model from it on the gate inputs, plus what the int8
-    tolerance allows the INT8 kernels against the fake-quantized model."""
+    distance (``max_abs``, ``cosine``) of the fake-quantized model from it on the gate inputs,
+    plus what the int8 tolerance allows the INT8 kernels against the fake-quantized model."""
     kernels = Precision.INT8.tolerance
     return Tolerance(
-        atol=2 * comparison.max_abs + kernels.atol, rtol=kernels.rtol,
-        min_cosine=max(0.0, kernels.min_cosine - 2 * (1 - comparison.cosine)), min_top1=1.0,
+        atol=2 * max_abs + kernels.atol, rtol=kernels.rtol,
+        min_cosine=max(0.0, kernels.min_cosine - 2 * (1 - cosine)), min_top1=1.0,
     )
+
+
+# Short names for exclude patterns.
+ALIASES = {"stem": "features.conv0", "classifier": "classifier"}
+
+
+def method_record(method: str, percentile: float | None) -> dict[str, Any]:
+    """What a report records of its calibration method."""
+    return {
+        "method": method,
+        "percentile": percentile if method == "percentile" else None,
+        "weights_quantization": f"int8 per output channel, {'mse' if method == 'mse' else 'max'}",
+        "activations_quantization": f"int8 per tensor, {'max' if method == 'mse' else method}",
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +124,17 @@ class Calibration:
         file = self.path / ORT_RANGES_FILE
         try:
             ranges = json.loads(file.read_text(encoding="utf-8"))["ranges"]
-            return {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
+            ranges = {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             raise DenseNetTRTError(f"{file} is not a table of ONNX Runtime ranges; {CALIBRATION.fix}") from None
+        bad = [name for name, (low, high) in ranges.items() if not (math.isfinite(low) and math.isfinite(high)
+                                                                    and low <= high)]
+        if bad:
+            raise DenseNetTRTError(
+                f"{file} has {len(bad)} ranges that are not finite with low <= high (e.g. {bad[0]}: "
+                f"{ranges[bad[0]]}); {CALIBRATION.fix}"
+            )
+        return ranges
 
     def tolerance_for(self, placement: str | None) -> Tolerance:
         """The gate tolerance against eager float32 of an engine whose Q/DQ ``placement`` placed
@@ -154,6 +179,18 @@ class Calibration:
                 f"{what} {mine['name']} {mine['config']}, not {model_record['name']} "
                 f"{model_record['config']}; calibrate this model"
             )
+        self.check_weights(model_record)
+        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
+            raise DenseNetTRTError(
+                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
+                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate with image_size={image_size}"
+            )
+
+    def check_weights(self, model_record: dict[str, Any]) -> None:
+        """Refuse weights (``model_record``'s checkpoint file and sha256, or random of its seed)
+        other than the calibrated ones."""
+        mine = self.report["model"]
+        what = f"the calibration {self.path} was made for"
         if (mine["weights"] or {}).get("sha256") != (model_record["weights"] or {}).get("sha256"):
             raise DenseNetTRTError(
                 f"{what} other weights ({_weights_text(mine)}) than these ({_weights_text(model_record)}); "
@@ -161,11 +198,6 @@ class Calibration:
             )
         if mine["weights"] is None and mine["seed"] != model_record["seed"]:
             raise DenseNetTRTError(f"{what} random weights of seed {mine['seed']}, not {model_record['seed']}")
-        if (self.report["image_size"], self.report["in_channels"]) != (image_size, in_channels):
-            raise DenseNetTRTError(
-                f"{what} {self.report['in_channels']}x{self.report['image_size']}x{self.report['image_size']} "
-                f"inputs, not {in_channels}x{image_size}x{image_size}; calibrate with image_size={image_size}"
-            )
 
     def quantized_model(self, net: nn.Module) -> nn.Module:
         """A copy of float ``net`` with this calibration's quantizers restored."""
@@ -220,6 +252,8 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
         )
     report = read_document(report_path, CALIBRATION)
     checked = parse(ReportFields, report, str(report_path), CALIBRATION.fix)
+    check_digest(report, report_path, CALIBRATION, "calibration")
+    _check_consistent(report_path, checked, report)
     expected = {QUANTIZERS_FILE, GATE_FILE} | ({ORT_RANGES_FILE} if checked.onnxruntime.get("ranges") else set())
     if set(checked.files) != expected:
         raise DenseNetTRTError(
@@ -230,6 +264,54 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
     calibration = Calibration(folder, report)
     _check_gate_inputs(calibration, checked)
     return calibration
+
+
+def _check_consistent(path: Path, checked: ReportFields, report: dict[str, Any]) -> None:
+    """What an edit that computes the digest again must still get right: the method's record,
+    the excluded layers as the ones in float, and each placement's gate tolerance no looser than
+    its recorded distance from float gives."""
+    edited = f"the report was edited; {CALIBRATION.fix}"
+    recorded = {name: report.get(name) for name in ("method", "percentile", "weights_quantization",
+                                                      "activations_quantization")}
+    if recorded != method_record(checked.method, report.get("percentile")):
+        raise DenseNetTRTError(f"{path}: field method ({checked.method!r}) disagrees with its record of "
+                               f"percentile and quantization; {edited}")
+    layers = checked.layers
+    names = layers["quantized"] + layers["float"]
+    kept = {name for pattern in checked.exclude for name in names
+            if fnmatch.fnmatchcase(name, ALIASES.get(pattern, pattern))}
+    if kept != set(layers["float"]):
+        raise DenseNetTRTError(
+            f"{path}: field exclude ({', '.join(checked.exclude) or 'nothing'}) keeps {len(kept)} layers in "
+            f"float, not the {len(layers['float'])} of field layers.float; {edited}"
+        )
+    gates = [("gate", checked.gate, "fake_quant_vs_float")]
+    if checked.onnxruntime.get("ranges") is not None:
+        gates.append(("onnxruntime.gate", checked.onnxruntime.get("gate"), "qdq_vs_float"))
+    for field, gate, distance in gates:
+        gate = gate if isinstance(gate, dict) else {}
+        record = parse(_GateRecord, {"tolerance": gate.get("tolerance"), "distance": gate.get(distance)},
+                       f"{path} field {field}", CALIBRATION.fix)
+        wider = record.tolerance.loosened(gate_tolerance(record.distance.max_abs, record.distance.cosine))
+        if wider:
+            raise DenseNetTRTError(
+                f"{path}: field {field}.tolerance is looser in {', '.join(wider)} than its distance from float "
+                f"({distance}) allows; {edited}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Distance:
+    max_abs: float
+    cosine: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _GateRecord:
+    """A gate a report records: its tolerance and the distance from float it was made from."""
+
+    tolerance: Tolerance
+    distance: _Distance
 
 
 def _check_gate_inputs(calibration: Calibration, report: ReportFields) -> None:
@@ -262,6 +344,7 @@ class ReportFields:
     in_channels: int
     method: str
     exclude: list[str]
+    layers: dict[str, list[str]]
     data: dict[str, Any]
     gate: dict[str, Any]
     onnxruntime: dict[str, Any]
@@ -272,7 +355,7 @@ def write_calibration(output: Path, quantized: nn.Module, gate_images: np.ndarra
                       force: bool, ort_ranges: dict[str, list[float]] | None = None) -> Calibration:
     """Write the calibration folder ``output`` whole or not at all (an existing one only with
     ``force``): the quantizers' state, the gate inputs, ONNX Runtime's ranges (where there are
-    any) and the report, which lists each file's sha256."""
+    any) and the report, which lists each file's sha256 and a digest of its own content."""
     _, mto = modelopt_modules()
     from modelopt.torch.quantization.utils import get_quantizer_state_dict
 
@@ -287,5 +370,6 @@ def write_calibration(output: Path, quantized: nn.Module, gate_images: np.ndarra
             (folder / ORT_RANGES_FILE).write_text(json.dumps({"ranges": ort_ranges}, indent=1), encoding="utf-8")
             names.append(ORT_RANGES_FILE)
         report = {**report, "files": {name: sha256_file(folder / name) for name in names}}
+        report[DIGEST] = digest(report)
         (folder / REPORT_FILE).write_text(dumps(report, CALIBRATION), encoding="utf-8")
     return Calibration(output, report)

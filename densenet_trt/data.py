@@ -284,6 +284,8 @@ def load_data(
     there are). ``skip_bad``: leave out image files Pillow cannot read (counted in the source
     record) instead of failing.
     """
+    if not str(path):
+        raise DenseNetTRTError("data path '' is empty (it is not the current folder); give the data's file or folder")
     path = Path(path)
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")

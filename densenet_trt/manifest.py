@@ -46,7 +46,8 @@ class Document:
 ENGINE = Document("densenet-trt/engine", 3, "rebuild the engine")
 # Calibration version 2: ONNX Runtime's own ranges (onnxruntime_ranges.json) and the gate and
 # accuracy of its placement (``onnxruntime``), which onnxruntime int8 engines are built from.
-CALIBRATION = Document("densenet-trt/calibration", 2, "calibrate again")
+# Version 3: the report carries a digest of its own content, as the engine manifest does.
+CALIBRATION = Document("densenet-trt/calibration", 3, "calibrate again")
 # Profile version 2: latency and measured throughput rows, one eager baseline per model and device,
 # device memory per runner, the slowest layers.
 PROFILE = Document("densenet-trt/profile", 2, "profile again")
@@ -279,15 +280,9 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
         raise DenseNetTRTError(f"{where} has no {MANIFEST}: not an engine built by densenet-trt (give an "
                                "engine's folder, or rebuild it)")
     data = read_document(manifest_path, ENGINE)
-    body = {k: v for k, v in data.items() if k not in ("schema", "schema_version", DIGEST)}
+    body = document_body(data)
     manifest = EngineManifest.from_json(body, manifest_path)
-    if DIGEST not in data:
-        raise DenseNetTRTError(f"{manifest_path}: field {DIGEST} is missing; {ENGINE.fix}")
-    if data[DIGEST] != digest(body):
-        raise DenseNetTRTError(
-            f"{manifest_path} was changed after the build (its {DIGEST} does not match its content); "
-            f"{ENGINE.fix}"
-        )
+    check_digest(data, manifest_path, ENGINE, "the build")
     return folder, manifest
 
 
@@ -295,10 +290,26 @@ DIGEST = "digest"
 
 
 def digest(body: dict[str, Any]) -> str:
-    """sha256 of a manifest's body in canonical JSON: what catches an accidental edit (not a
+    """sha256 of a document's body in canonical JSON: what catches an accidental edit (not a
     signature: anyone can compute it again)."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def document_body(data: dict[str, Any]) -> dict[str, Any]:
+    """A document without its schema, version and digest: what the digest is over."""
+    return {k: v for k, v in data.items() if k not in ("schema", "schema_version", DIGEST)}
+
+
+def check_digest(data: dict[str, Any], path: str | os.PathLike, kind: Document, made: str) -> None:
+    """Refuse the ``kind`` document ``data`` read from ``path`` where its digest is missing or
+    does not match its body: it was changed after ``made`` (the build, calibration)."""
+    if DIGEST not in data:
+        raise DenseNetTRTError(f"{path}: field {DIGEST} is missing; {kind.fix}")
+    if data[DIGEST] != digest(document_body(data)):
+        raise DenseNetTRTError(
+            f"{path} was changed after {made} (its {DIGEST} does not match its content); {kind.fix}"
+        )
 
 
 def write_manifest(folder: Path, manifest: EngineManifest) -> None:

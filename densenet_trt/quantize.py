@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from .artifact import entry_path, writable_folder
-from .calibration import ORT_RANGES_FILE, Calibration, gate_tolerance, modelopt_modules, write_calibration
+from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, method_record, modelopt_modules,
+                          write_calibration)
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .ort_quantize import (ORT_METHODS, PLACEMENT, QUANTIZER, QDQEvaluator, calibrate_ranges, prepared_model,
@@ -61,8 +62,6 @@ GATE_SAMPLES = 8
 DEFAULT_SAMPLES = 512
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PERCENTILE = 99.99
-# Short names for --exclude.
-ALIASES = {"stem": "features.conv0", "classifier": "classifier"}
 
 
 def check_method(method: str, percentile: float) -> None:
@@ -95,6 +94,11 @@ def resolve_exclude(model: nn.Module, patterns: tuple[str, ...] | list[str]) -> 
                 f"{', '.join(layers[:3])}, ..., {layers[-1]} (or use stem, classifier)"
             )
         chosen += [name for name in matched if name not in chosen]
+    if len(chosen) == len(layers):
+        raise DenseNetTRTError(
+            f"exclude={','.join(patterns)} keeps all {len(layers)} quantized layers in float: excluding every layer "
+            "leaves nothing to quantize; exclude fewer layers, or build a float engine"
+        )
     return chosen
 
 
@@ -248,13 +252,14 @@ def calibrate_model(
                      "nvidia-modelopt": importlib.metadata.version("nvidia-modelopt")},
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
         "preprocessing": data.source.get("preprocessing"),  # None for .npz/.npy/synthetic; build records it
-        **_method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
+        **method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
         "budget": budget.as_dict() if budget else None, "onnxruntime": ort_record,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
         "gate": {"samples": len(gate_set), "from": "calibration data" if eval_data is None else "evaluation data",
-                 "fake_quant_vs_float": gate_cmp.as_dict(), "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp))},
+                 "fake_quant_vs_float": gate_cmp.as_dict(),
+                 "tolerance": dataclasses.asdict(gate_tolerance(gate_cmp.max_abs, gate_cmp.cosine))},
         "evaluation": None if eval_data is None else evaluate(net, quantized, eval_data, batch_size, progress, ort_model),
     }
     _warn_on_accuracy(report, progress)
@@ -312,15 +317,6 @@ def _check_output(output: Path, force: bool, create: bool = True) -> Path:
         raise DenseNetTRTError(f"{output} exists; pass force=True to replace it")
     writable_folder(output.parent, "give another output=DIR", create)
     return output
-
-
-def _method_record(method: str, percentile: float) -> dict[str, Any]:
-    return {
-        "method": method,
-        "percentile": percentile if method == "percentile" else None,
-        "weights_quantization": f"int8 per output channel, {'mse' if method == 'mse' else 'max'}",
-        "activations_quantization": f"int8 per tensor, {'max' if method == 'mse' else method}",
-    }
 
 
 def _warn_on_accuracy(report: dict[str, Any], progress: Callable[[str], None]) -> None:
@@ -470,5 +466,6 @@ def _onnxruntime_placement(
     progress(f"ONNX Runtime's placement against float32 on the gate inputs: {ort_cmp}")
     record = {"ranges": ORT_RANGES_FILE, "quantizer": QUANTIZER,
               "method": ORT_METHODS[method], "tensors": len(ranges),
-              "gate": {"qdq_vs_float": ort_cmp.as_dict(), "tolerance": dataclasses.asdict(gate_tolerance(ort_cmp))}}
+              "gate": {"qdq_vs_float": ort_cmp.as_dict(),
+                       "tolerance": dataclasses.asdict(gate_tolerance(ort_cmp.max_abs, ort_cmp.cosine))}}
     return record, ranges, model

@@ -33,7 +33,7 @@ from .artifact import atomic_path, sha256_file
 from .calibration import Calibration, load_calibration, modelopt_modules
 from .data import Dataset, Preprocessing, load_data, preprocessing
 from .errors import DenseNetTRTError
-from .registry import get_model_info, reference_model
+from .registry import get_model_info, model_record, reference_model
 
 Progress = Callable[[str], None]
 
@@ -367,17 +367,24 @@ def _by_placement(evaluator: Evaluator | Worst, floating: list[str]) -> str:
 
 def calibrated_models(calibration: Calibration, weights: str | os.PathLike | None = None) -> tuple[nn.Module, nn.Module]:
     """The float model ``calibration`` was made for (its checkpoint, at ``weights`` where it has
-    moved) and its fake-quantized copy."""
+    moved) and its fake-quantized copy; a checkpoint other than the calibrated one (another
+    architecture, other weights, any for random weights) is refused as a build refuses it."""
     record = calibration.report["model"]
-    checkpoint = None
-    if record["weights"] is not None:
-        checkpoint = Path(weights or record["weights"]["file"])
-        if not checkpoint.is_file() or sha256_file(checkpoint) != record["weights"]["sha256"]:
+    checkpoint = None if weights is None else Path(weights)
+    if checkpoint is not None and checkpoint.is_file() and os.access(checkpoint, os.R_OK):
+        # Before loading it: a checkpoint of another architecture is not the calibrated one either.
+        calibration.check_weights({"weights": {"file": str(checkpoint), "sha256": sha256_file(checkpoint)},
+                                   "seed": record["seed"]})
+    if checkpoint is None and record["weights"] is not None:
+        checkpoint = Path(record["weights"]["file"])
+        if not checkpoint.is_file():
             raise DenseNetTRTError(
-                f"{calibration.path} was made with {record['weights']['file']}; {checkpoint} is not that file "
-                "(missing, or its sha256 differs): pass the checkpoint's path as weights=PATH"
+                f"{calibration.path} was made with {checkpoint}, which is not there: pass the checkpoint's "
+                "path as weights=PATH"
             )
     net = reference_model(record["name"], checkpoint, record["num_classes"], record["seed"], record["overrides"])
+    calibration.check_model(model_record(record["name"], net, checkpoint, record["seed"], record["overrides"]),
+                            calibration.report["image_size"], net.in_channels)
     return net, calibration.quantized_model(net)
 
 

@@ -1,5 +1,5 @@
-"""Helpers tests share: a named-pipe guard, a tmpfs to fill or make read-only, and which of the
-run's small engines are built by ``-m slow`` only."""
+"""Helpers tests share: a named-pipe guard, a tmpfs to fill or make read-only, a calibration
+report edited on purpose, and which of the run's small engines are built by ``-m slow`` only."""
 
 import contextlib
 import gc
@@ -50,6 +50,16 @@ def mounted(folder: Path, options: str):
         gc.collect()  # a failed writer's file may still be open, which keeps the mount busy
         if subprocess.run(["umount", str(folder)], check=False).returncode:
             subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def write_report(folder: Path, report: dict) -> None:
+    """Write calibration ``report`` into ``folder`` with its digest made again: a deliberate edit
+    (an accidental one is caught by the digest)."""
+    import json
+
+    from densenet_trt.manifest import DIGEST, digest, document_body
+
+    (folder / "report.json").write_text(json.dumps({**report, DIGEST: digest(document_body(report))}))
 
 
 def small_engine_param(backend: str, precision: str):

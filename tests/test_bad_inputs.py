@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from densenet_trt.cli import main
-from helpers import finishes, mounted
+from helpers import finishes, mounted, write_report
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -283,7 +283,7 @@ def tampered(calibration: Path, into: Path, name: str, content: bytes) -> Path:
     (folder / name).write_bytes(content)
     report = json.loads((folder / "report.json").read_text())
     report["files"][name] = hashlib.sha256(content).hexdigest()
-    (folder / "report.json").write_text(json.dumps(report))
+    write_report(folder, report)
     return folder
 
 

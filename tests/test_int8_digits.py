@@ -24,6 +24,7 @@ pytest.importorskip("sklearn", reason="the digits come from scikit-learn")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "digits"))
 from digits import MEAN, STD, load_split  # noqa: E402
+from helpers import write_report  # noqa: E402
 
 CHECKPOINT = ROOT / "tests" / "data" / "digits_densenet_bc40_k12.pth"
 MODEL = "densenet_bc40_k12"
@@ -144,7 +145,7 @@ def test_onnxruntime_int8_gate_uses_the_recorded_onnxruntime_distance(calibratio
     assert report["onnxruntime"]["gate"]["tolerance"] != report["gate"]["tolerance"]
     strict = shutil.copytree(calibration, tmp_path / "strict")
     report["onnxruntime"]["gate"]["tolerance"].update(atol=1e-6, min_cosine=1.0)
-    (strict / "report.json").write_text(json.dumps(report))
+    write_report(strict, report)
     with pytest.raises(DenseNetTRTError, match="differs from eager float32 PyTorch beyond the calibration's tolerance"):
         build(MODEL, weights=CHECKPOINT, backend="onnxruntime", precision="int8", calibration=strict, batch="1:2:2",
               output=tmp_path, name="e")
@@ -164,7 +165,7 @@ def _edited(calibration, folder, change_report=None, change_ranges=None):
         report["files"]["onnxruntime_ranges.json"] = sha256_file(copy / "onnxruntime_ranges.json")
     if change_report:
         change_report(report)
-    (copy / "report.json").write_text(json.dumps(report))
+    write_report(copy, report)
     return copy
 
 

@@ -23,6 +23,8 @@ from densenet_trt.quantize import calibrate, quantize_model, resolve_exclude
 from densenet_trt.spec import BatchRange
 from PIL import Image
 
+from helpers import write_report
+
 pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
 
 MODEL = "densenet_bc40_k12"
@@ -285,7 +287,7 @@ def replaced(cal, into: Path, name: str, content: bytes) -> Path:
     (folder / name).write_bytes(content)
     report = json.loads((folder / REPORT_FILE).read_text())
     report["files"][name] = hashlib.sha256(content).hexdigest()
-    (folder / REPORT_FILE).write_text(json.dumps(report))
+    write_report(folder, report)
     return folder
 
 

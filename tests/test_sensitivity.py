@@ -209,7 +209,7 @@ def test_calibrate_max_drop_records_the_layers_kept_in_float_for_every_build(wor
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sensitivity"], "--sensitivity needs held-out data: give --eval-data DATA"),
+    (["--sensitivity"], "--sensitivity does nothing without --eval-data: give --eval-data too"),
     (["--max-drop", "0.5"], "--max-drop POINTS needs held-out data to measure the drop on: give --eval-data DATA"),
     pytest.param(["--eval-data", "{work}/test.npz", "--eval-samples", "40", "--max-drop", "0.5", "--max-float", "0"],
                  "no set of at most 0 layers kept in float holds the held-out drop within 0.5 points",

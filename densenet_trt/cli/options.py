@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import click
+from click.core import ParameterSource
 
 from ..data import PRESETS
+from ..errors import DenseNetTRTError
 
 
 class OutputFile(click.ParamType):
@@ -139,3 +142,40 @@ def renamed(new_value, old_value, new: str, old: str):
     if new_value is not None and old_value is not None:
         raise click.UsageError(f"{old} is the old spelling of {new}: give {new} only")
     return old_value if new_value is None else new_value
+
+
+def only_with(**rules):
+    """Refuse, before the command runs, an option the user gave that does nothing without
+    another: ``rules`` maps an option's parameter name to the parameter it applies with (which
+    the user must give too), or to ``(parameter, value)`` (which must have that value)."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            check_only_with(click.get_current_context(), rules)
+            return f(*args, **kwargs)
+
+        return command
+
+    return decorate
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the user gave the parameter ``name`` (not left at its default)."""
+    return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def check_only_with(ctx: click.Context, rules: dict[str, str | tuple[str, object]]) -> None:
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    for name, needs in rules.items():
+        if not given(ctx, name):
+            continue
+        if isinstance(needs, tuple):
+            other, value = needs
+            met, need = ctx.params[other] == value, f"{flags[other]} {value}"
+        else:
+            met, need = given(ctx, needs), flags[needs]
+        if not met:
+            raise DenseNetTRTError(
+                f"{flags[name]} does nothing without {need}: give {need} too, or leave {flags[name]} out"
+            )

@@ -12,10 +12,12 @@ from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, 
 from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
 from ..stats import TAIL_SAMPLES
-from .options import (MODEL_OPTIONS, OutputFile, command, deprecated, preprocess_options, preprocessing_option,
-                      renamed, reporter)
+from .options import (MODEL_OPTIONS, OutputFile, command, deprecated, only_with, preprocess_options,
+                      preprocessing_option, renamed, reporter)
 
 @command()
+@only_with(percentile=("method", "percentile"), max_float="max_drop", eval_samples="eval_data",
+           show_sensitivity="eval_data")
 @MODEL_OPTIONS[0]
 @MODEL_OPTIONS[1]
 @MODEL_OPTIONS[2]
@@ -91,8 +93,6 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
 
     if (data is None) == (not synthetic):
         raise DenseNetTRTError("give --data PATH, or --synthetic for a smoke test (not both)")
-    if show_sensitivity and eval_data is None:
-        raise DenseNetTRTError("--sensitivity needs held-out data: give --eval-data DATA")
     say = reporter(quiet)
     steps = preprocessing_option(model_name, image_size, preprocess, mean, std)
     cal = run_calibration(
