@@ -53,6 +53,54 @@ def one_line(process: subprocess.Popen, status: int, message: str, seconds: floa
     assert err.splitlines() == [message], err
 
 
+# --- standard output that cannot be written (densenet_trt/cli/__init__.py, _Group.main) ---------
+
+@pytest.fixture
+def image(work):
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(work / "a.png")
+    return work / "a.png"
+
+
+def closed_pipe():
+    read, write = os.pipe()
+    os.close(read)
+    return open(write, "w")
+
+
+@pytest.mark.parametrize("output, status, message", [
+    (lambda: open("/dev/full", "w"), 1, "error: cannot write the output: no space left on device\n"),
+    (closed_pipe, 141, ""),  # a reader that has gone, as ``| head -1``: quiet, as other Unix tools
+], ids=["dev-full", "closed-pipe"])
+@pytest.mark.parametrize("args", [["info", "ENGINE"], ["models"], ["predict", "ENGINE", "IMAGE", "--json"]],
+                         ids=["info", "models", "predict-json"])
+def test_output_that_cannot_be_written_is_one_line(engine, image, capsys, monkeypatch, output, status, message, args):
+    """Every command's standard output goes through the group: ``densenet-trt info e > /dev/full``."""
+    args = [{"ENGINE": str(engine), "IMAGE": str(image)}.get(a, a) for a in args]
+    stdout = output()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    with pytest.raises(SystemExit) as e:
+        main.main(args, prog_name="densenet-trt")
+    stdout.close()
+    assert e.value.code == status
+    assert capsys.readouterr().err == message
+
+
+@pytest.mark.parametrize("output", ["/dev/full", "closed pipe"])
+def test_output_that_cannot_be_written_says_nothing_more_at_exit(engine, tmp_path, output):
+    """As a process: nothing more when Python flushes its streams at exit (Python's advice in
+    the signal module's note on SIGPIPE)."""
+    if output == "/dev/full":
+        with open("/dev/full", "w") as full:
+            info = subprocess.Popen(densenet_trt("info", engine), cwd=tmp_path, stdout=full, stderr=subprocess.PIPE,
+                                    text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        one_line(info, 1, "error: cannot write the output: no space left on device")
+    else:
+        info = start(densenet_trt("info", engine), tmp_path)
+        info.stdout.close()
+        _, err = info.communicate(timeout=60)
+        assert (info.returncode, err) == (141, "")
+
+
 # --- a disk that fills up while a writer writes (densenet_trt/artifact.py, save_via_memory) ------
 
 @pytest.mark.parametrize("args, output", [
