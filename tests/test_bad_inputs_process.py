@@ -53,6 +53,31 @@ def one_line(process: subprocess.Popen, status: int, message: str, seconds: floa
     assert err.splitlines() == [message], err
 
 
+# --- Ctrl-C and SIGTERM while the command's modules load (densenet_trt/console.py) ---------------
+
+@pytest.mark.parametrize("sig, delay", [(signal.SIGINT, 0.5), (signal.SIGINT, 0.9), (signal.SIGINT, 1.3),
+                                        (signal.SIGTERM, 0.7)], ids=lambda v: getattr(v, "name", f"{v}s"))
+def test_a_signal_while_the_command_starts_is_one_line_and_leaves_nothing(work, sig, delay):
+    """While torch and the command's modules load, and after: one line and the shell's status,
+    never a KeyboardInterrupt traceback from inside an import (nor a signal lost there)."""
+    before = snapshot(work)
+    build = start(densenet_trt(*BUILD, "-o", "engines", "--name", "s"), work)
+    time.sleep(delay)
+    build.send_signal(sig)
+    one_line(build, 128 + sig, f"error: interrupted by {sig.name}")
+    assert snapshot(work) == before and not (work / "engines" / "s").exists()
+
+
+def test_the_console_script_runs_before_torch_loads():
+    """What the signal and working-folder tests rely on: ``import densenet_trt`` and the console
+    script's module import no torch (the package's names load on first use)."""
+    module, _ = ENTRY
+    code = f"import sys, densenet_trt, {module}; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
+
+
 # --- standard output that cannot be written (densenet_trt/cli/__init__.py, _Group.main) ---------
 
 @pytest.fixture
@@ -99,6 +124,16 @@ def test_output_that_cannot_be_written_says_nothing_more_at_exit(engine, tmp_pat
         info.stdout.close()
         _, err = info.communicate(timeout=60)
         assert (info.returncode, err) == (141, "")
+
+
+# --- a working folder that was deleted (densenet_trt/console.py) --------------------------------
+
+@pytest.mark.parametrize("args", [["info", "engines/e"], [*BUILD, "-o", "engines", "-q"]], ids=["info", "build"])
+def test_a_deleted_working_folder_is_one_line_before_torch_loads(tmp_path, args):
+    (tmp_path / "gone").mkdir()
+    process = start(["sh", "-c", 'rmdir "$PWD" && exec "$@"', "sh", *densenet_trt(*args)], tmp_path / "gone")
+    one_line(process, 1, "error: the working folder no longer exists (deleted or moved); cd to a folder that exists")
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- a disk that fills up while a writer writes (densenet_trt/artifact.py, save_via_memory) ------

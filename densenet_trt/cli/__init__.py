@@ -17,6 +17,7 @@ import warnings
 
 import click
 
+from ..console import stop_at_startup
 from ..errors import DenseNetTRTError
 from ..version import __version__
 from .engines import build, export, info, models, verify
@@ -89,12 +90,13 @@ def _again(signum: int) -> None:
 
 def _catch_signals(ctx: click.Context) -> None:
     """Until the command ends, SIGINT and SIGTERM raise ``Interrupted`` (where they have their
-    default handling: an ignored signal stays ignored); the handlers before are put back after."""
+    default handling or the console script's: an ignored signal stays ignored); the handlers
+    before are put back after."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
         before = signal.getsignal(signum)
-        if before == default:
+        if before in (default, stop_at_startup):
             signal.signal(signum, _interrupt)
             ctx.call_on_close(functools.partial(signal.signal, signum, before))
 
