@@ -47,7 +47,7 @@ setup(
                  "dllist>=2", "psutil>=5.9"]
         + onnx + plot + quantize + bench,
     },
-    entry_points={"console_scripts": ["densenet-trt=densenet_trt.cli:main"]},
+    entry_points={"console_scripts": ["densenet-trt=densenet_trt.console:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

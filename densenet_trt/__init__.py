@@ -1,39 +1,75 @@
 """densenet-trt: DenseNets compiled into fast, verified inference engines.
 
-The public API; the command line ``densenet-trt`` is a thin layer over these functions.
+The public API; the command line ``densenet-trt`` is a thin layer over these functions. Each
+name is imported on first use (PEP 562), so ``import densenet_trt`` loads no torch: the command
+line checks its working folder and takes Ctrl-C before torch loads (``console.py``).
 """
 
-from .build import Artifact, build, verify_engine
-from .engine import Engine, load
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING
+
 from .errors import DenseNetTRTError
-from .export import export_model
-from .models import DenseNet, count_macs, count_parameters
-from .registry import ModelInfo, create_model, get_model_info, list_models, preset_stats
-from .profiler import profile
-from .spec import BatchRange
 from .version import __version__
-from .weights import load_weights, read_state_dict
+
+# Each public name -> the module that defines it.
+_API = {
+    "Artifact": "build",
+    "build": "build",
+    "verify_engine": "build",
+    "Engine": "engine",
+    "load": "engine",
+    "export_model": "export",
+    "DenseNet": "models",
+    "count_macs": "models",
+    "count_parameters": "models",
+    "ModelInfo": "registry",
+    "create_model": "registry",
+    "get_model_info": "registry",
+    "list_models": "registry",
+    "preset_stats": "registry",
+    "profile": "profiler",
+    "BatchRange": "spec",
+    "load_weights": "weights",
+    "read_state_dict": "weights",
+}
+
+if TYPE_CHECKING:
+    from .build import Artifact, build, verify_engine
+    from .engine import Engine, load
+    from .export import export_model
+    from .models import DenseNet, count_macs, count_parameters
+    from .profiler import profile
+    from .registry import ModelInfo, create_model, get_model_info, list_models, preset_stats
+    from .spec import BatchRange
+    from .weights import load_weights, read_state_dict
+
+__all__ = sorted([*_API, "DenseNetTRTError", "__version__"])
 
 
-__all__ = [
-    "Artifact",
-    "BatchRange",
-    "DenseNet",
-    "DenseNetTRTError",
-    "Engine",
-    "ModelInfo",
-    "__version__",
-    "build",
-    "count_macs",
-    "count_parameters",
-    "create_model",
-    "export_model",
-    "get_model_info",
-    "list_models",
-    "load",
-    "load_weights",
-    "preset_stats",
-    "profile",
-    "read_state_dict",
-    "verify_engine",
-]
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
+
+
+class _Package(types.ModuleType):
+    """Keeps ``densenet_trt.build`` the function once the module ``densenet_trt.build`` is
+    imported (Python then sets the package's attribute of that name to the module)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _API.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

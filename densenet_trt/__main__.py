@@ -1,5 +1,5 @@
 """``python -m densenet_trt``: the command line, for source trees run without installing."""
 
-from .cli import main
+from .console import main
 
-main(prog_name="densenet-trt")
+main()

@@ -7,6 +7,7 @@ import ctypes
 import errno
 import functools
 import hashlib
+import io
 import os
 import platform
 import re
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import torch
 
@@ -382,11 +383,11 @@ def _no_space(path: Path, expected_bytes: int | None, code: int) -> DenseNetTRTE
 
 def check_free_space(folder: str | os.PathLike, needed_bytes: int) -> None:
     """Refuse, before writing, when ``folder``'s filesystem has less free than ``needed_bytes``
-    and a margin (a tenth more and 16 MB). For writers that cannot fail cleanly on a full disk:
-    TorchScript's C++ writer aborts the process (``terminate called after throwing
-    c10::Error``, exit 134) and leaves a partial file. Callers pass a generous estimate, e.g.
-    twice the model's parameter bytes, as ``atomic_dir(..., expected_bytes=...)`` or
-    ``atomic_path(..., expected_bytes=...)``, which call this."""
+    and a margin (a tenth more and 16 MB): a full disk is said before the work, not after it.
+    Callers pass a generous estimate, e.g. twice the model's parameter bytes, as
+    ``atomic_dir(..., expected_bytes=...)`` or ``atomic_path(..., expected_bytes=...)``, which
+    call this. The disk can still fill up while writing (another program writes there): see
+    ``save_via_memory``."""
     free = shutil.disk_usage(folder).free
     margin = needed_bytes // 10 + _MARGIN_BYTES
     if free < needed_bytes + margin:
@@ -394,6 +395,17 @@ def check_free_space(folder: str | os.PathLike, needed_bytes: int) -> None:
             f"not enough free space in {folder}: {free / 1e6:.1f} MB free, {needed_bytes / 1e6:.1f} MB "
             f"needed and a margin of {margin / 1e6:.1f} MB; free space there, or write elsewhere"
         )
+
+
+def save_via_memory(save: Callable[[Any, BinaryIO], None], obj: Any, path: str | os.PathLike) -> None:
+    """``save(obj, file)`` into memory, then its bytes written to ``path`` by Python. For
+    torch.jit.save and torch.export.save, whose C++ zip writer aborts the process when the disk
+    fills up under it (``terminate called after throwing c10::Error``, SIGABRT, a partial file
+    left); Python's write raises OSError ENOSPC, which ``atomic_dir`` and ``atomic_path`` turn
+    into one line, removing the partial file."""
+    buffer = io.BytesIO()
+    save(obj, buffer)
+    Path(path).write_bytes(buffer.getbuffer())
 
 
 def _nearly_full(folder: Path) -> bool:

@@ -126,7 +126,7 @@ def build(
         threads=threads, options=options, force=force, seed=seed, overrides=overrides,
         calibration=calibration, preprocess=preprocess, progress=progress,
     )
-    # Room for the artifact first (TorchScript's writer aborts on a full disk): twice the float32 weights.
+    # Room for the artifact first, said before the work: twice the float32 weights.
     size = 2 * 4 * sum(p.numel() for p in plan.net.parameters())
     timed = speed_check and plan.spec.precision is Precision.INT8
     with torch_threads(plan.spec.threads), atomic_dir(plan.target, force, expected_bytes=size) as folder:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .artifact import atomic_path, check_output
+from .artifact import atomic_path, check_output, save_via_memory
 from .capture import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -37,10 +37,10 @@ FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
 
 def _write(model: nn.Module, fmt: str, path: Path, batch: BatchRange, image_size: int, opset: int) -> None:
     if fmt == "exported-program":
-        torch.export.save(capture_exported_program(model, batch, image_size), str(path))
+        save_via_memory(torch.export.save, capture_exported_program(model, batch, image_size), path)
     elif fmt == "torchscript":
         with library_chatter():
-            torch.jit.save(capture_torchscript(model), str(path))
+            save_via_memory(torch.jit.save, capture_torchscript(model), path)
     else:
         import onnx
 
@@ -106,7 +106,7 @@ def export_model(
     batch = BatchRange.parse(batch)
     path = check_output(output, force)
     name = "the output" if path is None else path.name
-    # TorchScript's writer aborts the process on a full disk: check for room first.
+    # Room for the file first: a full disk is said before the capture, not after it.
     with atomic_path(output, force=force, expected_bytes=2 * 4 * sum(p.numel() for p in model.parameters())) as tmp:
         progress(f"capturing as {fmt} (batch {batch}, {image_size}x{image_size})")
         _write(model, fmt, tmp, batch, image_size, opset)

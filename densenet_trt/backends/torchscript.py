@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
+from ..artifact import save_via_memory
 from ..capture import capture_torchscript
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
@@ -35,7 +36,7 @@ class TorchScriptBackend(TorchBackendBase):
         model = model.to(device, spec.precision.dtype)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(capture_torchscript(model), str(folder / self.file))
+            save_via_memory(torch.jit.save, capture_torchscript(model), folder / self.file)
         # optimize_for_inference folds BatchNorm into the convolutions and, on the CPU, moves
         # them to oneDNN's layout, which cannot be saved; it targets float32, so bf16 engines
         # run the frozen module as it is.

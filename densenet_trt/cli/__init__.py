@@ -6,14 +6,18 @@ them as the flags of the command that failed (``--force``, ``--batch 1:8:32``).
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import re
 import signal
+import sys
 import threading
 import warnings
 
 import click
 
+from ..console import stop_at_startup
 from ..errors import DenseNetTRTError
 from ..version import __version__
 from .engines import build, export, info, models, verify
@@ -86,20 +90,87 @@ def _again(signum: int) -> None:
 
 def _catch_signals(ctx: click.Context) -> None:
     """Until the command ends, SIGINT and SIGTERM raise ``Interrupted`` (where they have their
-    default handling: an ignored signal stays ignored); the handlers before are put back after."""
+    default handling or the console script's: an ignored signal stays ignored); the handlers
+    before are put back after."""
     if threading.current_thread() is not threading.main_thread():
         return
     for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
         before = signal.getsignal(signum)
-        if before == default:
+        if before in (default, stop_at_startup):
             signal.signal(signum, _interrupt)
             ctx.call_on_close(functools.partial(signal.signal, signum, before))
+
+
+class _OutputFailed(Exception):
+    """Writing the command's standard output failed; the OSError is the cause."""
+
+
+class _Stdout:
+    """Standard output as every command writes it (``click.echo``, ``print``): a write that fails
+    (a full disk, ``> /dev/full``, a pipe whose reader has gone) raises ``_OutputFailed``, so that
+    it is told apart from an OSError about another file."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guarded(self, method: str, *args):
+        if self._stream is None:  # Python started with the descriptor closed (``>&-``)
+            raise _OutputFailed() from OSError(errno.EBADF, os.strerror(errno.EBADF))
+        try:
+            return getattr(self._stream, method)(*args)
+        except OSError as e:
+            raise _OutputFailed() from e
+
+    def write(self, text):
+        return self._guarded("write", text)
+
+    def writelines(self, lines):
+        return self._guarded("writelines", lines)
+
+    def flush(self):
+        return self._guarded("flush")
+
+    @property
+    def buffer(self):  # binary writes (``sys.stdout.buffer.write``), guarded the same
+        return _Stdout(self._stream.buffer)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _discard(stream) -> None:
+    """Python's advice for a closed pipe (the signal module's note on SIGPIPE): point the
+    descriptor at /dev/null, so that the flush at exit does not fail again."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # closed at start (None), or not a file (click's test runner)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 class _Group(click.Group):
     """Prints the package's errors as one line and exits 1; ``--debug`` shows the traceback.
     Ctrl-C and SIGTERM stop the command after its cleanup, with one line and the shell's status
-    for the signal: 130 (SIGINT) or 143 (SIGTERM)."""
+    for the signal: 130 (SIGINT) or 143 (SIGTERM). Standard output that cannot be written is one
+    line and exit 1; a pipe whose reader has gone (``densenet-trt models | head -1``) ends the
+    command quietly with the shell's status for SIGPIPE, 141, as other Unix tools end."""
+
+    def main(self, *args, **kwargs):
+        stdout = sys.stdout
+        sys.stdout = _Stdout(stdout)
+        try:
+            return super().main(*args, **kwargs)
+        except _OutputFailed as e:
+            _discard(stdout)
+            if e.__cause__.errno == errno.EPIPE:
+                sys.exit(128 + signal.SIGPIPE)
+            reason = e.__cause__.strerror or str(e.__cause__)
+            click.echo(f"error: cannot write the output: {reason[:1].lower()}{reason[1:]}", err=True)
+            sys.exit(1)
+        finally:
+            sys.stdout = stdout
 
     def invoke(self, ctx: click.Context):
         try:
