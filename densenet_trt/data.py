@@ -15,16 +15,14 @@ import hashlib
 import math
 import numbers
 import os
-import stat
 import warnings
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from .errors import DenseNetTRTError
+from .reading import input_file, read_npy, read_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SHOW_BAD = 5  # bad files named in an error
@@ -321,28 +319,11 @@ def _subset(total: int, samples: int | None, seed: int) -> np.ndarray:
 
 
 def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
-    path = regular_file(path, "data file")
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                if "images" not in archive.files:
-                    raise DenseNetTRTError(
-                        f"{path} has no 'images' array (it has {', '.join(archive.files) or 'none'})"
-                    )
-                images = archive["images"]
-                labels = archive["labels"] if "labels" in archive.files else None
-        else:
-            images, labels = np.load(path, allow_pickle=False), None
-    except DenseNetTRTError:
-        raise
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "pickle" in reason:  # numpy's advice to unpickle is not for files from elsewhere
-            reason = "not numpy's format, or pickled Python objects, which are never loaded"
-        raise DenseNetTRTError(
-            f"cannot read {path} as a numpy file ({reason}); is it complete? Write it with "
-            "numpy.save or numpy.savez"
-        ) from None
+    if path.suffix.lower() == ".npz":
+        arrays = read_npz(path, "data file", ["images"], ["labels"])
+        images, labels = arrays["images"], arrays.get("labels")
+    else:
+        images, labels = read_npy(path, "data file"), None
     if images.ndim != 4:
         raise DenseNetTRTError(f"images in {path} have shape {images.shape}; expected (N, C, H, W)")
     if not np.issubdtype(images.dtype, np.floating):
@@ -361,29 +342,6 @@ def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
     images = np.ascontiguousarray(images[index], dtype=np.float32)
     labels = None if labels is None else labels[index].astype(np.int64)
     return Dataset(images, labels, {"kind": path.suffix.lower()[1:], "path": str(path.resolve())})
-
-
-def regular_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` where it is a regular file (or a link to one); DenseNetTRTError naming it where
-    it is missing or something else: reading a named pipe would wait for a writer forever, a
-    device could be read without end."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DenseNetTRTError(f"{what} {str(path)!r} does not exist") from None
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot read {what} {path}: {e.strerror}") from None
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-        raise DenseNetTRTError(f"{what} {path} is not a regular file ({kind}); give a file")
-    return path
-
-
-_FILE_KINDS = [
-    (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
-    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-]
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -413,7 +371,7 @@ def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray
     cannot be scaled to [0, 1]."""
     from PIL import Image, UnidentifiedImageError
 
-    path = regular_file(path, "image")
+    path = input_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

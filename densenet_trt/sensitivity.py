@@ -33,6 +33,7 @@ from .artifact import atomic_path, sha256_file
 from .calibration import Calibration, load_calibration, modelopt_modules
 from .data import Dataset, Preprocessing, load_data, preprocessing
 from .errors import DenseNetTRTError
+from .reading import input_file
 from .registry import get_model_info, reference_model
 
 Progress = Callable[[str], None]
@@ -372,7 +373,7 @@ def calibrated_models(calibration: Calibration, weights: str | os.PathLike | Non
     checkpoint = None
     if record["weights"] is not None:
         checkpoint = Path(weights or record["weights"]["file"])
-        if not checkpoint.is_file() or sha256_file(checkpoint) != record["weights"]["sha256"]:
+        if not checkpoint.exists() or sha256_file(input_file(checkpoint, "checkpoint")) != record["weights"]["sha256"]:
             raise DenseNetTRTError(
                 f"{calibration.path} was made with {record['weights']['file']}; {checkpoint} is not that file "
                 "(missing, or its sha256 differs): pass the checkpoint's path as weights=PATH"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import DenseNetTRTError
+from .reading import input_file
 
 # torchvision's own remapping of its legacy checkpoint keys (torchvision/models/densenet.py).
 _LEGACY_KEY = re.compile(
@@ -33,9 +34,7 @@ PRETRAINED_TAGS = ("imagenet", "IMAGENET1K_V1", "DEFAULT", "pretrained")
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of the checkpoint at ``path``, with keys in torchvision's current names."""
-    path = Path(path)
-    if not path.is_file():
-        raise DenseNetTRTError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    path = input_file(path, "checkpoint")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
