@@ -69,6 +69,23 @@ class Preprocessing:
     def channels(self) -> int:
         return len(self.mean)
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a ``width`` x ``height`` image is resized to before the crop;
+        DenseNetTRTError where the image or its resized copy has more than
+        ``MAX_IMAGE_PIXELS`` pixels (a 1 x 1000000 strip resized to a shorter side of 32 would
+        be 32 x 32000000)."""
+        if min(width, height) < 1:
+            raise DenseNetTRTError(f"the image is {width}x{height} pixels: it has none")
+        factor = self.resize / min(width, height)
+        size = (max(self.crop, round(width * factor)), max(self.crop, round(height * factor)))
+        for what, (w, h) in (("the image", (width, height)), (f"resized to a shorter side of {self.resize} it", size)):
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DenseNetTRTError(
+                    f"refused as a possible decompression bomb: {what} has {w}x{h} = {w * h} pixels, over "
+                    f"the limit of {MAX_IMAGE_PIXELS}; crop or shrink the image"
+                )
+        return size
+
     def as_dict(self) -> dict[str, Any]:
         return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
 
@@ -88,18 +105,15 @@ class Preprocessing:
 
     def __call__(self, image) -> np.ndarray:
         """A Pillow image as a float32 (C, crop, crop) array; DenseNetTRTError for an image
-        whose mode or values cannot be scaled to [0, 1] (see the class)."""
+        whose mode or values cannot be scaled to [0, 1] (see the class), or that has, or would
+        have resized, more than ``MAX_IMAGE_PIXELS`` pixels."""
         from PIL import Image
 
-        if min(image.size) < 1:
-            raise DenseNetTRTError(f"the image is {image.size[0]}x{image.size[1]} pixels: it has none")
+        size = self.resized_size(*image.size)
         if image.mode in DEEP_MODES:
             image, scale = Image.fromarray(_unit_gray(image), "F"), 1.0
         else:
             image, scale = _eight_bit(image, self.channels), 255.0
-        w, h = image.size
-        factor = self.resize / min(w, h)
-        size = (max(self.crop, round(w * factor)), max(self.crop, round(h * factor)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
         left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
@@ -111,6 +125,11 @@ class Preprocessing:
         std = np.asarray(self.std, np.float32)[:, None, None]
         return np.ascontiguousarray((array - mean) / std)
 
+
+# The most pixels an image, or its resized copy, may have: Pillow's default decompression-bomb
+# limit (PIL.Image.MAX_IMAGE_PIXELS, 2**30 / 4 / 3: 256 MiB of 24-bit pixels), stated here so that
+# it holds whatever Pillow's global is set to.
+MAX_IMAGE_PIXELS = 89_478_485
 
 # Pillow modes with more than 8 bits per value; they are grayscale. Every other mode is 8-bit.
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -366,9 +385,9 @@ def find_images(folder: Path) -> list[Path]:
 
 def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray:
     """One image file, preprocessed; DenseNetTRTError naming the file if it is not a regular
-    file, Pillow cannot read it, it is over Pillow's decompression-bomb limit
-    (``PIL.Image.MAX_IMAGE_PIXELS``, where Pillow would only warn too), or its mode or values
-    cannot be scaled to [0, 1]."""
+    file, Pillow cannot read it, it or its resized copy is over ``MAX_IMAGE_PIXELS`` (checked
+    before the pixels are decoded; Pillow's own decompression-bomb warning is an error too), or
+    its mode or values cannot be scaled to [0, 1]."""
     from PIL import Image, UnidentifiedImageError
 
     path = input_file(path, "image")
@@ -376,6 +395,7 @@ def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                preprocess.resized_size(*image.size)  # before the pixels are decoded
                 image.load()
                 return preprocess(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
