@@ -123,7 +123,17 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
     backend = runnable_backend(folder, manifest)
     if threads is not None:
         manifest = _with_threads(manifest, threads)
-    return Engine(folder, manifest, backend.load(folder, manifest))
+    try:
+        runner = backend.load(folder, manifest)
+    except DenseNetTRTError:
+        raise
+    except Exception as e:  # each runtime fails its own way on a file it cannot load
+        reason = str(e).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(e).strip() else ""
+        raise DenseNetTRTError(
+            f"{folder / manifest.main_file}: {backend.name} cannot load it ({type(e).__name__}"
+            f"{': ' + reason if reason else ''}); rebuild the engine"
+        ) from e
+    return Engine(folder, manifest, runner)
 
 
 def _with_threads(manifest: EngineManifest, threads: int) -> EngineManifest:
