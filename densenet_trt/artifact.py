@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 import torch
 
 from .errors import DenseNetTRTError
+from .reading import input_file
 
 _AT_FDCWD = -100  # Linux's "relative to the working folder"
 _RENAME_NOREPLACE = 1
@@ -482,13 +483,14 @@ def hash_files(folder: Path, but: str) -> dict[str, str]:
     }
 
 
-def check_files(folder: Path, files: dict[str, str], fix: str) -> None:
-    """Every file of ``files`` (name -> sha256) is in ``folder`` with that sha256."""
+def check_files(folder: Path, files: dict[str, str], fix: str, what: str) -> None:
+    """Every file of ``files`` (name -> sha256) is in ``folder`` with that sha256, a regular
+    file this process can read (``reading.input_file``; ``what`` says whose file it is)."""
     for name, digest in files.items():
         file = folder / name
-        if not file.is_file():
+        if not file.exists():
             raise DenseNetTRTError(f"{file} is missing; {fix}")
-        if sha256_file(file) != digest:
+        if sha256_file(input_file(file, what)) != digest:
             raise DenseNetTRTError(
                 f"{file} does not match its recorded sha256 (corrupt, truncated or modified); {fix}"
             )

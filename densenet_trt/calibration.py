@@ -23,7 +23,6 @@ import math
 import os
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .manifest import CALIBRATION, DIGEST, ModelRecord, check_digest, digest, dumps, parse, read_document
 from .progress import library_chatter
+from .reading import read_npz, read_text
 from .spec import Precision
 from .verify import Tolerance
 
@@ -122,10 +122,11 @@ class Calibration:
         """ONNX Runtime's activation ranges, tensor name -> [low, high]."""
         self.onnxruntime_record()
         file = self.path / ORT_RANGES_FILE
+        text = read_text(file, "calibration file")
         try:
-            ranges = json.loads(file.read_text(encoding="utf-8"))["ranges"]
+            ranges = json.loads(text)["ranges"]
             ranges = {str(name): [float(low), float(high)] for name, (low, high) in ranges.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise DenseNetTRTError(f"{file} is not a table of ONNX Runtime ranges; {CALIBRATION.fix}") from None
         bad = [name for name, (low, high) in ranges.items() if not (math.isfinite(low) and math.isfinite(high)
                                                                     and low <= high)]
@@ -221,8 +222,7 @@ class Calibration:
         return model.eval()
 
     def gate_inputs(self) -> torch.Tensor:
-        with np.load(self.path / GATE_FILE, allow_pickle=False) as archive:
-            return torch.from_numpy(archive["images"])
+        return torch.from_numpy(read_npz(self.path / GATE_FILE, "calibration file", ["images"])["images"])
 
 
 def check_calibration_precision(precision: Precision, calibration: str | os.PathLike | None) -> None:
@@ -260,7 +260,7 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
             f"{report_path} lists files {sorted(checked.files)}, not {', '.join(sorted(expected))}; "
             f"{CALIBRATION.fix}"
         )
-    check_files(folder, checked.files, f"the calibration is damaged; {CALIBRATION.fix}")
+    check_files(folder, checked.files, f"the calibration is damaged; {CALIBRATION.fix}", "calibration file")
     calibration = Calibration(folder, report)
     _check_gate_inputs(calibration, checked)
     return calibration
@@ -319,7 +319,7 @@ def _check_gate_inputs(calibration: Calibration, report: ReportFields) -> None:
     file = calibration.path / GATE_FILE
     try:
         images = calibration.gate_inputs()
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except DenseNetTRTError:  # the reader's advice to write it with numpy is not for this file
         raise DenseNetTRTError(f"{file} is not a gate input archive; {CALIBRATION.fix}") from None
     shape = (report.in_channels, report.image_size, report.image_size)
     if images.dim() != 4 or tuple(images.shape[1:]) != shape or images.dtype != torch.float32 or not len(images):

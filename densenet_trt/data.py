@@ -15,16 +15,14 @@ import hashlib
 import math
 import numbers
 import os
-import stat
 import warnings
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from .errors import DenseNetTRTError
+from .reading import input_file, read_npy, read_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SHOW_BAD = 5  # bad files named in an error
@@ -71,6 +69,23 @@ class Preprocessing:
     def channels(self) -> int:
         return len(self.mean)
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a ``width`` x ``height`` image is resized to before the crop;
+        DenseNetTRTError where the image or its resized copy has more than
+        ``MAX_IMAGE_PIXELS`` pixels (a 1 x 1000000 strip resized to a shorter side of 32 would
+        be 32 x 32000000)."""
+        if min(width, height) < 1:
+            raise DenseNetTRTError(f"the image is {width}x{height} pixels: it has none")
+        factor = self.resize / min(width, height)
+        size = (max(self.crop, round(width * factor)), max(self.crop, round(height * factor)))
+        for what, (w, h) in (("the image", (width, height)), (f"resized to a shorter side of {self.resize} it", size)):
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DenseNetTRTError(
+                    f"refused as a possible decompression bomb: {what} has {w}x{h} = {w * h} pixels, over "
+                    f"the limit of {MAX_IMAGE_PIXELS}; crop or shrink the image"
+                )
+        return size
+
     def as_dict(self) -> dict[str, Any]:
         return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std)}
 
@@ -90,18 +105,15 @@ class Preprocessing:
 
     def __call__(self, image) -> np.ndarray:
         """A Pillow image as a float32 (C, crop, crop) array; DenseNetTRTError for an image
-        whose mode or values cannot be scaled to [0, 1] (see the class)."""
+        whose mode or values cannot be scaled to [0, 1] (see the class), or that has, or would
+        have resized, more than ``MAX_IMAGE_PIXELS`` pixels."""
         from PIL import Image
 
-        if min(image.size) < 1:
-            raise DenseNetTRTError(f"the image is {image.size[0]}x{image.size[1]} pixels: it has none")
+        size = self.resized_size(*image.size)
         if image.mode in DEEP_MODES:
             image, scale = Image.fromarray(_unit_gray(image), "F"), 1.0
         else:
             image, scale = _eight_bit(image, self.channels), 255.0
-        w, h = image.size
-        factor = self.resize / min(w, h)
-        size = (max(self.crop, round(w * factor)), max(self.crop, round(h * factor)))
         image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
         left, top = (size[0] - self.crop) // 2, (size[1] - self.crop) // 2
         image = image.crop((left, top, left + self.crop, top + self.crop))
@@ -113,6 +125,11 @@ class Preprocessing:
         std = np.asarray(self.std, np.float32)[:, None, None]
         return np.ascontiguousarray((array - mean) / std)
 
+
+# The most pixels an image, or its resized copy, may have: Pillow's default decompression-bomb
+# limit (PIL.Image.MAX_IMAGE_PIXELS, 2**30 / 4 / 3: 256 MiB of 24-bit pixels), stated here so that
+# it holds whatever Pillow's global is set to.
+MAX_IMAGE_PIXELS = 89_478_485
 
 # Pillow modes with more than 8 bits per value; they are grayscale. Every other mode is 8-bit.
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -323,28 +340,11 @@ def _subset(total: int, samples: int | None, seed: int) -> np.ndarray:
 
 
 def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
-    path = regular_file(path, "data file")
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                if "images" not in archive.files:
-                    raise DenseNetTRTError(
-                        f"{path} has no 'images' array (it has {', '.join(archive.files) or 'none'})"
-                    )
-                images = archive["images"]
-                labels = archive["labels"] if "labels" in archive.files else None
-        else:
-            images, labels = np.load(path, allow_pickle=False), None
-    except DenseNetTRTError:
-        raise
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "pickle" in reason:  # numpy's advice to unpickle is not for files from elsewhere
-            reason = "not numpy's format, or pickled Python objects, which are never loaded"
-        raise DenseNetTRTError(
-            f"cannot read {path} as a numpy file ({reason}); is it complete? Write it with "
-            "numpy.save or numpy.savez"
-        ) from None
+    if path.suffix.lower() == ".npz":
+        arrays = read_npz(path, "data file", ["images"], ["labels"])
+        images, labels = arrays["images"], arrays.get("labels")
+    else:
+        images, labels = read_npy(path, "data file"), None
     if images.ndim != 4:
         raise DenseNetTRTError(f"images in {path} have shape {images.shape}; expected (N, C, H, W)")
     if not np.issubdtype(images.dtype, np.floating):
@@ -363,29 +363,6 @@ def _load_arrays(path: Path, samples: int | None, seed: int) -> Dataset:
     images = np.ascontiguousarray(images[index], dtype=np.float32)
     labels = None if labels is None else labels[index].astype(np.int64)
     return Dataset(images, labels, {"kind": path.suffix.lower()[1:], "path": str(path.resolve())})
-
-
-def regular_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` where it is a regular file (or a link to one); DenseNetTRTError naming it where
-    it is missing or something else: reading a named pipe would wait for a writer forever, a
-    device could be read without end."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DenseNetTRTError(f"{what} {str(path)!r} does not exist") from None
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot read {what} {path}: {e.strerror}") from None
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-        raise DenseNetTRTError(f"{what} {path} is not a regular file ({kind}); give a file")
-    return path
-
-
-_FILE_KINDS = [
-    (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
-    (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-]
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -410,16 +387,17 @@ def find_images(folder: Path) -> list[Path]:
 
 def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray:
     """One image file, preprocessed; DenseNetTRTError naming the file if it is not a regular
-    file, Pillow cannot read it, it is over Pillow's decompression-bomb limit
-    (``PIL.Image.MAX_IMAGE_PIXELS``, where Pillow would only warn too), or its mode or values
-    cannot be scaled to [0, 1]."""
+    file, Pillow cannot read it, it or its resized copy is over ``MAX_IMAGE_PIXELS`` (checked
+    before the pixels are decoded; Pillow's own decompression-bomb warning is an error too), or
+    its mode or values cannot be scaled to [0, 1]."""
     from PIL import Image, UnidentifiedImageError
 
-    path = regular_file(path, "image")
+    path = input_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                preprocess.resized_size(*image.size)  # before the pixels are decoded
                 image.load()
                 return preprocess(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -17,6 +17,7 @@ from .backends import Backend, get_backend
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .models import DenseNet
+from .reading import input_file
 from .registry import reference_model
 from .spec import BatchRange, Precision
 
@@ -107,7 +108,7 @@ def runnable_backend(folder: Path, manifest: EngineManifest) -> Backend:
     if manifest.tf32 and "allow_tf32" not in backend.option_names:
         raise DenseNetTRTError(f"{folder}: the manifest says tf32, which backend {backend.name} never builds "
                                "(a looser gate tolerance); rebuild the engine")
-    check_files(folder, manifest.files, "rebuild the engine")
+    check_files(folder, manifest.files, "rebuild the engine", "engine file")
     state = backend.available()
     if not state.ok:
         raise DenseNetTRTError(state.message(backend.name))
@@ -122,7 +123,17 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
     backend = runnable_backend(folder, manifest)
     if threads is not None:
         manifest = _with_threads(manifest, threads)
-    return Engine(folder, manifest, backend.load(folder, manifest))
+    try:
+        runner = backend.load(folder, manifest)
+    except DenseNetTRTError:
+        raise
+    except Exception as e:  # each runtime fails its own way on a file it cannot load
+        reason = str(e).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(e).strip() else ""
+        raise DenseNetTRTError(
+            f"{folder / manifest.main_file}: {backend.name} cannot load it ({type(e).__name__}"
+            f"{': ' + reason if reason else ''}); rebuild the engine"
+        ) from e
+    return Engine(folder, manifest, runner)
 
 
 def _with_threads(manifest: EngineManifest, threads: int) -> EngineManifest:
@@ -158,7 +169,7 @@ def engine_reference(engine: Engine, weights: str | os.PathLike | None = None) -
                 f"the engine {engine.path} was built from {record.weights.file}; {where}: pass the "
                 "checkpoint's path as weights"
             )
-        if sha256_file(checkpoint) != record.weights.sha256:
+        if sha256_file(input_file(checkpoint, "checkpoint")) != record.weights.sha256:
             raise DenseNetTRTError(
                 f"{checkpoint} is not the checkpoint this engine was built from (sha256 differs); "
                 "pass the original checkpoint as weights"

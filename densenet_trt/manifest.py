@@ -27,6 +27,7 @@ from typing import Any
 from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
+from .reading import read_text
 from .spec import BACKEND_NAMES, DEVICES, BatchRange, Precision
 from .verify import Tolerance
 
@@ -61,12 +62,13 @@ def read_document(path: str | os.PathLike, kind: Document) -> dict[str, Any]:
     """The body of the ``kind`` document at ``path``, after checking that it is JSON (without
     NaN or Infinity) of that schema and version."""
     path = Path(path)
+    text = read_text(path, f"{kind.schema.split('/')[-1]} document")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constants)
-    except FileNotFoundError:
-        raise DenseNetTRTError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        data = json.loads(text, parse_constant=_no_constants)
+    except ValueError as e:
         raise DenseNetTRTError(f"{path} is corrupt ({e}); {kind.fix}") from None
+    except RecursionError:  # the decoder recurses once per nested array or object
+        raise DenseNetTRTError(f"{path} is corrupt (JSON nested too deeply to read); {kind.fix}") from None
     if not isinstance(data, dict) or data.get("schema") != kind.schema:
         raise DenseNetTRTError(f"{path} is not a {kind.schema} document; {kind.fix}")
     if data.get("schema_version") != kind.version:

@@ -16,6 +16,7 @@ from .build import Progress, quiet
 from .engine import Engine, load
 from .data import Preprocessing, find_images, read_image
 from .errors import DenseNetTRTError
+from .reading import read_text
 
 @dataclasses.dataclass(frozen=True)
 class Guess:
@@ -40,16 +41,10 @@ class Prediction:
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
-    """Class names, one per line of the UTF-8 text file at ``path`` (stripped; no blank lines)."""
+    """Class names, one per line of the UTF-8 text file at ``path`` (stripped; no blank lines;
+    a regular file of at most ``reading.TEXT_LIMIT`` bytes)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DenseNetTRTError(f"labels file {str(path)!r} does not exist") from None
-    except UnicodeDecodeError:
-        raise DenseNetTRTError(f"labels file {path} is not UTF-8 text") from None
-    except OSError as e:
-        raise DenseNetTRTError(f"cannot read labels file {path}: {e.strerror}") from None
+    text = read_text(path, "labels file")
     names = [line.strip() for line in text.splitlines()]
     if not names:
         raise DenseNetTRTError(f"labels file {path} is empty; it needs one class name per line")

@@ -142,7 +142,7 @@ def export_triton(
     ``model_name`` (default: the engine folder's name; a name Triton can serve, see
     ``MODEL_NAME``); returns the model's folder. The repository is checked writable first."""
     folder, manifest = read_manifest(engine)
-    check_files(folder, manifest.files, "rebuild the engine")
+    check_files(folder, manifest.files, "rebuild the engine", "engine file")
     target = triton_target(manifest)
     batch = manifest.batch
     if batch.min != 1:

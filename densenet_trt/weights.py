@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import DenseNetTRTError
+from .reading import input_file
 
 # torchvision's own remapping of its legacy checkpoint keys (torchvision/models/densenet.py).
 _LEGACY_KEY = re.compile(
@@ -33,9 +34,7 @@ PRETRAINED_TAGS = ("imagenet", "IMAGENET1K_V1", "DEFAULT", "pretrained")
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of the checkpoint at ``path``, with keys in torchvision's current names."""
-    path = Path(path)
-    if not path.is_file():
-        raise DenseNetTRTError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    path = input_file(path, "checkpoint")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -46,13 +45,16 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise DenseNetTRTError(f"{path} is not a readable safetensors file: {e}") from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note that it checks sparse tensors, which are refused
+                warnings.filterwarnings("ignore", "Validating sparse tensor invariants", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
             raise DenseNetTRTError(
                 f"{path} is not a checkpoint densenet-trt can read (not a state_dict saved with "
                 f"torch.save, nor safetensors): {_load_failure(e)}"
             ) from None
     state = _unwrap(state, path)
+    _check_dense(state, path)
     _check_finite(state, path)
     return normalize_keys(state)
 
@@ -71,6 +73,24 @@ def _load_failure(error: Exception) -> str:
     if not cause or re.search(r"weights_only|safe_globals|Weights only load failed", cause):
         return f"torch.load failed ({type(error).__name__})"
     return cause if cause.startswith(type(error).__name__) else f"{type(error).__name__}: {cause}"
+
+
+def _check_dense(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse tensors that are not dense values in memory: meta tensors (a shape without
+    values), sparse and other layouts, quantized tensors."""
+    for key, value in state.items():
+        if value.is_meta:
+            kind = "a meta tensor (a shape without values)"
+        elif value.layout != torch.strided:
+            kind = f"a {str(value.layout).replace('torch.', '')} tensor"
+        elif value.is_quantized:
+            kind = "a quantized tensor"
+        else:
+            continue
+        raise DenseNetTRTError(
+            f"checkpoint {path} holds {key} as {kind}; a checkpoint needs dense tensors with values: save "
+            "model.state_dict() of a model whose weights are loaded, on the CPU"
+        )
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 from ..artifact import atomic_path
 from ..capture import INPUT_NAME, OUTPUT_NAME
 from ..errors import DenseNetTRTError
+from ..reading import input_file
 from ..spec import BatchRange, BuildSpec
 
 # TensorRT DataType member names -> torch dtypes, for the bindings this backend builds.
@@ -123,7 +124,7 @@ def _read_cache(config, cache: Path | None) -> None:
     another TensorRT release, is started afresh and overwritten)."""
     if cache is None:
         return
-    data = cache.read_bytes() if cache.is_file() else b""
+    data = input_file(cache, "timing cache").read_bytes() if cache.exists() else b""
     timing = config.create_timing_cache(data)
     if timing is None:
         timing = config.create_timing_cache(b"")
