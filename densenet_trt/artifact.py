@@ -9,16 +9,12 @@ import functools
 import hashlib
 import io
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
-
-import torch
 
 from .errors import DenseNetTRTError
 from .reading import input_file
@@ -495,42 +491,3 @@ def check_files(folder: Path, files: dict[str, str], fix: str, what: str) -> Non
                 f"{file} does not match its recorded sha256 (corrupt, truncated or modified); {fix}"
             )
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def platform_name() -> str:
-    """The operating system and CPU architecture, e.g. ``Linux-x86_64``: what compiled code
-    (TensorRT plans, AOTInductor packages) is tied to."""
-    return f"{platform.system()}-{platform.machine()}"
-
-
-def device_info(device: str) -> dict:
-    """The machine an engine is built for: platform, CPU model and cores; GPU name, compute
-    capability, driver."""
-    info: dict = {"type": device, "platform": platform_name(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-                  "gpu": None}
-    if device == "cuda":
-        major, minor = torch.cuda.get_device_capability()
-        driver = None
-        if shutil.which("nvidia-smi"):
-            result = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i",
-                 str(torch.cuda.current_device())],
-                capture_output=True, text=True, check=False,
-            )
-            driver = result.stdout.strip() or None
-        info["gpu"] = {
-            "name": torch.cuda.get_device_name(),
-            "compute_capability": f"{major}.{minor}",
-            "driver": driver,
-            "cuda": torch.version.cuda,
-        }
-    return info

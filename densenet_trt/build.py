@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .artifact import atomic_dir, device_info, entry_path, hash_files, sha256_file, writable_folder
+from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
+from .machine import device_info
 from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing

@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 
+from .startup import stop_at_startup
+
 _DEFAULTS = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
 
 
@@ -27,12 +29,3 @@ def main() -> None:
 
     group(prog_name="densenet-trt")
 
-
-def stop_at_startup(signum: int, frame) -> None:
-    """Ctrl-C or SIGTERM before the command runs: nothing is written yet, so the process ends
-    at once, with one line and the shell's status for the signal (130, 143). Raising instead
-    would give a traceback from deep in torch's import, or be lost where it became an
-    ImportError that a library catches. Once the command runs, ``cli._catch_signals`` takes
-    the signals over, for its cleanup."""
-    os.write(2, f"error: interrupted by {signal.Signals(signum).name}\n".encode())
-    os._exit(128 + signum)

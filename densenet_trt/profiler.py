@@ -37,7 +37,8 @@ import numpy as np
 import torch
 
 from .version import __version__
-from .artifact import check_outputs, cpu_name, device_info
+from .artifact import check_outputs
+from .machine import cpu_name, device_info
 from .backends._torch import eager_limitation, torch_precisions
 from .build import Progress, quiet, torch_threads
 from .capture import example_input
@@ -79,8 +80,7 @@ def profile(
     cuda_graphs: bool = False, include_transfers: bool = False,
     gap: float = DEFAULT_GAP,
     mode: str = "both", requests: int | None = None, layers: int = 0,
-    outputs: Sequence[str | os.PathLike] = (),
-    force: bool = False,
+    outputs: Sequence[str | os.PathLike] = (), force: bool = False,
     progress: Progress = quiet,
 ) -> ProfileReport:
     """Latency and measured throughput of each engine folder in ``engines`` at each of ``batches``.
@@ -101,8 +101,7 @@ def profile(
         requests: requests in flight in throughput mode; default: the runtime's choice.
         layers: list each engine's N slowest layers where its runtime times layers (0: none).
         outputs: report files to write, by suffix (.json, .csv, .md, .png); checked first by
-            the output rule (``artifact.check_outputs``; the engines are its inputs); an
-            existing file is replaced only with ``force``.
+            the output rule (``artifact.check_outputs``); one that exists only with ``force``.
         progress: called with a line as each engine and batch size is measured.
 
     A batch size outside an engine's range is skipped (with the reason, in the report) unless
@@ -110,9 +109,7 @@ def profile(
     """
     settings = _settings(batches, warmup, warmup_time, iterations, duration, vs, threads,
                          cuda_graphs, include_transfers, gap, mode, requests, layers)
-    checked = check_outputs({f"outputs[{i}]": p for i, p in enumerate(outputs)}, force=force,
-                            inputs=[("engines", e) for e in engines])
-    paths = [_check_output_suffix(p) for p in checked.values()]
+    paths = _report_paths(outputs, force, engines)
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
 
@@ -211,6 +208,13 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _report_paths(outputs: Sequence[str | os.PathLike], force: bool, engines: Sequence[str | os.PathLike]) -> list[Path]:
+    """The report files, checked by the output rule (the engines are the inputs) and by suffix."""
+    checked = check_outputs({f"outputs[{i}]": p for i, p in enumerate(outputs)}, force=force,
+                            inputs=[("engines", e) for e in engines])
+    return [_check_output_suffix(p) for p in checked.values()]
 
 
 def _check_output_suffix(path: Path | None) -> Path:

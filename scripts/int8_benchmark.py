@@ -57,7 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "digits"))
 
 from densenet_trt import DenseNetTRTError, build, create_model, get_model_info, load, preset_stats  # noqa: E402
-from densenet_trt.artifact import atomic_dir, atomic_path, device_info  # noqa: E402
+from densenet_trt.artifact import atomic_dir, atomic_path  # noqa: E402
+from densenet_trt.machine import device_info  # noqa: E402
 from densenet_trt.capture import INPUT_NAME  # noqa: E402
 from densenet_trt.backends import BACKENDS  # noqa: E402
 from densenet_trt.backends.onnxruntime import OPTIMIZATION  # noqa: E402

@@ -28,7 +28,7 @@ from densenet_trt.backends.tensorrt import (
     unsupported_reason,
 )
 from densenet_trt.capture import capture_exported_program, example_input
-from densenet_trt.artifact import platform_name
+from densenet_trt.machine import platform_name
 from densenet_trt.manifest import EngineManifest
 from densenet_trt.spec import BuildSpec, Precision
 from densenet_trt.verify import compare

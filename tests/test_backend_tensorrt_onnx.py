@@ -213,7 +213,7 @@ def test_auto_says_why_neither_tensorrt_backend_was_taken():
 
 def manifest(settings=None, tensorrt="10.3.0", tf32=False, **changes):
     """A tensorrt-onnx engine's manifest, as ``build`` writes one on a Jetson Orin (fp16, DLA 0)."""
-    from densenet_trt.artifact import platform_name
+    from densenet_trt.machine import platform_name
     from densenet_trt.manifest import EngineManifest
 
     recorded = {"format": "engine", "tensorrt_major": 10, **recipe(10, FP16, dla=True).record(),

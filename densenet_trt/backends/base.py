@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 from torch import nn
 
-from ..artifact import platform_name
+from ..machine import platform_name
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 

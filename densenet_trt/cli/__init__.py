@@ -17,7 +17,7 @@ import warnings
 
 import click
 
-from ..console import stop_at_startup
+from ..startup import stop_at_startup
 from ..errors import DenseNetTRTError
 from ..version import __version__
 from .engines import build, export, info, models, verify
