@@ -218,8 +218,7 @@ def calibrate_model(
     batch_size: int = DEFAULT_BATCH_SIZE,
     eval_data: Dataset | None = None,
     max_drop: float | None = None, max_float: int | None = None,
-    onnxruntime: bool = True,
-    force: bool = False,
+    onnxruntime: bool = True, force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Calibration:
     """Calibrate float ``net`` (as ``model_record`` says) on ``data`` into the folder ``output``."""
