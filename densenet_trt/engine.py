@@ -7,13 +7,13 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from .artifact import check_files, sha256_file
 from .backends import Backend, get_backend
+from .backends.base import Runtime
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .models import DenseNet
@@ -21,18 +21,16 @@ from .reading import input_file
 from .registry import reference_model
 from .spec import BatchRange, Precision
 
-Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
 class Engine:
     """A built engine: call it on a float32 ``torch.Tensor`` or ``numpy`` array of shape
     (N, C, H, W), N within the built batch range, and get float32 logits (N, classes) on the
-    CPU; the same for every backend."""
+    CPU; the same for every backend. ``runtime`` is its backend's ``Runtime``, with the
+    capabilities beyond running it (requests in flight, per-layer timing, ...)."""
 
-    def __init__(self, path: Path, manifest: EngineManifest, runner: Runner):
+    def __init__(self, path: Path, manifest: EngineManifest, runtime: Runtime):
         self.path = path
         self.manifest = manifest
-        self._runner = runner
+        self.runtime = runtime
 
     @property
     def backend(self) -> str:
@@ -83,7 +81,7 @@ class Engine:
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The backend's runner without the input checks or the copy of the output to the CPU
         (what ``profile`` times): logits on the engine's device, in its dtype."""
-        return self._runner(x)
+        return self.runtime.run(x)
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -124,7 +122,7 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
     if threads is not None:
         manifest = _with_threads(manifest, threads)
     try:
-        runner = backend.load(folder, manifest)
+        runtime = backend.load(folder, manifest)
     except DenseNetTRTError:
         raise
     except Exception as e:  # each runtime fails its own way on a file it cannot load
@@ -133,7 +131,7 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
             f"{folder / manifest.main_file}: {backend.name} cannot load it ({type(e).__name__}"
             f"{': ' + reason if reason else ''}); rebuild the engine"
         ) from e
-    return Engine(folder, manifest, runner)
+    return Engine(folder, manifest, runtime)
 
 
 def _with_threads(manifest: EngineManifest, threads: int) -> EngineManifest:

@@ -1,15 +1,9 @@
 """Measured throughput: images completed / wall time, as trtexec and OpenVINO's benchmark_app
 measure it. Back to back (one request at a time, no pause) for every runner; with several
-requests in flight where the runtime offers it:
-
-- OpenVINO: an ``AsyncInferQueue`` on a second compiled model of the same IR and settings with
-  ``PERFORMANCE_HINT=THROUGHPUT`` (the engine's own is compiled for LATENCY);
-- ONNX Runtime: several sessions of the same model, each in its own thread with its share of
-  the CPU threads;
-- GPU engines (any backend): several CUDA streams, one thread each.
-
-Other runtimes (TorchScript, inductor on the CPU) run one request at a time: their calls
-already use every CPU thread.
+requests in flight where the runtime offers it: several CUDA streams, one thread each, for GPU
+engines of any backend; on the CPU, what the engine's runtime offers (``Runtime.in_flight`` in
+``backends/``: OpenVINO's AsyncInferQueue, several ONNX Runtime sessions), else one request at
+a time (TorchScript and inductor calls already use every CPU thread).
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 Stop = Callable[[int, float], bool]
@@ -90,71 +83,12 @@ class Threads(Requests):
         return times, time.perf_counter() - start
 
 
-class OpenVinoQueue(Requests):
-    """OpenVINO's AsyncInferQueue: ``start_async`` waits for a free request and returns."""
-
-    def __init__(self, queue: Any, array: np.ndarray, requests: int, how: str):
-        self.queue, self.array, self.requests, self.how = queue, array, requests, how
-
-    def run(self, stop: Stop) -> tuple[list[float], float]:
-        times: list[float] = []
-        self.queue.set_callback(lambda request, t: times.append((time.perf_counter_ns() - t) / 1e6))
-        started, start = 0, time.perf_counter()
-        while not stop(started, time.perf_counter() - start):
-            self.queue.start_async({0: self.array}, time.perf_counter_ns())
-            started += 1
-        self.queue.wait_all()
-        return times, time.perf_counter() - start
-
-
 def in_flight(engine: Any, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
-    """Several requests of ``engine`` on ``x`` in flight, or why its runtime offers none here."""
+    """Several requests of ``engine`` on ``x`` in flight, or why its runtime offers none here:
+    CUDA streams for any GPU engine, else what the engine's runtime offers (``Runtime.in_flight``)."""
     if engine.device == "cuda":
         return _cuda_streams(engine, x, requests or 2)
-    if engine.backend == "openvino":
-        return _openvino(engine, x, requests, threads)
-    if engine.backend == "onnxruntime":
-        n = requests or min(2, threads)
-        if n < 2:
-            return "1 request at a time: ONNX Runtime sessions share 1 CPU thread here; give requests=N"
-        return _onnxruntime(engine, x, n, threads)
-    return f"{engine.backend} on the CPU: one request at a time (each call uses every CPU thread)"
-
-
-def _openvino(engine: Any, x: torch.Tensor, requests: int | None, threads: int) -> Requests:
-    import openvino
-
-    m = engine.manifest
-    config = {**m.backend_settings["config"], "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_NUM_THREADS": threads}
-    if requests:
-        config["PERFORMANCE_HINT_NUM_REQUESTS"] = requests
-    compiled = openvino.Core().compile_model(str(engine.path / m.main_file), "CPU", config)
-    n = requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    streams = compiled.get_property("NUM_STREAMS")
-    hint = m.backend_settings["config"].get("PERFORMANCE_HINT")
-    queue = OpenVinoQueue(openvino.AsyncInferQueue(compiled, n), np.ascontiguousarray(x.numpy()), n,
-                          f"OpenVINO AsyncInferQueue, THROUGHPUT hint, {streams} streams")
-    if hint != "THROUGHPUT":
-        queue.note = (f"throughput with requests in flight: a second compiled model of the same IR and settings "
-                      f"with PERFORMANCE_HINT=THROUGHPUT (the engine's own is compiled for {hint})")
-    return queue
-
-
-def _onnxruntime(engine: Any, x: torch.Tensor, n: int, threads: int) -> Requests:
-    import onnxruntime
-
-    m = engine.manifest
-    settings = m.backend_settings
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, settings["graph_optimization_level"])
-    options.intra_op_num_threads = max(1, threads // n)
-    sessions = [onnxruntime.InferenceSession(str(engine.path / m.main_file), options,
-                                             providers=[settings["provider"]]) for _ in range(n)]
-    feed = {sessions[0].get_inputs()[0].name: x.to(m.precision.dtype).numpy()}
-    workers = [lambda s=s: s.run(None, feed) for s in sessions]
-    each = options.intra_op_num_threads
-    how = f"ONNX Runtime, {n} sessions in {n} threads, {each} CPU thread{'s' if each > 1 else ''} each"
-    return Threads(workers, how)
+    return engine.runtime.in_flight(x, requests, threads)
 
 
 def _cuda_streams(engine: Any, x: torch.Tensor, n: int) -> Requests:

@@ -11,6 +11,7 @@ import torch
 import densenet_trt
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS, choose_backend
+from densenet_trt.backends.base import Runtime
 from densenet_trt.build import build, verify_engine
 from densenet_trt.engine import compatibility, load
 from densenet_trt.capture import example_input
@@ -176,8 +177,8 @@ def test_accuracy_gate_refuses_a_wrong_engine_and_no_verify_keeps_it(tmp_path, m
     real_load = backend.load
 
     def perturbed(folder, manifest):
-        run = real_load(folder, manifest)
-        return lambda x: run(x) + 0.01
+        runtime = real_load(folder, manifest)
+        return Runtime(folder, manifest, lambda x: runtime.run(x) + 0.01)
 
     monkeypatch.setattr(backend, "load", perturbed)
     with pytest.raises(DenseNetTRTError, match="differs from eager PyTorch beyond the fp32 tolerance at batch 1"):

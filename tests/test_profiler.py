@@ -282,7 +282,7 @@ def test_eager_runs_the_engines_precision_where_pytorch_can_on_this_device(tmp_p
 
 def test_eager_fp16_on_the_cpu_is_not_run_and_the_report_says_so(engine_path):
     real = load(engine_path)
-    fp16 = Engine(real.path, dataclasses.replace(real.manifest, precision=Precision.FP16), real._runner)
+    fp16 = Engine(real.path, dataclasses.replace(real.manifest, precision=Precision.FP16), real.runtime)
     info = _engine_info(fp16, 0.1)
     assert info.eager == ["fp32"]
     assert info.notes == ["eager fp16 is not run on cpu: PyTorch's CPU fp16 convolutions are slow "
@@ -400,7 +400,7 @@ def test_engines_of_one_model_share_one_eager_baseline(engine_path, openvino_pat
     assert "speedup vs eager (paired)" in result.table() and "vs this" not in result.table()
     real = load(engine_path)
     other = dataclasses.replace(real.manifest, model=dataclasses.replace(real.manifest.model, overrides={}))
-    assert _baseline(Engine(real.path, other, real._runner)) == "densenet_bc100_k12 3x32x32 cpu"
+    assert _baseline(Engine(real.path, other, real.runtime)) == "densenet_bc100_k12 3x32x32 cpu"
 
 
 def test_openvino_keeps_requests_in_flight_on_a_throughput_compiled_model(openvino_path):

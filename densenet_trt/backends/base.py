@@ -15,6 +15,7 @@ from ..spec import BuildSpec, Precision
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
+    from ..throughput import Requests
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,27 @@ def check_same_torch(manifest: EngineManifest, what: str) -> None:
                                "rebuild it here")
 
 
+class Runtime:
+    """A loaded engine as its backend runs it: ``run`` (a float32 (N, C, H, W) tensor in, on the
+    CPU or already on the engine's device; logits out, on any device, in any float dtype) and
+    the capabilities its runtime has beyond that. A runtime that lacks one answers with a
+    sentence saying so: no module outside ``backends/`` asks which backend it holds."""
+
+    def __init__(self, folder: Path, manifest: EngineManifest,
+                 call: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """``call``: what ``run`` does, for runtimes that add nothing else (subclasses override ``run``)."""
+        self.folder, self.manifest, self._call = Path(folder), manifest, call
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call(x)
+
+    def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
+        """Several requests on ``x`` in flight on the CPU (``requests``: how many, default the
+        runtime's choice; ``threads``: the CPU threads to share), or why the runtime offers none.
+        CUDA streams, which any GPU engine has, are ``throughput``'s."""
+        return f"{self.manifest.backend} on the CPU: one request at a time (each call uses every CPU thread)"
+
+
 class Backend(Protocol):
     name: str
     devices: tuple[str, ...]  # "cpu", "cuda": where its engines can run, preferred first
@@ -88,10 +110,8 @@ class Backend(Protocol):
     def files(self, fmt: str) -> tuple[str, ...]:
         """The files an artifact of format ``fmt`` consists of, its main file first."""
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
-        """A runner for the artifact in ``folder``, with the recorded ``backend_settings``: a
-        float32 (N, C, H, W) tensor in (on the CPU, or already on the backend's device), logits
-        out (on any device, any float dtype)."""
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
+        """The artifact in ``folder`` loaded, with the recorded ``backend_settings``."""
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         """Raise DenseNetTRTError if this machine cannot run the artifact described by ``manifest``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from ..capture import capture_exported_program
 from ..progress import library_chatter
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import Availability, check_native, check_same_gpu, check_same_torch
+from .base import Availability, Runtime, check_native, check_same_gpu, check_same_torch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -43,7 +43,7 @@ class InductorBackend(TorchBackendBase):
             torch._inductor.aoti_compile_and_package(program, package_path=str(folder / self.file))
         return {}
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         device = torch_device(manifest.device.type)
         dtype = manifest.precision.dtype
         apply_threads(manifest)
@@ -54,7 +54,7 @@ class InductorBackend(TorchBackendBase):
             with torch.no_grad():
                 return runner(x.to(device, dtype))
 
-        return run
+        return Runtime(folder, manifest, run)
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         super().check_compatible(manifest)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,7 +22,8 @@ from ..errors import DenseNetTRTError
 from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
 from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
-from .base import Availability
+from ..throughput import Requests, Threads
+from .base import Availability, Runtime
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -91,7 +92,7 @@ class OnnxRuntimeBackend:
         onnx.save(proto, str(folder / FILE))
         return settings
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         import onnxruntime
 
         settings = manifest.backend_settings
@@ -103,18 +104,7 @@ class OnnxRuntimeBackend:
                 f"the manifest's backend_settings (provider {provider!r}, graph_optimization_level "
                 f"{level!r}) are not ONNX Runtime's for a {manifest.device.type} engine; rebuild the engine"
             )
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
-        if manifest.threads:
-            options.intra_op_num_threads = manifest.threads
-        session = onnxruntime.InferenceSession(str(folder / FILE), options, providers=[provider])
-        dtype = manifest.precision.dtype
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            feed = {INPUT_NAME: x.to("cpu", dtype).numpy()}
-            return torch.from_numpy(session.run([OUTPUT_NAME], feed)[0])
-
-        return run
+        return OnnxRuntimeRuntime(folder, manifest)
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         device = manifest.device.type
@@ -122,3 +112,44 @@ class OnnxRuntimeBackend:
             raise DenseNetTRTError(
                 f"this engine runs on ONNX Runtime's {_PROVIDERS[device]}, which is not installed here"
             )
+
+
+class OnnxRuntimeRuntime(Runtime):
+    """An ONNX Runtime session of ``model.onnx`` with the recorded settings; the sessions its
+    capabilities need (several in flight, profiling, extra outputs) come from ``session``."""
+
+    def __init__(self, folder: Path, manifest: EngineManifest):
+        super().__init__(folder, manifest)
+        self._session = self.session(manifest.threads)
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        feed = {INPUT_NAME: x.to("cpu", self.manifest.precision.dtype).numpy()}
+        return torch.from_numpy(self._session.run([OUTPUT_NAME], feed)[0])
+
+    def session(self, threads: int | None, model: bytes | None = None, **options: Any):
+        """A session of ``model`` (serialized; default the engine's file) with the recorded
+        provider and optimization level, ``threads`` intra-op threads (None: ONNX Runtime's
+        choice) and ``options`` set on its SessionOptions."""
+        import onnxruntime
+
+        settings = self.manifest.backend_settings
+        session_options = onnxruntime.SessionOptions()
+        session_options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel,
+                                                           settings["graph_optimization_level"])
+        if threads:
+            session_options.intra_op_num_threads = threads
+        for name, value in options.items():
+            setattr(session_options, name, value)
+        source = str(self.folder / FILE) if model is None else model
+        return onnxruntime.InferenceSession(source, session_options, providers=[settings["provider"]])
+
+    def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
+        """Several sessions of the same model, each in its own thread with its share of the CPU threads."""
+        n = requests or min(2, threads)
+        if n < 2:
+            return "1 request at a time: ONNX Runtime sessions share 1 CPU thread here; give requests=N"
+        each = max(1, threads // n)
+        sessions = [self.session(each) for _ in range(n)]
+        feed = {INPUT_NAME: x.to(self.manifest.precision.dtype).numpy()}
+        how = f"ONNX Runtime, {n} sessions in {n} threads, {each} CPU thread{'s' if each > 1 else ''} each"
+        return Threads([lambda s=s: s.run(None, feed) for s in sessions], how)

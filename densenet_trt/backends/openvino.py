@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from torch import nn
 from ..errors import DenseNetTRTError
 from ..capture import capture_onnx, capture_qdq_onnx
 from ..spec import BuildSpec, Precision
-from .base import Availability
+from ..throughput import Requests, Stop
+from .base import Availability, Runtime
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -91,25 +93,14 @@ class OpenVinoBackend:
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
         }}
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
-        import openvino
-
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         config = manifest.backend_settings.get("config")
         if not isinstance(config, dict) or config.get("INFERENCE_PRECISION_HINT") != manifest.precision.openvino:
             raise DenseNetTRTError(
                 f"the manifest's backend_settings.config does not pin INFERENCE_PRECISION_HINT to "
                 f"{manifest.precision.openvino} for a {manifest.precision} engine; rebuild the engine"
             )
-        if manifest.threads:
-            config = {**config, "INFERENCE_NUM_THREADS": manifest.threads}
-        compiled = openvino.Core().compile_model(str(folder / FILES[0]), "CPU", config)
-        request = compiled.create_infer_request()
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            request.infer({0: np.ascontiguousarray(x.to("cpu", torch.float32).numpy())})
-            return torch.from_numpy(request.get_output_tensor(0).data.copy())
-
-        return run
+        return OpenVinoRuntime(folder, manifest)
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         precision = manifest.precision
@@ -118,3 +109,61 @@ class OpenVinoBackend:
                 f"this engine runs in {precision}, which this CPU cannot do natively "
                 f"(it has {', '.join(_capabilities())}); rebuild it with precision={Precision.FP32}"
             )
+
+
+class OpenVinoRuntime(Runtime):
+    """The IR compiled for the CPU plugin with the recorded config; the compiled models its
+    capabilities need (a throughput hint, performance counters, extra outputs) come from ``compile``."""
+
+    def __init__(self, folder: Path, manifest: EngineManifest):
+        super().__init__(folder, manifest)
+        self._request = self.compile(threads=manifest.threads).create_infer_request()
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        self._request.infer({0: np.ascontiguousarray(x.to("cpu", torch.float32).numpy())})
+        return torch.from_numpy(self._request.get_output_tensor(0).data.copy())
+
+    def compile(self, model: Any = None, threads: int | None = None, **config: Any):
+        """``model`` (an ``openvino.Model``; default the engine's IR) compiled for the CPU with the
+        recorded config, ``threads`` inference threads (None: OpenVINO's choice) and ``config``."""
+        import openvino
+
+        recorded = {**self.manifest.backend_settings["config"], **config}
+        if threads:
+            recorded["INFERENCE_NUM_THREADS"] = threads
+        return openvino.Core().compile_model(str(self.folder / FILES[0]) if model is None else model, "CPU", recorded)
+
+    def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
+        """An ``AsyncInferQueue`` on a second compiled model of the same IR and settings with
+        ``PERFORMANCE_HINT=THROUGHPUT`` (the engine's own is compiled for LATENCY)."""
+        import openvino
+
+        extra = {"PERFORMANCE_HINT_NUM_REQUESTS": requests} if requests else {}
+        compiled = self.compile(threads=threads, PERFORMANCE_HINT="THROUGHPUT", **extra)
+        n = requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        streams = compiled.get_property("NUM_STREAMS")
+        hint = self.manifest.backend_settings["config"].get("PERFORMANCE_HINT")
+        queue = _Queue(openvino.AsyncInferQueue(compiled, n), np.ascontiguousarray(x.numpy()), n,
+                       f"OpenVINO AsyncInferQueue, THROUGHPUT hint, {streams} streams")
+        if hint != "THROUGHPUT":
+            queue.note = (f"throughput with requests in flight: a second compiled model of the same IR and settings "
+                          f"with PERFORMANCE_HINT=THROUGHPUT (the engine's own is compiled for {hint})")
+        return queue
+
+
+class _Queue(Requests):
+    """OpenVINO's AsyncInferQueue: ``start_async`` waits for a free request and returns."""
+
+    def __init__(self, queue: Any, array: np.ndarray, requests: int, how: str):
+        self.queue, self.array, self.requests, self.how = queue, array, requests, how
+
+    def run(self, stop: Stop) -> tuple[list[float], float]:
+        times: list[float] = []
+        self.queue.set_callback(lambda request, t: times.append((time.perf_counter_ns() - t) / 1e6))
+        started, start = 0, time.perf_counter()
+        while not stop(started, time.perf_counter() - start):
+            self.queue.start_async({0: self.array}, time.perf_counter_ns())
+            started += 1
+        self.queue.wait_all()
+        return times, time.perf_counter() - start
+

@@ -91,7 +91,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -106,7 +106,7 @@ from ..capture import (
     example_input,
 )
 from ..spec import BuildSpec, Precision
-from .base import Availability, check_native, check_same_torch
+from .base import Availability, Runtime, check_native, check_same_torch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -438,7 +438,7 @@ class TensorRTBackend:
                 )
         return {"format": fmt, **kwargs}
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         self.check_compatible(manifest)
         torch_tensorrt = self._import()
         fmt = artifact_format(manifest.format)
@@ -470,7 +470,7 @@ class TensorRTBackend:
             with torch.no_grad():
                 return module(x.to("cuda", dtype).contiguous())
 
-        return run
+        return Runtime(folder, manifest, run)
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         availability = self.available()

@@ -46,7 +46,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ from ..capture import capture_onnx, capture_qdq_onnx
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._trt_api import PlanRunner, build_plan
-from .base import Availability, check_native, check_same_gpu
+from .base import Availability, Runtime, check_native, check_same_gpu
 from .tensorrt import release
 
 if TYPE_CHECKING:
@@ -269,12 +269,12 @@ class OnnxTensorRTBackend:
                 **dataclasses.asdict(dataclasses.replace(settings, timing_cache_path=cache and str(cache))),
                 **placement}
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         self.check_compatible(manifest)
         trt = self._import()
         path = Path(folder) / FILE
-        return PlanRunner(trt, path.read_bytes(), str(path), recorded_dla(manifest),
-                                   manifest.input.dtype, manifest.output.dtype)
+        return Runtime(folder, manifest, PlanRunner(trt, path.read_bytes(), str(path), recorded_dla(manifest),
+                                                    manifest.input.dtype, manifest.output.dtype))
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         state = self.available()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from ..capture import capture_torchscript
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._torch import TorchBackendBase, apply_threads, torch_device
+from .base import Runtime
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -42,7 +43,7 @@ class TorchScriptBackend(TorchBackendBase):
         # run the frozen module as it is.
         return {OPTIMIZE: spec.device == "cpu" and spec.precision is Precision.FP32}
 
-    def load(self, folder: Path, manifest: EngineManifest) -> Callable[[torch.Tensor], torch.Tensor]:
+    def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
         device = torch_device(manifest.device.type)
         dtype = manifest.precision.dtype
         optimize = manifest.backend_settings.get(OPTIMIZE)
@@ -59,4 +60,4 @@ class TorchScriptBackend(TorchBackendBase):
             with torch.no_grad():
                 return module(x.to(device, dtype))
 
-        return run
+        return Runtime(folder, manifest, run)
