@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from densenet_trt import DenseNetTRTError
+from densenet_trt.backends.onnxruntime import _onnxruntime_nodes
 from densenet_trt.build import build
 from densenet_trt.engine import Engine, load
-from densenet_trt.layers import _onnxruntime_nodes
 from densenet_trt.profiler import _baseline, _engine_info, _host, _settings, profile
 from densenet_trt.throughput import BackToBack, Threads, stop_after
 from densenet_trt.manifest import PROFILE

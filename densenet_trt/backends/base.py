@@ -78,6 +78,14 @@ class Runtime:
         CUDA streams, which any GPU engine has, are ``throughput``'s."""
         return f"{self.manifest.backend} on the CPU: one request at a time (each call uses every CPU thread)"
 
+    def layer_times(self, x: torch.Tensor, threads: int) -> tuple[str, dict[tuple[str, str], float]] | str:
+        """Per-layer times on ``x`` (``threads``: the CPU threads to use): the profiler's name and
+        each (layer name, kind)'s mean milliseconds over ``layers.CALLS`` calls after
+        ``layers.WARMUP_CALLS`` of warm-up, or the sentence saying the runtime offers none."""
+        device = self.manifest.device.type
+        where = "" if device == "cpu" else f" on {device}"
+        return f"per-layer timing is not offered by {self.manifest.backend}{where}"
+
 
 class Backend(Protocol):
     name: str

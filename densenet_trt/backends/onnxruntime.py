@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,7 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
+from ..layers import CALLS, WARMUP_CALLS
 from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Threads
@@ -153,3 +157,29 @@ class OnnxRuntimeRuntime(Runtime):
         feed = {INPUT_NAME: x.to(self.manifest.precision.dtype).numpy()}
         how = f"ONNX Runtime, {n} sessions in {n} threads, {each} CPU thread{'s' if each > 1 else ''} each"
         return Threads([lambda s=s: s.run(None, feed) for s in sessions], how)
+
+    def layer_times(self, x: torch.Tensor, threads: int) -> tuple[str, dict[tuple[str, str], float]] | str:
+        """ONNX Runtime's profiler: a session with ``enable_profiling``, its JSON trace read by
+        ``_onnxruntime_nodes``."""
+        with tempfile.TemporaryDirectory(prefix="densenet-trt-layers-") as folder:
+            session = self.session(threads, enable_profiling=True, profile_file_prefix=f"{folder}/ort")
+            feed = {session.get_inputs()[0].name: x.to(self.manifest.precision.dtype).numpy()}
+            for _ in range(WARMUP_CALLS + CALLS):
+                session.run(None, feed)
+            with open(session.end_profiling()) as f:
+                events = json.load(f)
+        return "ONNX Runtime profiler (enable_profiling)", _onnxruntime_nodes(events, WARMUP_CALLS, CALLS)
+
+
+def _onnxruntime_nodes(events: list[dict[str, Any]], skip: int, calls: int) -> dict[tuple[str, str], float]:
+    """Mean milliseconds per node over the last ``calls`` runs of an ONNX Runtime trace (``dur``
+    in microseconds; a node's kernel event is NAME_kernel_time), the first ``skip`` runs left out."""
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    begin = runs[skip]["ts"] if len(runs) > skip else 0
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for e in events:
+        name = e.get("name", "")
+        if e.get("cat") == "Node" and name.endswith("_kernel_time") and e.get("ts", 0) >= begin:
+            key = (name[: -len("_kernel_time")], e.get("args", {}).get("op_name", ""))
+            totals[key] += e["dur"] / 1e3 / calls
+    return dict(totals)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import capture_onnx, capture_qdq_onnx
+from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
 from .base import Availability, Runtime
@@ -149,6 +151,23 @@ class OpenVinoRuntime(Runtime):
             queue.note = (f"throughput with requests in flight: a second compiled model of the same IR and settings "
                           f"with PERFORMANCE_HINT=THROUGHPUT (the engine's own is compiled for {hint})")
         return queue
+
+    def layer_times(self, x: torch.Tensor, threads: int) -> tuple[str, dict[tuple[str, str], float]] | str:
+        """OpenVINO's performance counters: a second compiled model of the same IR and settings
+        with ``PERF_COUNT``; each executed node's mean ``real_time``."""
+        if self.manifest.device.type != "cpu":
+            return super().layer_times(x, threads)
+        request = self.compile(threads=threads, PERF_COUNT=True).create_infer_request()
+        array = np.ascontiguousarray(x.numpy())
+        totals: dict[tuple[str, str], float] = defaultdict(float)
+        for call in range(WARMUP_CALLS + CALLS):
+            request.infer({0: array})
+            if call < WARMUP_CALLS:
+                continue
+            for info in request.get_profiling_info():
+                if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_RUN"):
+                    totals[(info.node_name, info.node_type)] += info.real_time.total_seconds() * 1e3 / CALLS
+        return "OpenVINO performance counters (PERF_COUNT)", dict(totals)
 
 
 class _Queue(Requests):

@@ -106,6 +106,7 @@ from ..capture import (
     example_input,
 )
 from ..spec import BuildSpec, Precision
+from ._tensorrt_runtime import PlanRuntime, TorchTensorRTRuntime
 from .base import Availability, Runtime, check_native, check_same_torch
 
 if TYPE_CHECKING:
@@ -470,7 +471,7 @@ class TensorRTBackend:
             with torch.no_grad():
                 return module(x.to("cuda", dtype).contiguous())
 
-        return Runtime(folder, manifest, run)
+        return (PlanRuntime if fmt == "engine" else TorchTensorRTRuntime)(folder, manifest, run)
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         availability = self.available()
