@@ -14,6 +14,7 @@ from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 
 if TYPE_CHECKING:
+    from ..int8_report import LayerPrecisions
     from ..manifest import EngineManifest
     from ..throughput import Requests
 
@@ -77,6 +78,12 @@ class Runtime:
         runtime's choice; ``threads``: the CPU threads to share), or why the runtime offers none.
         CUDA streams, which any GPU engine has, are ``throughput``'s."""
         return f"{self.manifest.backend} on the CPU: one request at a time (each call uses every CPU thread)"
+
+    def layer_precisions(self) -> LayerPrecisions | str:
+        """How many of the engine's compute layers its runtime runs in int8 and how many in float,
+        and the precision conversions between them (``int8_report``), or why it cannot say."""
+        return (f"the layer precisions of {self.manifest.backend} engines are not read here "
+                "(only ONNX Runtime's and OpenVINO's)")
 
 
 class Backend(Protocol):

@@ -153,3 +153,18 @@ class OnnxRuntimeRuntime(Runtime):
         feed = {INPUT_NAME: x.to(self.manifest.precision.dtype).numpy()}
         how = f"ONNX Runtime, {n} sessions in {n} threads, {each} CPU thread{'s' if each > 1 else ''} each"
         return Threads([lambda s=s: s.run(None, feed) for s in sessions], how)
+
+    def layer_precisions(self):
+        """The layer precisions (``int8_report.LayerPrecisions``) of the graph ONNX Runtime runs:
+        the one it writes after its optimizations, from a session with the recorded settings."""
+        import tempfile
+
+        import onnx
+
+        from ..int8_report import onnxruntime_precisions
+
+        with tempfile.TemporaryDirectory() as tmp:
+            optimized = str(Path(tmp) / "optimized.onnx")
+            # severity 3, errors only: not its warning that the optimized graph is for this machine only
+            self.session(None, optimized_model_filepath=optimized, log_severity_level=3)
+            return onnxruntime_precisions(onnx.load(optimized).graph)

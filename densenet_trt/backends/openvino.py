@@ -150,6 +150,13 @@ class OpenVinoRuntime(Runtime):
                           f"with PERFORMANCE_HINT=THROUGHPUT (the engine's own is compiled for {hint})")
         return queue
 
+    def layer_precisions(self):
+        """The layer precisions (``int8_report.LayerPrecisions``) of the runtime graph of the IR
+        compiled with the recorded config."""
+        from ..int8_report import openvino_precisions
+
+        return openvino_precisions(self.compile().get_runtime_model())
+
 
 class _Queue(Requests):
     """OpenVINO's AsyncInferQueue: ``start_async`` waits for a free request and returns."""
