@@ -85,6 +85,16 @@ class Runtime:
         return (f"the layer precisions of {self.manifest.backend} engines are not read here "
                 "(only ONNX Runtime's and OpenVINO's)")
 
+    def exposed(self, stages: list[tuple[str, str]], net: nn.Module, quantized: nn.Module | None,
+                progress: Callable[[str], None] = lambda message: None,
+                ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]] | str:
+        """A runner of the engine's graph with the outputs of ``stages`` (``compare``'s parts:
+        name, module) added: a batch in, each part found in the graph and the logits
+        (``graph_parts.LOGITS``) out, as float32. ``net`` is the eager float32 model the engine
+        was built from and ``quantized`` its fake-quantized model for int8 engines (None
+        otherwise); ``progress`` hears of the work before it starts. Or why it exposes none."""
+        return f"{self.manifest.backend} engines expose no intermediate outputs: only the logits are compared"
+
 
 class Backend(Protocol):
     name: str

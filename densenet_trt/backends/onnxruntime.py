@@ -168,3 +168,28 @@ class OnnxRuntimeRuntime(Runtime):
             # severity 3, errors only: not its warning that the optimized graph is for this machine only
             self.session(None, optimized_model_filepath=optimized, log_severity_level=3)
             return onnxruntime_precisions(onnx.load(optimized).graph)
+
+    def exposed(self, stages: list[tuple[str, str]], net: nn.Module, quantized: nn.Module | None,
+                progress=lambda message: None):
+        """A second session of ``model.onnx`` with each part's last tensor (found by its module
+        scope) added as a graph output: a batch in, the parts' outputs and the logits out."""
+        import onnx
+
+        from ..graph_parts import LOGITS, exposing, stage_tensors
+
+        progress(exposing(self.manifest.backend, stages))
+        proto = onnx.load(str(self.folder / FILE))
+        elem_type = proto.graph.output[0].type.tensor_type.elem_type
+        present = {o.name for o in proto.graph.output}
+        tensors = {**stage_tensors(proto, stages), LOGITS: proto.graph.output[0].name}
+        for name in dict.fromkeys(tensors.values()):
+            if name not in present:
+                proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+        session = self.session(self.manifest.threads, model=proto.SerializeToString())
+        dtype = self.manifest.precision.dtype
+
+        def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            values = session.run(list(tensors.values()), {session.get_inputs()[0].name: x.to(dtype).numpy()})
+            return {stage: torch.from_numpy(v).float() for stage, v in zip(tensors, values)}
+
+        return run
