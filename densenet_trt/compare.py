@@ -2,11 +2,12 @@
 dense blocks, transitions, logits) compared with eager float32's, for every precision.
 
 Eager float32 (and, for int8 engines, ModelOpt's fake-quantized model) give each part's output
-through forward hooks. ONNX Runtime engines give theirs by adding the part's last tensor as a
-graph output of a second session (found by the module scope the ONNX exporters record); OpenVINO
-engines by adding it as an output of the IR (its tensor names are those of the ONNX capture the
-build converted, captured again here). Other backends expose no intermediate tensors: only
-their logits are compared, and the report says so.
+through forward hooks. The engine's runtime gives them where it can (``Runtime.exposed``): ONNX
+Runtime engines by adding the part's last tensor as a graph output of a second session (found by
+the module scope the ONNX exporters record, ``graph_parts``); OpenVINO engines by adding it as an
+output of the IR (its tensor names are those of the ONNX capture the build converted, captured
+again). Other backends expose no intermediate tensors: only their logits are compared, and the
+report says so.
 
 Adding outputs could in principle change what a runtime fuses or in what precision it runs a
 layer, so the graph with the outputs added also gives its logits, compared with the engine's
@@ -18,24 +19,20 @@ ONNX Runtime int8, with its own Q/DQ placement, fuses differently with the parts
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import os
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from .build import engine_calibration
-from .capture import capture_onnx, capture_qdq_onnx, example_input
+from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
+from .graph_parts import LOGITS
 from .spec import Precision
-
-INTERMEDIATE_BACKENDS = ("onnxruntime", "openvino")
-LOGITS = "logits"
 
 
 def stages(net: nn.Module) -> list[tuple[str, str]]:
@@ -139,88 +136,6 @@ def eager_stages(model: nn.Module, x: torch.Tensor, names: list[tuple[str, str]]
     return outputs
 
 
-def _scope(node) -> str:
-    """The module a node of an ONNX graph came from: the dynamo exporter's name_scopes
-    metadata, else the TorchScript exporter's node name (/features/denseblock1/Concat)."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = ast.literal_eval(prop.value)
-            return scopes[-2] if len(scopes) > 1 else ""
-    return ".".join(node.name.strip("/").split("/")[:-1])
-
-
-def stage_tensors(proto, names: list[tuple[str, str]]) -> dict[str, str]:
-    """Per stage, the ONNX tensor its module's last node writes; a stage not found is left out."""
-    tensors = {}
-    for stage, module in names:
-        if module:
-            last = [n for n in proto.graph.node if _scope(n) == module or _scope(n).startswith(module + ".")]
-            if last and last[-1].output:
-                tensors[stage] = last[-1].output[0]
-    return tensors
-
-
-def _ort_runner(engine: Engine, tensors: dict[str, str]) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    import onnx
-    import onnxruntime
-
-    proto = onnx.load(str(engine.path / engine.manifest.main_file))
-    elem_type = proto.graph.output[0].type.tensor_type.elem_type
-    present = {o.name for o in proto.graph.output}
-    tensors = {**tensors, LOGITS: proto.graph.output[0].name}
-    for name in dict.fromkeys(tensors.values()):
-        if name not in present:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
-    settings = engine.manifest.backend_settings
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, settings["graph_optimization_level"])
-    if engine.manifest.threads:
-        options.intra_op_num_threads = engine.manifest.threads
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=[settings["provider"]])
-    dtype = engine.manifest.precision.dtype
-
-    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        values = session.run(list(tensors.values()), {session.get_inputs()[0].name: x.to(dtype).numpy()})
-        return {stage: torch.from_numpy(v).float() for stage, v in zip(tensors, values)}
-
-    return run
-
-
-def _openvino_runner(engine: Engine, tensors: dict[str, str]) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    import openvino
-
-    core = openvino.Core()
-    model = core.read_model(str(engine.path / engine.manifest.main_file))
-    known = {name for op in model.get_ops() for port in op.outputs() for name in port.get_names()}
-    tensors = {stage: name for stage, name in tensors.items() if name in known}
-    outputs = [model.output(0), *model.add_outputs(list(tensors.values()))]
-    tensors = {LOGITS: "", **tensors}
-    config = engine.manifest.backend_settings["config"]
-    threads = {"INFERENCE_NUM_THREADS": engine.manifest.threads} if engine.manifest.threads else {}
-    compiled = core.compile_model(model, "CPU", {**config, **threads})
-    request = compiled.create_infer_request()
-
-    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        request.infer({0: np.ascontiguousarray(x.numpy())})
-        return {stage: torch.from_numpy(request.get_tensor(out).data.copy()).float()
-                for stage, out in zip(tensors, outputs)}
-
-    return run
-
-
-def _graph(engine: Engine, net: nn.Module, quantized: nn.Module | None):
-    """The engine's ONNX graph: ONNX Runtime's file; for OpenVINO, the capture its build
-    converted (float32, or ModelOpt's Q/DQ for int8), made again."""
-    import onnx
-
-    m = engine.manifest
-    if m.backend == "onnxruntime":
-        return onnx.load(str(engine.path / m.main_file))
-    if quantized is not None:
-        return capture_qdq_onnx(quantized, m.batch, m.image_size)
-    return capture_onnx(net, m.batch, m.image_size)
-
-
 def compare_engine(
     path: str | os.PathLike,
     *,
@@ -240,13 +155,8 @@ def compare_engine(
     names = stages(net)
     x, what = _inputs(engine, data, samples, seed)
     quantized = engine_calibration(engine).quantized_model(net) if engine.precision is Precision.INT8 else None
-    runner, note = None, None
-    if engine.backend in INTERMEDIATE_BACKENDS:
-        progress(f"exposing the outputs of {len(names) - 1} parts of the {engine.backend} graph")
-        tensors = stage_tensors(_graph(engine, net, quantized), names)
-        runner = (_ort_runner if engine.backend == "onnxruntime" else _openvino_runner)(engine, tensors)
-    else:
-        note = f"{engine.backend} engines expose no intermediate outputs: only the logits are compared"
+    answer = engine.runtime.exposed(names, net, quantized, progress)
+    runner, note = (None, answer) if isinstance(answer, str) else (answer, None)
     found: dict[str, list[torch.Tensor]] = {}
     for batch in _batches(x, engine):
         parts = runner(batch) if runner else {}

@@ -1,5 +1,6 @@
 """Is it really int8? How many of an int8 engine's compute layers run in int8 and how many in
-float, and how many precision conversions sit between them, from the runtime's own account:
+float, and how many precision conversions sit between them, from the runtime's own account,
+which its backend's runtime hands over (``Runtime.layer_precisions``):
 
 - OpenVINO: the compiled model's runtime graph (``get_runtime_model()``), each layer's
   ``layerType`` and ``runtimePrecision``; conversions are the FakeQuantize layers (float to
@@ -16,12 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import tempfile
-from pathlib import Path
 from typing import Any
-
-from .errors import DenseNetTRTError
-from .manifest import EngineManifest
 
 ORT_INT8 = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm", "QLinearAveragePool",
             "QLinearGlobalAveragePool", "QAttention")
@@ -52,28 +48,8 @@ class LayerPrecisions:
         return dataclasses.asdict(self)
 
 
-def layer_precisions(folder: str | Path, manifest: EngineManifest) -> LayerPrecisions | str:
-    """What the runtime runs the engine in ``folder`` with; a sentence where it cannot say."""
-    folder = Path(folder)
-    if manifest.backend == "onnxruntime":
-        return _onnxruntime(folder / manifest.main_file, manifest)
-    if manifest.backend == "openvino":
-        return _openvino(folder / manifest.main_file, manifest)
-    return f"the layer precisions of {manifest.backend} engines are not read here (only ONNX Runtime's and OpenVINO's)"
-
-
-def _onnxruntime(path: Path, manifest: EngineManifest) -> LayerPrecisions:
-    import onnx
-    import onnxruntime
-
-    settings = manifest.backend_settings
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, settings["graph_optimization_level"])
-    options.log_severity_level = 3  # its warning that the optimized graph is for this machine only
-    with tempfile.TemporaryDirectory() as tmp:
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        onnxruntime.InferenceSession(str(path), options, providers=[settings["provider"]])
-        graph = onnx.load(options.optimized_model_filepath).graph
+def onnxruntime_precisions(graph: Any) -> LayerPrecisions:
+    """The layer precisions of ONNX Runtime's optimized ``graph`` (an ONNX ``GraphProto``)."""
     made_by = {out: node.op_type for node in graph.node for out in node.output}
     kinds = collections.Counter(n.op_type for n in graph.node
                                 if n.op_type in ORT_INT8 + ORT_FLOAT + ORT_CONVERSIONS)
@@ -85,13 +61,8 @@ def _onnxruntime(path: Path, manifest: EngineManifest) -> LayerPrecisions:
     )
 
 
-def _openvino(path: Path, manifest: EngineManifest) -> LayerPrecisions:
-    import openvino
-
-    config = manifest.backend_settings.get("config")
-    if not isinstance(config, dict):
-        raise DenseNetTRTError(f"{path.parent}: the manifest's backend_settings has no OpenVINO config; rebuild the engine")
-    runtime = openvino.Core().compile_model(str(path), "CPU", config).get_runtime_model()
+def openvino_precisions(runtime: Any) -> LayerPrecisions:
+    """The layer precisions of OpenVINO's ``runtime`` graph (a compiled model's ``get_runtime_model()``)."""
 
     def info(op, key: str) -> str:
         table = op.get_rt_info()

@@ -97,12 +97,10 @@ def test_grayscale_engine_records_its_preprocessing(tmp_path):
 
 
 def test_onnxruntime_int8_runs_every_quantized_convolution_as_qlinearconv(small_int8_engine, shared_calibration):
-    from densenet_trt.int8_report import layer_precisions
-
     engine = small_int8_engine("onnxruntime")
     report = json.loads((shared_calibration / "report.json").read_text())
     convs = [name for name in report["layers"]["quantized"] if ".conv" in name]
-    kinds = layer_precisions(engine.path, engine.manifest).kinds
+    kinds = load(engine.path).runtime.layer_precisions().kinds
     # ModelOpt's Q/DQ ONNX ran 3 of 39 convolutions as QLinearConv here.
     assert len(convs) == 38 and kinds.get("QLinearConv", 0) >= len(convs), kinds
     assert kinds.get("Conv", 0) + kinds.get("FusedConv", 0) == 1, kinds  # the stem, kept in float

@@ -21,7 +21,6 @@ from densenet_trt import DenseNetTRTError, build, load
 from densenet_trt.calibration import load_calibration
 from densenet_trt.cli import main
 from densenet_trt.compare import Error, compare_engine
-from densenet_trt.int8_report import layer_precisions
 from densenet_trt.data import Dataset
 from densenet_trt.quantize import calibrate
 from densenet_trt.sensitivity import (Evaluator, Score, Worst, calibrated_models, fit_budget, group_of, plot,
@@ -279,8 +278,8 @@ def test_compare_command_and_a_backend_without_intermediate_outputs(engines, out
 
 
 def test_info_says_how_many_layers_run_in_int8(engines):
-    fp32 = layer_precisions(engines["fp32"].path, engines["fp32"].manifest)
-    int8 = layer_precisions(engines["int8"].path, engines["int8"].manifest)
+    fp32 = load(engines["fp32"].path).runtime.layer_precisions()
+    int8 = load(engines["int8"].path).runtime.layer_precisions()
     assert fp32.int8 == 0 and fp32.conversions == 0 and fp32.float == 19  # every compute layer of the small model
     # ONNX Runtime's own Q/DQ placement: every compute layer of the 42 in int8 but the stem, which this
     # calibration keeps in float; no Q/DQ pair left unfused.
@@ -292,6 +291,6 @@ def test_info_says_how_many_layers_run_in_int8(engines):
 
 def test_openvino_int8_engines(small_int8_engine):
     engine = small_int8_engine("openvino")
-    layers = layer_precisions(engine.path, engine.manifest)
+    layers = load(engine.path).runtime.layer_precisions()
     assert (layers.int8, layers.float) == (41, 1)  # 38 convolutions, the classifier, two pools; the stem
     # compare on this engine: tests/test_compare_exposed.py

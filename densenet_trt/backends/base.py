@@ -14,6 +14,7 @@ from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 
 if TYPE_CHECKING:
+    from ..int8_report import LayerPrecisions
     from ..manifest import EngineManifest
     from ..throughput import Requests
 
@@ -85,6 +86,22 @@ class Runtime:
         device = self.manifest.device.type
         where = "" if device == "cpu" else f" on {device}"
         return f"per-layer timing is not offered by {self.manifest.backend}{where}"
+
+    def layer_precisions(self) -> LayerPrecisions | str:
+        """How many of the engine's compute layers its runtime runs in int8 and how many in float,
+        and the precision conversions between them (``int8_report``), or why it cannot say."""
+        return (f"the layer precisions of {self.manifest.backend} engines are not read here "
+                "(only ONNX Runtime's and OpenVINO's)")
+
+    def exposed(self, stages: list[tuple[str, str]], net: nn.Module, quantized: nn.Module | None,
+                progress: Callable[[str], None] = lambda message: None,
+                ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]] | str:
+        """A runner of the engine's graph with the outputs of ``stages`` (``compare``'s parts:
+        name, module) added: a batch in, each part found in the graph and the logits
+        (``graph_parts.LOGITS``) out, as float32. ``net`` is the eager float32 model the engine
+        was built from and ``quantized`` its fake-quantized model for int8 engines (None
+        otherwise); ``progress`` hears of the work before it starts. Or why it exposes none."""
+        return f"{self.manifest.backend} engines expose no intermediate outputs: only the logits are compared"
 
 
 class Backend(Protocol):

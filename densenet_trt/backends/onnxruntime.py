@@ -16,13 +16,15 @@ import json
 import tempfile
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
+from ..graph_parts import LOGITS, exposing, stage_tensors
+from ..int8_report import LayerPrecisions, onnxruntime_precisions
 from ..layers import CALLS, WARMUP_CALLS
 from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
@@ -169,6 +171,42 @@ class OnnxRuntimeRuntime(Runtime):
             with open(session.end_profiling()) as f:
                 events = json.load(f)
         return "ONNX Runtime profiler (enable_profiling)", _onnxruntime_nodes(events, WARMUP_CALLS, CALLS)
+
+
+    def layer_precisions(self) -> LayerPrecisions | str:
+        """The layer precisions of the graph ONNX Runtime runs: the one it writes after its
+        optimizations, from a session with the recorded settings."""
+        import onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            optimized = str(Path(tmp) / "optimized.onnx")
+            # severity 3, errors only: not its warning that the optimized graph is for this machine only
+            self.session(None, optimized_model_filepath=optimized, log_severity_level=3)
+            return onnxruntime_precisions(onnx.load(optimized).graph)
+
+    def exposed(self, stages: list[tuple[str, str]], net: nn.Module, quantized: nn.Module | None,
+                progress: Callable[[str], None] = lambda message: None,
+                ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]] | str:
+        """A second session of ``model.onnx`` with each part's last tensor (found by its module
+        scope) added as a graph output: a batch in, the parts' outputs and the logits out."""
+        import onnx
+
+        progress(exposing(self.manifest.backend, stages))
+        proto = onnx.load(str(self.folder / FILE))
+        elem_type = proto.graph.output[0].type.tensor_type.elem_type
+        present = {o.name for o in proto.graph.output}
+        tensors = {**stage_tensors(proto, stages), LOGITS: proto.graph.output[0].name}
+        for name in dict.fromkeys(tensors.values()):
+            if name not in present:
+                proto.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+        session = self.session(self.manifest.threads, model=proto.SerializeToString())
+        dtype = self.manifest.precision.dtype
+
+        def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            values = session.run(list(tensors.values()), {session.get_inputs()[0].name: x.to(dtype).numpy()})
+            return {stage: torch.from_numpy(v).float() for stage, v in zip(tensors, values)}
+
+        return run
 
 
 def _onnxruntime_nodes(events: list[dict[str, Any]], skip: int, calls: int) -> dict[tuple[str, str], float]:

@@ -14,7 +14,7 @@ import importlib.util
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -22,6 +22,8 @@ from torch import nn
 
 from ..errors import DenseNetTRTError
 from ..capture import capture_onnx, capture_qdq_onnx
+from ..graph_parts import LOGITS, exposing, stage_tensors
+from ..int8_report import LayerPrecisions, openvino_precisions
 from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
@@ -168,6 +170,37 @@ class OpenVinoRuntime(Runtime):
                 if str(info.status).endswith("EXECUTED") and not str(info.status).endswith("NOT_RUN"):
                     totals[(info.node_name, info.node_type)] += info.real_time.total_seconds() * 1e3 / CALLS
         return "OpenVINO performance counters (PERF_COUNT)", dict(totals)
+
+    def layer_precisions(self) -> LayerPrecisions | str:
+        """The layer precisions of the runtime graph of the IR compiled with the recorded config."""
+        return openvino_precisions(self.compile().get_runtime_model())
+
+    def exposed(self, stages: list[tuple[str, str]], net: nn.Module, quantized: nn.Module | None,
+                progress: Callable[[str], None] = lambda message: None,
+                ) -> Callable[[torch.Tensor], dict[str, torch.Tensor]] | str:
+        """The IR with each part's last tensor added as an output, compiled like the engine: a
+        batch in, the parts' outputs and the logits out. The IR keeps the tensor names of the
+        ONNX capture its build converted (float32, or ModelOpt's Q/DQ of ``quantized`` for int8),
+        so that capture is made again to find them."""
+        import openvino
+
+        progress(exposing(self.manifest.backend, stages))
+        m = self.manifest
+        capture = (capture_onnx(net, m.batch, m.image_size) if quantized is None
+                   else capture_qdq_onnx(quantized, m.batch, m.image_size))
+        model = openvino.Core().read_model(str(self.folder / FILES[0]))
+        known = {name for op in model.get_ops() for port in op.outputs() for name in port.get_names()}
+        tensors = {stage: name for stage, name in stage_tensors(capture, stages).items() if name in known}
+        outputs = [model.output(0), *model.add_outputs(list(tensors.values()))]
+        tensors = {LOGITS: "", **tensors}
+        request = self.compile(model, m.threads).create_infer_request()
+
+        def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            request.infer({0: np.ascontiguousarray(x.numpy())})
+            return {stage: torch.from_numpy(request.get_tensor(out).data.copy()).float()
+                    for stage, out in zip(tensors, outputs)}
+
+        return run
 
 
 class _Queue(Requests):

@@ -205,17 +205,17 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, {m.image_size}x{m.image_size}) "
                f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}")
     if m.precision is Precision.INT8:
-        click.echo(f"int8 layers: {_layer_precisions(artifact.path, m)}")
+        click.echo(f"int8 layers: {_layer_precisions(artifact.path)}")
     if m.int8_speed is not None:
         from ..int8_speed import speed_text
 
         click.echo(f"int8 speed: {speed_text(m.int8_speed)}")
 
 
-def _layer_precisions(folder: Path, manifest) -> str:
-    from ..int8_report import layer_precisions
+def _layer_precisions(folder: Path) -> str:
+    from ..engine import load
 
-    layers = layer_precisions(folder, manifest)
+    layers = load(folder).runtime.layer_precisions()
     return layers if isinstance(layers, str) else layers.text()
 
 
@@ -229,15 +229,12 @@ def info(engine, as_json):
     Example:
       densenet-trt info engines/densenet121-onnxruntime-fp32-b1-224
     """
-    from ..engine import compatibility
+    from ..engine import compatibility, load
 
     manifest, problem = compatibility(engine)
     layers = None
     if manifest.precision is Precision.INT8 and problem is None:
-        from ..int8_report import layer_precisions
-        from ..manifest import read_manifest
-
-        layers = layer_precisions(read_manifest(engine)[0], manifest)
+        layers = load(engine).runtime.layer_precisions()
     if as_json:
         click.echo(json.dumps({"manifest": manifest.to_json(), "runs_here": problem is None, "problem": problem,
                                "int8_layers": layers if isinstance(layers, str) or layers is None
