@@ -44,7 +44,7 @@ from .calibration import REPORT_FILE, Calibration, check_calibration_precision, 
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
-from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size
+from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size, check_seed, check_threads
 from .verify import Comparison, check_finite, compare
 from .version import __version__
 
@@ -403,8 +403,8 @@ class torch_threads:
     """Set torch's CPU threads for the block."""
 
     def __init__(self, threads: int | None):
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
+        if threads is not None:
+            check_threads(threads)
         self.threads = threads
         self.before = torch.get_num_threads()
 
@@ -467,7 +467,7 @@ def verify_engine(
         simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, progress)
         distinct = min(len(cal.gate_inputs()), sum(sizes))
         return Verification(simulated + floating, distinct, f"the calibration's {distinct} gate inputs")
-    seed = secrets.randbelow(2**31) if seed is None else seed
+    seed = secrets.randbelow(2**31) if seed is None else check_seed(seed)
     progress(f"comparing {sum(sizes)} distinct inputs (seed {seed}) with eager float32 PyTorch")
     everything = example_input(sum(sizes), engine.image_size, engine.in_channels, seed=seed)
     inputs = list(torch.split(everything, sizes))

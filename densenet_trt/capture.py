@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import DenseNetTRTError
+from .machine import check_images_memory
 from .progress import say, step
 from .spec import BatchRange
 
@@ -38,6 +39,7 @@ def example_input(
     batch: int, image_size: int, in_channels: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Fixed-seed standard-normal images (N, C, H, W): what ImageNet-normalised inputs look like."""
+    check_images_memory(batch, in_channels, image_size)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, in_channels, image_size, image_size, generator=generator)
     return x.to(dtype)

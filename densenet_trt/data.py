@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from .errors import DenseNetTRTError
+from .machine import check_images_memory
 from .reading import input_file, read_npy, read_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -328,6 +329,7 @@ def load_data(
 
 def synthetic(samples: int, in_channels: int, image_size: int, seed: int = 0) -> Dataset:
     """Standard-normal images: enough to exercise calibration, not to judge accuracy."""
+    check_images_memory(samples, in_channels, image_size)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((samples, in_channels, image_size, image_size), dtype=np.float32)
     return Dataset(images, None, {"kind": "synthetic", "seed": seed, "fit_for_accuracy": False})

@@ -19,7 +19,7 @@ from .manifest import EngineManifest, read_manifest
 from .models import DenseNet
 from .reading import input_file
 from .registry import reference_model
-from .spec import BatchRange, Precision
+from .spec import BatchRange, Precision, check_threads
 
 class Engine:
     """A built engine: call it on a float32 ``torch.Tensor`` or ``numpy`` array of shape
@@ -135,8 +135,7 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
 
 
 def _with_threads(manifest: EngineManifest, threads: int) -> EngineManifest:
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
+    check_threads(threads)
     return dataclasses.replace(manifest, threads=threads)
 
 

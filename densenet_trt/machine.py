@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import DenseNetTRTError
+
 
 def cpu_name() -> str:
     try:
@@ -50,3 +52,29 @@ def device_info(device: str) -> dict:
             "cuda": torch.version.cuda,
         }
     return info
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def check_images_memory(count: int, in_channels: int, image_size: int, what: str = "samples") -> None:
+    """Refuse, before allocating, ``count`` float32 images of ``in_channels`` x ``image_size``
+    squared that would take more than half of this machine's memory (the model and its
+    outputs need the rest); ``what`` names the count in the error (``samples``)."""
+    need = count * in_channels * image_size * image_size * 4
+    have = machine_memory()
+    if need > have // 2:
+        raise DenseNetTRTError(
+            f"{what}={count} images of {in_channels}x{image_size}x{image_size} would take {need / 2**30:,.1f} GiB "
+            f"of memory; this machine has {have / 2**30:.1f} GiB: give fewer {what}"
+        )

@@ -28,7 +28,7 @@ from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .reading import read_text
-from .spec import BACKEND_NAMES, DEVICES, BatchRange, Precision
+from .spec import BACKEND_NAMES, DEVICES, MAX_SEED, MAX_THREADS, BatchRange, Precision
 from .verify import Tolerance
 
 
@@ -327,11 +327,12 @@ def parse(cls: type, data: Any, source: str, fix: str = ENGINE.fix) -> Any:
 
 # Allowed values of string fields, by dotted field name.
 _CHOICES: dict[str, tuple[str, ...]] = {"backend": BACKEND_NAMES, "device.type": DEVICES}
-# Integer fields and their least value.
+# Integer fields and their least and largest value.
 _MINIMUM: dict[str, int] = {
     "image_size": 1, "in_channels": 1, "threads": 1, "model.num_classes": 1, "device.cpu_count": 1,
-    "int8_speed.batch": 1, "int8_speed.calls": 1,
+    "int8_speed.batch": 1, "int8_speed.calls": 1, "model.seed": 0,
 }
+_MAXIMUM: dict[str, int] = {"threads": MAX_THREADS, "model.seed": MAX_SEED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,6 +402,8 @@ def _scalar(hint: Any, value: Any, where: _Where) -> Any:
             where.bad(f"must be an integer, not {value!r}")
         if value < _MINIMUM.get(where.field, -math.inf):
             where.bad(f"must be at least {_MINIMUM[where.field]}, not {value}")
+        if value > _MAXIMUM.get(where.field, math.inf):
+            where.bad(f"must be at most {_MAXIMUM[where.field]}, not {value}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -19,11 +19,10 @@ densenet_bc40_k12, batch 1:256:256, 32x32, ONNX Runtime and OpenVINO: 1.4 agains
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from .errors import DenseNetTRTError
+from .machine import machine_memory
 from .models import transition_features
 from .spec import BatchRange
 
@@ -74,19 +73,6 @@ def build_memory(config: dict[str, Any], batch: BatchRange, image_size: int) -> 
     the activations)."""
     activations = ENGINE_AND_EAGER * batch.max * image_floats(config, image_size)
     return PROCESS + 4 * PARAMETER_COPIES * parameter_count(config), 4 * activations
-
-
-def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(limit).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return total
 
 
 def check_build_memory(config: dict[str, Any], batch: BatchRange, image_size: int) -> None:

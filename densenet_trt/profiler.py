@@ -45,7 +45,7 @@ from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
 from .measure import Group, measure_cell
-from .spec import Precision
+from .spec import Precision, check_threads
 from .report import (
     DEFAULT_DURATION,
     DEFAULT_GAP,
@@ -187,8 +187,8 @@ def _check_amounts(
 def _check_run_options(vs: str, threads: int | None, gap: float) -> None:
     if vs not in ("eager", "none"):
         raise DenseNetTRTError(f"vs must be 'eager' or 'none', got {vs!r}")
-    if threads is not None and not (_is_int(threads) and threads > 0):
-        raise DenseNetTRTError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:
+        check_threads(threads)
     if not (_is_number(gap) and 0 <= gap <= MAX_GAP):
         raise DenseNetTRTError(f"gap must be 0 to {MAX_GAP:g} seconds, got {gap!r}")
 

@@ -103,6 +103,25 @@ class Precision(str, enum.Enum):
 TF32_TOLERANCE = Tolerance(1e-3, 2e-2, 0.9999, 1.0)
 
 PRECISIONS = tuple(p.value for p in Precision)
+
+# Bounds of the numbers a user gives, checked where they are parsed (the command line's types
+# in cli/options.py read these) and again by the library.
+MAX_THREADS = 1024  # far above any machine's cores; torch crashes making 100,000 OpenMP threads
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators take
+
+
+def check_threads(threads: Any, name: str = "threads") -> int:
+    """``threads`` if it is an integer from 1 to ``MAX_THREADS``; else DenseNetTRTError."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise DenseNetTRTError(f"{name} must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+    return threads
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` if it is an integer from 0 to ``MAX_SEED``; else DenseNetTRTError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise DenseNetTRTError(f"{name} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return seed
 # Every backend name, in the order the table lists them; and the devices an engine runs on.
 BACKEND_NAMES = tuple(dict.fromkeys(name for p in Precision for name in p.backends))
 DEVICES = ("cpu", "cuda")
@@ -220,5 +239,5 @@ class BuildSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise DenseNetTRTError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.threads is not None:
+            check_threads(self.threads)

@@ -12,7 +12,7 @@ from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
-from .options import OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
+from .options import SEED, THREADS, OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
 
 @command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
@@ -121,7 +121,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
                    "tensorrt-onnx: engine; "
                    "onnxruntime: onnx; openvino: openvino-ir; inductor: aot-inductor; "
                    "torchscript: torchscript.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=THREADS, default=None,
               help="CPU threads for building and running; recorded in the manifest.")
 @click.option("--workspace-gb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="TensorRT: builder workspace limit in GiB.")
@@ -282,7 +282,7 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
               help="Fresh random inputs to compare, in batches within the engine's range.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The checkpoint the engine was built from, where it has moved since.")
-@click.option("--seed", type=int, default=None, help="Seed of the inputs; default: a fresh one.")
+@click.option("--seed", type=SEED, default=None, help="Seed of the inputs; default: a fresh one.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def verify(engine, samples, weights, seed, quiet):
     """Compare an engine with eager float32 PyTorch on fresh inputs (the same weights, made

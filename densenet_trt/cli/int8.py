@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import OutputFile, command, preprocess_options, reporter
+from .options import SEED, OutputFile, command, preprocess_options, reporter
 
 
 @command()
@@ -17,7 +17,7 @@ from .options import OutputFile, command, preprocess_options, reporter
                    "optional 'labels'): top-1 where it has labels, else agreement with float top-1.")
 @click.option("--eval-samples", type=click.IntRange(min=1), default=None,
               help="Held-out images to use, drawn with --seed [default: all].")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the sample draw.")
+@click.option("--seed", type=SEED, default=1, show_default=True, help="Seed of the sample draw.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--layers", multiple=True, help="Only layers matching this glob (repeatable); groups are always scored.")
 @click.option("--weights", type=str, default=None, help="The calibrated checkpoint, where it has moved since.")
@@ -66,7 +66,7 @@ def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, 
               help="Inputs: a .npz/.npy of preprocessed images or an image folder (preprocessed as the "
                    "manifest says) [default: an int8 engine's calibration gate inputs, else random inputs].")
 @click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs to compare on.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs and of the draw.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs and of the draw.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The checkpoint the engine was built from, where it has moved since.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")

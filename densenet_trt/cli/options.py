@@ -10,6 +10,11 @@ from click.core import ParameterSource
 
 from ..data import PRESETS
 from ..errors import DenseNetTRTError
+from ..spec import MAX_SEED, MAX_THREADS
+
+# The types of the numbers several commands take: bounded where they are parsed.
+THREADS = click.IntRange(1, MAX_THREADS)
+SEED = click.IntRange(0, MAX_SEED)
 
 
 class OutputFile(click.ParamType):

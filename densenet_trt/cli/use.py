@@ -12,7 +12,7 @@ from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, 
 from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
 from ..stats import TAIL_SAMPLES
-from .options import (MODEL_OPTIONS, OutputFile, command, deprecated, only_with, preprocess_options,
+from .options import (MODEL_OPTIONS, SEED, THREADS, OutputFile, command, deprecated, only_with, preprocess_options,
                       preprocessing_option, renamed, reporter)
 
 @command()
@@ -36,7 +36,7 @@ from .options import (MODEL_OPTIONS, OutputFile, command, deprecated, only_with,
               help="Calibration images to use, drawn with --seed from the data.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Images per calibration batch; the data must hold at least one batch.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the sample draw: the same data and seed give the same calibration.")
 @click.option("--method", type=click.Choice(METHODS), default=METHODS[0],
               show_default=True,
@@ -171,7 +171,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
               help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
                    "precision where PyTorch can run it; on CUDA with cudnn.benchmark): one baseline "
                    "per model, input size and device, in the same rounds as its engines.")
-@click.option("--threads", type=int, default=None, help="CPU threads for PyTorch and the engines [default: torch's].")
+@click.option("--threads", type=THREADS, default=None, help="CPU threads for PyTorch and the engines [default: torch's].")
 @click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph (latency).")
 @click.option("--include-transfers", is_flag=True,
               help="GPU engines: also time host-to-device and device-to-host copies, apart (latency).")
