@@ -16,49 +16,38 @@ import shutil
 from pathlib import Path
 
 from .artifact import atomic_dir, check_files, entry_path, writable_folder
+from .backends import BACKENDS, Backend, get_backend
+from .backends.base import TritonTarget, no_triton_runner
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .spec import Precision
 
 
-@dataclasses.dataclass(frozen=True)
-class TritonTarget:
-    """How Triton runs one kind of engine."""
-
-    setting: tuple[str, str]  # ("platform", "...") or ("backend", "...")
-    files: dict[str, str]  # engine file -> file name in the version folder
-    input_name: str
-    output_name: str
-    kind: str  # instance kind: KIND_GPU or KIND_CPU
+# Triton's runners, the GPU's own first: the order a refusal lists the engines Triton takes in.
+RUNNERS = ("tensorrt_plan", "pytorch_libtorch", "onnxruntime_onnx", "openvino")
 
 
-# Triton's PyTorch backend names tensors <name>__<index>; the others use the graph's names.
-_TARGETS = {
-    ("tensorrt", "engine"): TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"},
-                                         "input", "logits", "KIND_GPU"),
-    ("tensorrt-onnx", "engine"): TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"},
-                                              "input", "logits", "KIND_GPU"),
-    ("tensorrt", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},
-                                              "input__0", "logits__0", "KIND_GPU"),
-    ("torchscript", "torchscript"): TritonTarget(("platform", "pytorch_libtorch"), {"model.ts": "model.pt"},
-                                                 "input__0", "logits__0", "KIND_CPU"),
-    ("onnxruntime", "onnx"): TritonTarget(("platform", "onnxruntime_onnx"), {"model.onnx": "model.onnx"},
-                                          "input", "logits", "KIND_CPU"),
-    ("openvino", "openvino-ir"): TritonTarget(("backend", "openvino"),
-                                              {"model.xml": "model.xml", "model.bin": "model.bin"},
-                                              "input", "logits", "KIND_CPU"),
-}
+def _target(backend: Backend, fmt: str) -> TritonTarget | str:
+    return backend.triton_target(fmt) if fmt in backend.formats else no_triton_runner(backend.name, fmt)
+
+
+def triton_takes() -> list[str]:
+    """Every "BACKEND FORMAT" Triton has a runner for, asked of every registered backend, in
+    ``RUNNERS`` order."""
+    takes = [(target.setting[1], f"{backend.name} {fmt}") for backend in BACKENDS.values() for fmt in backend.formats
+             if isinstance(target := backend.triton_target(fmt), TritonTarget)]
+    rank = {runner: i for i, runner in enumerate(RUNNERS)}
+    return [engine for _, engine in sorted(takes, key=lambda take: rank.get(take[0], len(RUNNERS)))]
 
 
 def triton_target(manifest: EngineManifest) -> TritonTarget:
-    key = (manifest.backend, manifest.format)
-    if key not in _TARGETS:
-        takes = ", ".join(f"{b} {f}" for b, f in _TARGETS)
+    """How Triton runs the engine ``manifest`` describes (its backend says; a cuda engine's
+    instances are KIND_GPU); an engine Triton has no runner for raises naming those it has."""
+    target = _target(get_backend(manifest.backend), manifest.format)
+    if isinstance(target, str):
         raise DenseNetTRTError(
-            f"Triton has no runner for a {manifest.backend} {manifest.format} engine; it takes "
-            f"{takes} (e.g. an engine built with backend=tensorrt format=engine)"
+            f"{target}; it takes {', '.join(triton_takes())} (e.g. an engine built with backend=tensorrt format=engine)"
         )
-    target = _TARGETS[key]
     if manifest.device.type == "cuda":
         target = dataclasses.replace(target, kind="KIND_GPU")
     return target

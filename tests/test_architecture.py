@@ -92,3 +92,94 @@ def test_the_table_names_every_backend_and_each_backend_only_its_precisions():
             for precision in backend.precisions(device):
                 assert isinstance(precision, Precision)
                 assert backend.name in precision.backends, (backend.name, precision)
+
+
+# What only a backend may do: open an ONNX Runtime session, read or compile an OpenVINO model.
+BACKEND_CALLS = ("InferenceSession", "compile_model", "read_model", "Core")
+# Findings outside backends/ that are not about a backend, each with the reason.
+NOT_ABOUT_A_BACKEND = {
+    ("export.py", "InferenceSession"): "export checks its own exported ONNX file against eager PyTorch",
+    ("export.py", "backend name 'torchscript'"): "export's own capture format torchscript (FORMATS, _write, "
+                                                 "load_capture), not the backend",
+    ("quantize.py", "backend name 'onnxruntime'"): "the name of calibration.json's section that records ONNX "
+                                                   "Runtime's ranges, a field of the file format",
+    ("ort_quantize.py", "InferenceSession"): "ONNX Runtime's quantizer, used by the onnxruntime backend's int8 "
+                                             "build and by calibrate, runs its own QDQ model",
+}
+
+
+def _names_backend(node: ast.AST) -> bool:
+    """``node`` reads a backend's name: ``backend``, ``x.backend``, ``backend_name``..."""
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name == "backend" or name.startswith("backend_") or name.endswith("_backend")
+
+
+def _literals(node: ast.AST) -> list[str]:
+    """The string literals ``node`` is, or holds as a tuple, list or set."""
+    elements = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
+def _called(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def backend_knowledge(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """(line, what) for each place ``tree`` compares a backend's name to a string literal,
+    compares anything to one of the backend ``names`` or keys a table by one, keeps a list of
+    two or more of them, or makes one of ``BACKEND_CALLS``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            literals = [text for side in sides for text in _literals(side)]
+            found += [(node.lineno, f"backend name {text!r}") for text in literals if text in names]
+            if any(map(_names_backend, sides)) and set(literals) - names:
+                found.append((node.lineno, "a backend's name compared to a literal"))
+        elif isinstance(node, ast.Dict):
+            found += [(node.lineno, f"backend name {text!r}") for key in node.keys if key is not None
+                      for text in _literals(key) if text in names]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)) and len(set(_literals(node)) & names) >= 2:
+            found.append((node.lineno, "a list of backend names"))
+        elif isinstance(node, ast.Call) and _called(node) in BACKEND_CALLS:
+            found.append((node.lineno, _called(node)))
+    return found
+
+
+def test_no_module_outside_the_backends_knows_a_backend():
+    """No module outside backends/ asks which backend an engine has, or opens a backend's runtime
+    itself (spec.py's precision table names the backends that build each precision: the test
+    above checks it against the registry)."""
+    names = set(BACKENDS)
+    used, wrong = set(), []
+    for path in SOURCES:
+        if PACKAGE / "backends" in path.parents or path.name == "spec.py":
+            continue
+        for line, what in sorted(backend_knowledge(ast.parse(path.read_text()), names)):
+            key = (str(path.relative_to(PACKAGE)), what)
+            if key in NOT_ABOUT_A_BACKEND:
+                used.add(key)
+            else:
+                wrong.append(f"{key[0]}:{line}: {what}")
+    assert not wrong, "backend knowledge outside densenet_trt/backends/:\n" + "\n".join(wrong)
+    assert used == set(NOT_ABOUT_A_BACKEND), f"exceptions no longer needed: {set(NOT_ABOUT_A_BACKEND) - used}"
+
+
+def test_the_backend_knowledge_check_finds_what_it_looks_for():
+    names = set(BACKENDS)
+    source = """
+if engine.backend == "openvino": pass
+if m.backend in ("onnxruntime", "toy"): pass
+if backend != "toy": pass
+if "tensorrt" == kind: pass
+TARGETS = {("tensorrt", "engine"): 1}
+PAIR = ("onnxruntime", "openvino")
+session = onnxruntime.InferenceSession(path)
+compiled = openvino.Core().compile_model(openvino.Core().read_model(path), "CPU")
+"""
+    found = {what for _, what in backend_knowledge(ast.parse(source), names)}
+    assert found == {"backend name 'openvino'", "backend name 'onnxruntime'", "backend name 'tensorrt'",
+                     "a backend's name compared to a literal", "a list of backend names", *BACKEND_CALLS}
+    lines = sorted(line for line, _ in backend_knowledge(ast.parse(source), names))
+    assert sorted(set(lines)) == list(range(2, 10))

@@ -59,6 +59,29 @@ def check_same_torch(manifest: EngineManifest, what: str) -> None:
                                "rebuild it here")
 
 
+@dataclasses.dataclass(frozen=True)
+class TritonTarget:
+    """How Triton runs one kind of engine: ``setting`` is ("platform", NAME) or ("backend", NAME);
+    ``files`` maps each engine file to its name in the model's version folder; ``kind`` is the
+    instance kind, KIND_GPU or KIND_CPU."""
+
+    setting: tuple[str, str]
+    files: dict[str, str]
+    input_name: str
+    output_name: str
+    kind: str
+
+
+def triton_libtorch(file: str, kind: str) -> TritonTarget:
+    """Triton's PyTorch runner for the TorchScript ``file``; it names tensors <name>__<index>."""
+    return TritonTarget(("platform", "pytorch_libtorch"), {file: "model.pt"}, "input__0", "logits__0", kind)
+
+
+def no_triton_runner(backend: str, fmt: str) -> str:
+    """The sentence ``Backend.triton_target`` answers for a format Triton cannot run."""
+    return f"Triton has no runner for a {backend} {fmt} engine"
+
+
 class Runtime:
     """A loaded engine as its backend runs it: ``run`` (a float32 (N, C, H, W) tensor in, on the
     CPU or already on the engine's device; logits out, on any device, in any float dtype) and
@@ -140,3 +163,8 @@ class Backend(Protocol):
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         """Raise DenseNetTRTError if this machine cannot run the artifact described by ``manifest``."""
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """How Triton serves an artifact of format ``fmt``, or the sentence saying Triton has no
+        runner for it (``no_triton_runner``). Read from the manifest alone: the engine is not
+        loaded, so a GPU engine can be exported on a machine that cannot run it."""

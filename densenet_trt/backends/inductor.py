@@ -19,7 +19,7 @@ from ..capture import capture_exported_program
 from ..progress import library_chatter
 from ..spec import BuildSpec
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import Availability, Runtime, check_native, check_same_gpu, check_same_torch
+from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, check_same_torch, no_triton_runner
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -62,3 +62,7 @@ class InductorBackend(TorchBackendBase):
         check_same_torch(manifest, "AOTInductor package")
         if manifest.device.type == "cuda":
             check_same_gpu(manifest, torch.cuda.get_device_capability(), "AOTInductor package")
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """The sentence saying so: Triton has no runner for AOTInductor packages."""
+        return no_triton_runner(self.name, fmt)

@@ -29,7 +29,7 @@ from ..layers import CALLS, WARMUP_CALLS
 from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Threads
-from .base import Availability, Runtime
+from .base import Availability, Runtime, TritonTarget
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -118,6 +118,10 @@ class OnnxRuntimeBackend:
             raise DenseNetTRTError(
                 f"this engine runs on ONNX Runtime's {_PROVIDERS[device]}, which is not installed here"
             )
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """``model.onnx`` runs on Triton's ONNX Runtime runner, with the graph's tensor names."""
+        return TritonTarget(("platform", "onnxruntime_onnx"), {FILE: FILE}, INPUT_NAME, OUTPUT_NAME, "KIND_CPU")
 
 
 class OnnxRuntimeRuntime(Runtime):

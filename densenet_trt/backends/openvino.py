@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..capture import capture_onnx, capture_qdq_onnx
+from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
 from ..graph_parts import LOGITS, exposing, stage_tensors
 from ..int8_report import LayerPrecisions, openvino_precisions
 from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
-from .base import Availability, Runtime
+from .base import Availability, Runtime, TritonTarget
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -113,6 +113,10 @@ class OpenVinoBackend:
                 f"this engine runs in {precision}, which this CPU cannot do natively "
                 f"(it has {', '.join(_capabilities())}); rebuild it with precision={Precision.FP32}"
             )
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """The IR runs on Triton's OpenVINO backend, with the graph's tensor names."""
+        return TritonTarget(("backend", "openvino"), {f: f for f in FILES}, INPUT_NAME, OUTPUT_NAME, "KIND_CPU")
 
 
 class OpenVinoRuntime(Runtime):

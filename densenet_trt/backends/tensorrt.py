@@ -107,7 +107,7 @@ from ..capture import (
 )
 from ..spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRuntime, TorchTensorRTRuntime
-from .base import Availability, Runtime, check_native, check_same_torch
+from .base import Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -136,6 +136,9 @@ SAVE_FORMATS = {
 }
 # Binding names of the raw engine, shaped like the exported program's (args, output).
 BINDING_NAMES = {"arg_input_binding_names": (INPUT_NAME,), "output_binding_names": OUTPUT_NAME}
+# Triton's TensorRT runner: a raw plan, as model.plan, with the plan's binding names.
+TRITON_PLAN = TritonTarget(("platform", "tensorrt_plan"), {"model.engine": "model.plan"}, INPUT_NAME, OUTPUT_NAME,
+                           "KIND_GPU")
 
 
 def release(version: str) -> tuple[int, ...]:
@@ -478,6 +481,12 @@ class TensorRTBackend:
         if not availability.ok:
             raise DenseNetTRTError(availability.message(self.name))
         check_engine_compatible(manifest, self.versions().get("tensorrt"), torch.cuda.get_device_capability())
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """A raw plan runs on Triton's TensorRT runner, TorchScript on its PyTorch runner (on the GPU)."""
+        if fmt == "engine":
+            return TRITON_PLAN
+        return triton_libtorch(FILES[fmt], "KIND_GPU") if fmt == "torchscript" else no_triton_runner(self.name, fmt)
 
     def _import(self) -> ModuleType:
         """``torch_tensorrt``, imported now; a DenseNetTRTError where it cannot run."""

@@ -55,8 +55,8 @@ from ..capture import capture_onnx, capture_qdq_onnx
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._trt_api import PlanRunner, build_plan
-from .base import Availability, Runtime, check_native, check_same_gpu
-from .tensorrt import release
+from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
+from .tensorrt import TRITON_PLAN, release
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -290,6 +290,10 @@ class OnnxTensorRTBackend:
         if manifest.backend_settings.get("allow_tf32") is not manifest.tf32:
             raise DenseNetTRTError(f"the manifest's tf32 ({manifest.tf32}) is not its backend_settings' allow_tf32 "
                                    f"({manifest.backend_settings.get('allow_tf32')!r}); rebuild the engine")
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """The plan runs on Triton's TensorRT runner."""
+        return TRITON_PLAN if fmt == FORMAT else no_triton_runner(self.name, fmt)
 
     def _import(self):
         """``tensorrt``, imported now; a DenseNetTRTError where it cannot run."""

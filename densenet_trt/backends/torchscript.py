@@ -19,7 +19,7 @@ from ..capture import capture_torchscript
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._torch import TorchBackendBase, apply_threads, torch_device
-from .base import Runtime
+from .base import Runtime, TritonTarget, triton_libtorch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -61,3 +61,7 @@ class TorchScriptBackend(TorchBackendBase):
                 return module(x.to(device, dtype))
 
         return Runtime(folder, manifest, run)
+
+    def triton_target(self, fmt: str) -> TritonTarget | str:
+        """The `.ts` file runs on Triton's PyTorch runner, on the CPU (a cuda engine's kind is Triton's GPU)."""
+        return triton_libtorch(self.file, "KIND_CPU")
