@@ -28,7 +28,7 @@ from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .reading import read_text
-from .spec import BACKEND_NAMES, DEVICES, MAX_SEED, MAX_THREADS, BatchRange, Precision
+from .spec import DEVICES, MAX_SEED, MAX_THREADS, BatchRange, Precision
 from .verify import Tolerance
 
 
@@ -325,8 +325,9 @@ def parse(cls: type, data: Any, source: str, fix: str = ENGINE.fix) -> Any:
     return _convert(cls, data, _Where(source, "", fix))
 
 
-# Allowed values of string fields, by dotted field name.
-_CHOICES: dict[str, tuple[str, ...]] = {"backend": BACKEND_NAMES, "device.type": DEVICES}
+# Allowed values of string fields, by dotted field name. The backend is any name: loading an
+# engine of one that is not registered is refused by ``backends.get_backend``.
+_CHOICES: dict[str, tuple[str, ...]] = {"device.type": DEVICES}
 # Integer fields and their least and largest value.
 _MINIMUM: dict[str, int] = {
     "image_size": 1, "in_channels": 1, "threads": 1, "model.num_classes": 1, "device.cpu_count": 1,

@@ -1,9 +1,10 @@
 """A backend added in one file: a toy that runs eager PyTorch on the CPU, registered for these
 tests only. Every command either works with it or says in one line what it lacks.
 
-Registering a backend takes the registry line (``backends.BACKENDS``) and, today, the manifest
-reader's list of backend names (``manifest._CHOICES["backend"]``, the names of spec.py's
-precision table): without it a built toy engine's manifest.json is refused when read back.
+Registering it takes the registry line (``backends.BACKENDS``) alone: the manifest reader takes
+any backend name, and loading an engine of a backend that is not registered is refused by the
+registry (``backends.get_backend``). A real backend also joins the ``backends`` of the precisions
+it builds in spec.py, which ``--backend auto`` reads.
 """
 
 import warnings
@@ -13,7 +14,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import densenet_trt.manifest
 from conftest import SMALL
 from densenet_trt import DenseNetTRTError, load
 from densenet_trt.backends import BACKENDS
@@ -22,7 +22,7 @@ from densenet_trt.build import build
 from densenet_trt.capture import capture_torchscript
 from densenet_trt.cli import main
 from densenet_trt.models import DenseNet
-from densenet_trt.spec import BACKEND_NAMES, Precision
+from densenet_trt.spec import Precision
 from densenet_trt.triton import export_triton
 
 FILES = {"state-dict": "model.pt", "torchscript": "model.ts"}
@@ -87,7 +87,6 @@ def toy(tmp_path_factory):
     """The toy registered for this module; yields the folder its engines go in."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(BACKENDS, "toy", ToyBackend())
-        patch.setitem(densenet_trt.manifest._CHOICES, "backend", (*BACKEND_NAMES, "toy"))
         yield tmp_path_factory.mktemp("toy")
 
 
