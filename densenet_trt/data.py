@@ -44,7 +44,7 @@ class Preprocessing:
     under a transparent pixel is kept, not composited on any background).
 
     ``resize`` and ``crop`` must be positive integers, ``mean`` and ``std`` finite numbers and
-    ``std`` positive; anything else raises DenseNetTRTError.
+    ``std`` at least ``MIN_STD``; anything else raises DenseNetTRTError.
     """
 
     resize: int
@@ -63,6 +63,9 @@ class Preprocessing:
             )
         if any(s <= 0 for s in self.std):
             raise DenseNetTRTError(f"std values must be positive, got {list(self.std)}")
+        if any(s < MIN_STD for s in self.std):
+            raise DenseNetTRTError(f"std values must be at least {MIN_STD:g} (a smaller one makes the inputs "
+                                   f"overflow), got {list(self.std)}")
         if not 1 <= self.crop <= self.resize:
             raise DenseNetTRTError(f"crop {self.crop} must be between 1 and the resize {self.resize}")
 
@@ -126,6 +129,9 @@ class Preprocessing:
         std = np.asarray(self.std, np.float32)[:, None, None]
         return np.ascontiguousarray((array - mean) / std)
 
+
+# The least std: pixel values in [0, 1] divided by a smaller one can overflow float32.
+MIN_STD = 1e-6
 
 # The most pixels an image, or its resized copy, may have: Pillow's default decompression-bomb
 # limit (PIL.Image.MAX_IMAGE_PIXELS, 2**30 / 4 / 3: 256 MiB of 24-bit pixels), stated here so that

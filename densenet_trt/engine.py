@@ -75,7 +75,20 @@ class Engine:
         return x.contiguous()
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        out = self.run(self.check_input(x))
+        """Logits for ``x``; a runtime that fails on an input its manifest allows, or gives
+        logits of another shape than the manifest's, is one error: the two disagree."""
+        x = self.check_input(x)
+        try:
+            out = self.run(x)
+        except DenseNetTRTError:
+            raise
+        except Exception as e:  # each runtime fails its own way on a graph of another shape
+            raise DenseNetTRTError(f"{self.path}: {self.backend} failed on a {tuple(x.shape)} input "
+                                   f"({_reason(e)}), which its manifest allows: {MISMATCH}") from e
+        expected = (int(x.shape[0]), self.manifest.model.num_classes)
+        if tuple(out.shape) != expected:
+            raise DenseNetTRTError(f"{self.path}: the engine gave logits of shape {tuple(out.shape)}, its manifest "
+                                   f"says {expected}: {MISMATCH}")
         return out.detach().to("cpu", torch.float32)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,6 +102,16 @@ class Engine:
             f"Engine({m.model.name}, backend={m.backend}, format={m.format}, precision={m.precision}, "
             f"batch={m.batch}, image_size={m.image_size})"
         )
+
+
+MISMATCH = "the manifest does not match the engine's model file; rebuild the engine"
+
+
+def _reason(e: Exception) -> str:
+    """``e``'s type and the first sentence of its message: runtimes' errors run to pages."""
+    text = str(e).strip()
+    reason = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+    return type(e).__name__ + (f": {reason}" if reason else "")
 
 
 def runnable_backend(folder: Path, manifest: EngineManifest) -> Backend:
@@ -111,6 +134,9 @@ def runnable_backend(folder: Path, manifest: EngineManifest) -> Backend:
     if not state.ok:
         raise DenseNetTRTError(state.message(backend.name))
     backend.check_compatible(manifest)
+    if manifest.precision not in backend.precisions(manifest.device.type):
+        raise DenseNetTRTError(f"{folder}: the manifest says {manifest.precision} on {manifest.device.type}, which "
+                               f"backend {backend.name} does not build: {MISMATCH}")
     return backend
 
 
@@ -126,10 +152,8 @@ def load(path: str | os.PathLike, *, threads: int | None = None) -> Engine:
     except DenseNetTRTError:
         raise
     except Exception as e:  # each runtime fails its own way on a file it cannot load
-        reason = str(e).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(e).strip() else ""
         raise DenseNetTRTError(
-            f"{folder / manifest.main_file}: {backend.name} cannot load it ({type(e).__name__}"
-            f"{': ' + reason if reason else ''}); rebuild the engine"
+            f"{folder / manifest.main_file}: {backend.name} cannot load it ({_reason(e)}); rebuild the engine"
         ) from e
     return Engine(folder, manifest, runtime)
 

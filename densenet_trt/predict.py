@@ -17,6 +17,7 @@ from .engine import Engine, load
 from .data import Preprocessing, find_images, read_image
 from .errors import DenseNetTRTError
 from .reading import read_text
+from .verify import check_finite
 
 @dataclasses.dataclass(frozen=True)
 class Guess:
@@ -125,7 +126,9 @@ def classify(
         if len(chunk) < engine.batch.min:
             padding = np.zeros((engine.batch.min - len(chunk), *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, padding])
-        probabilities = torch.softmax(engine(batch)[:len(chunk)].double(), dim=1)
+        logits = engine(batch)[:len(chunk)]
+        check_finite({str(engine.path): logits}, len(chunk), f"images from {chunk[0]}")
+        probabilities = torch.softmax(logits.double(), dim=1)
         top = torch.topk(probabilities, top_k, dim=1)
         for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
             predictions.append(Prediction(path, [

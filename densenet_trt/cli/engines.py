@@ -12,7 +12,7 @@ from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from ..export import FORMATS
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
-from .options import SEED, THREADS, OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
+from .options import SEED, THREADS, Finite, OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
 
 @command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
@@ -123,8 +123,8 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
                    "torchscript: torchscript.")
 @click.option("--threads", type=THREADS, default=None,
               help="CPU threads for building and running; recorded in the manifest.")
-@click.option("--workspace-gb", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="TensorRT: builder workspace limit in GiB.")
+@click.option("--workspace-gb", type=Finite(0, 1024, min_open=True), default=None,
+              help="TensorRT: builder workspace limit in GiB (above 0, at most 1024).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=None,
               help="TensorRT: builder optimization level 0-5 (higher: longer build, faster engine).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import click
@@ -15,6 +16,17 @@ from ..spec import MAX_SEED, MAX_THREADS
 # The types of the numbers several commands take: bounded where they are parsed.
 THREADS = click.IntRange(1, MAX_THREADS)
 SEED = click.IntRange(0, MAX_SEED)
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN (every comparison with NaN is false, so a range
+    alone lets it through) and infinity."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class OutputFile(click.ParamType):

@@ -12,8 +12,8 @@ from ..quantize import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, 
 from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
 from ..stats import TAIL_SAMPLES
-from .options import (MODEL_OPTIONS, SEED, THREADS, OutputFile, command, deprecated, only_with, preprocess_options,
-                      preprocessing_option, renamed, reporter)
+from .options import (MODEL_OPTIONS, SEED, THREADS, Finite, OutputFile, command, deprecated, only_with,
+                      preprocess_options, preprocessing_option, renamed, reporter)
 
 @command()
 @only_with(percentile=("method", "percentile"), max_float="max_drop", eval_samples="eval_data",
@@ -44,12 +44,12 @@ from .options import (MODEL_OPTIONS, SEED, THREADS, OutputFile, command, depreca
                    "ranges from the largest values seen); entropy, percentile: activation ranges "
                    "cut from a histogram (KL divergence, --percentile); mse: ModelOpt's mse "
                    "algorithm (weight ranges searched for the least squared error).")
-@click.option("--percentile", type=click.FloatRange(0, 100, min_open=True), default=DEFAULT_PERCENTILE,
+@click.option("--percentile", type=Finite(0, 100, min_open=True), default=DEFAULT_PERCENTILE,
               show_default=True, help="--method percentile: the percentile of |activation| kept.")
 @click.option("--exclude", multiple=True,
               help="Keep layers in float: a glob over layer names (features.denseblock1.*) or "
                    "stem / classifier; repeatable.")
-@click.option("--max-drop", type=click.FloatRange(0, 100, max_open=True), default=None,
+@click.option("--max-drop", type=Finite(0, 100, max_open=True), default=None,
               help="Accuracy budget in points: keep the fewest layers in float, most sensitive "
                    "first, that hold --eval-data top-1 (agreement with float without labels) within "
                    "this of float, for ModelOpt's placement and ONNX Runtime's own alike (ModelOpt's "
