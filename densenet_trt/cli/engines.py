@@ -81,13 +81,15 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
           --format onnx --batch 1:8:32 --output densenet121.onnx
     """
     from ..export import export_model
-    from ..registry import create_model, get_model_info
+    from ..memory import check_build_memory
+    from ..registry import create_model, get_model_info, model_config
     from ..spec import BatchRange, check_image_size
 
     say = reporter(quiet)
     info = get_model_info(model_name)
     batch_range = BatchRange.parse(batch)
     size = check_image_size(info, image_size)
+    check_build_memory(model_config(model_name, num_classes), batch_range, size)
     model = create_model(model_name, num_classes=num_classes, weights=weights)
     if weights is None:
         say("no --weights: random weights (the graph is real, its predictions are not)")
