@@ -127,7 +127,7 @@ def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkey
         (dict(format="engine"), "onnxruntime has no format 'engine'; it writes onnx"),
         (dict(batch="4:2:8"), "1 <= min <= opt <= max"),
         (dict(image_size=3), "image size 3 is too small"),
-        (dict(threads=0), "threads must be a positive integer"),
+        (dict(threads=0), "threads must be an integer from 1 to 1024"),
         (dict(device="cuda"), "cannot run on cuda here"),
     ],
 )

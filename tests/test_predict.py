@@ -161,7 +161,13 @@ def test_cli_json(engine, images):
     result = run("predict", engine.path, images, "--json", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert rows == [p.as_dict() for p in classify(engine, [images])]
+    # classify runs batches of 3 (the opt batch), the command batches of 2: the same images, in
+    # batches whose arithmetic differs in the last bits (oneDNN picks kernels by batch size)
+    expected = [p.as_dict() for p in classify(engine, [images])]
+    assert [(r["path"], r["random_weights"], len(r["top"])) for r in rows] == [
+        (r["path"], r["random_weights"], len(r["top"])) for r in expected]
+    for row, want in zip(rows, expected):
+        assert [g["probability"] for g in row["top"]] == pytest.approx([g["probability"] for g in want["top"]], rel=1e-4)
     assert [len(r["top"]) for r in rows] == [5] * 4 and set(rows[0]["top"][0]) == {"index", "label", "probability"}
 
 

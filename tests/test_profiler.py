@@ -159,7 +159,7 @@ def test_interleave_by_duration_and_warmup_time():
     ({"batches": ()}, "batches must be positive"),
     ({"batches": (0,)}, "batches must be positive"),
     ({"vs": "onnx"}, "vs must be 'eager' or 'none'"),
-    ({"threads": 0}, "threads must be a positive integer"),
+    ({"threads": 0}, "threads must be an integer from 1 to 1024"),
     # Unbounded runs: these ran until killed.
     ({"duration": float("inf")}, "duration must be a positive number of seconds up to 3600, got inf"),
     ({"duration": float("nan")}, "duration must be a positive number of seconds up to 3600, got nan"),
