@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
-from .machine import device_info
+from .machine import check_images_memory, device_info
 from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
@@ -458,6 +458,7 @@ def verify_engine(
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise DenseNetTRTError(f"samples must be a positive integer, got {samples!r}")
     engine = load(path)
+    check_images_memory(samples, engine.in_channels, engine.image_size)
     tolerance = None if engine.precision is Precision.INT8 else engine.manifest.gate_tolerance()
     net = engine_reference(engine, weights)
     sizes = _chunks(samples, engine.batch.min, engine.batch.opt)
