@@ -28,7 +28,7 @@ from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .reading import read_text
-from .spec import DEVICES, MAX_SEED, MAX_THREADS, BatchRange, Precision
+from .spec import DEVICES, MANIFEST_MAX_THREADS, MAX_SEED, BatchRange, Precision
 from .verify import Tolerance
 
 
@@ -333,7 +333,7 @@ _MINIMUM: dict[str, int] = {
     "image_size": 1, "in_channels": 1, "threads": 1, "model.num_classes": 1, "device.cpu_count": 1,
     "int8_speed.batch": 1, "int8_speed.calls": 1, "model.seed": 0,
 }
-_MAXIMUM: dict[str, int] = {"threads": MAX_THREADS, "model.seed": MAX_SEED}
+_MAXIMUM: dict[str, int] = {"threads": MANIFEST_MAX_THREADS, "model.seed": MAX_SEED}
 
 
 @dataclasses.dataclass(frozen=True)

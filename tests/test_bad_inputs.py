@@ -26,9 +26,10 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def refused(args, cwd: Path, message: str) -> None:
-    """``densenet-trt ARGS`` run in ``cwd`` exits 1 with one line naming ``message``, and leaves
-    every file under ``cwd`` as it was."""
+def refused(args, cwd: Path, message: str, status: int = 1) -> None:
+    """``densenet-trt ARGS`` run in ``cwd`` exits 1 with one line naming ``message`` (``status``
+    2: Click's refusal of an option's value, its usage lines and ``message``), and leaves every
+    file under ``cwd`` as it was."""
     before = snapshot(cwd)
     old = os.getcwd()
     os.chdir(cwd)
@@ -36,10 +37,11 @@ def refused(args, cwd: Path, message: str) -> None:
         result = CliRunner().invoke(main, [str(a) for a in args])
     finally:
         os.chdir(old)
-    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.exit_code == status, (result.output, result.exception)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0], lines[0]
+    if status == 1:
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in (lines[0] if status == 1 else result.stderr), result.stderr
     assert "Traceback" not in result.output
     assert snapshot(cwd) == before
 

@@ -18,6 +18,7 @@ from densenet_trt.capture import example_input
 from densenet_trt.memory import machine_memory, parameter_count
 from densenet_trt.models import DenseNet, count_parameters
 from densenet_trt.registry import create_model, list_models, model_config
+from densenet_trt.spec import MAX_THREADS
 from densenet_trt.verify import compare
 from helpers import small_engine_param
 
@@ -127,7 +128,7 @@ def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkey
         (dict(format="engine"), "onnxruntime has no format 'engine'; it writes onnx"),
         (dict(batch="4:2:8"), "1 <= min <= opt <= max"),
         (dict(image_size=3), "image size 3 is too small"),
-        (dict(threads=0), "threads must be an integer from 1 to 1024"),
+        (dict(threads=0), f"threads must be an integer from 1 to {MAX_THREADS}"),
         (dict(device="cuda"), "cannot run on cuda here"),
     ],
 )

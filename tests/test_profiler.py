@@ -22,7 +22,7 @@ from densenet_trt.profiler import _baseline, _engine_info, _host, _settings, pro
 from densenet_trt.throughput import BackToBack, Threads, stop_after
 from densenet_trt.manifest import PROFILE
 from densenet_trt.report import EngineInfo, Layer, LayerTimes, ProfileReport, Row, Settings, Skipped
-from densenet_trt.spec import Precision
+from densenet_trt.spec import MAX_THREADS, Precision
 from densenet_trt.stats import paired_speedup, summarize
 from densenet_trt.timing import cpu_timer, cuda_timer, interleave
 
@@ -159,7 +159,7 @@ def test_interleave_by_duration_and_warmup_time():
     ({"batches": ()}, "batches must be positive"),
     ({"batches": (0,)}, "batches must be positive"),
     ({"vs": "onnx"}, "vs must be 'eager' or 'none'"),
-    ({"threads": 0}, "threads must be an integer from 1 to 1024"),
+    ({"threads": 0}, f"threads must be an integer from 1 to {MAX_THREADS}"),
     # Unbounded runs: these ran until killed.
     ({"duration": float("inf")}, "duration must be a positive number of seconds up to 3600, got inf"),
     ({"duration": float("nan")}, "duration must be a positive number of seconds up to 3600, got nan"),
