@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
-from .machine import check_images_memory, device_info
+from .machine import check_images_memory, device_info, torch_threads
 from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
@@ -44,7 +44,7 @@ from .calibration import REPORT_FILE, Calibration, check_calibration_precision, 
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
-from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size, check_seed, check_threads
+from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size, check_seed
 from .verify import Comparison, check_finite, compare
 from .version import __version__
 
@@ -397,23 +397,6 @@ def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, 
         against = f"against fake-quantized {simulated[-1][1]}; " if simulated else ""
         progress(f"  batch {n}: {against}against float32 {floating[-1][1]} ({seconds(time.perf_counter() - start)})")
     return simulated, floating
-
-
-class torch_threads:
-    """Set torch's CPU threads for the block."""
-
-    def __init__(self, threads: int | None):
-        if threads is not None:
-            check_threads(threads)
-        self.threads = threads
-        self.before = torch.get_num_threads()
-
-    def __enter__(self):
-        if self.threads:
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
 
 
 # ---------------------------------------------------------------------------------------------

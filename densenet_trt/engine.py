@@ -19,7 +19,8 @@ from .manifest import EngineManifest, read_manifest
 from .models import DenseNet
 from .reading import input_file
 from .registry import reference_model
-from .spec import BatchRange, Precision, check_threads
+from .machine import check_threads
+from .spec import BatchRange, Precision
 
 class Engine:
     """A built engine: call it on a float32 ``torch.Tensor`` or ``numpy`` array of shape

@@ -8,10 +8,25 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .errors import DenseNetTRTError
+
+
+# Threads: 4 per CPU of this machine, at most 1024. torch crashes making 100,000 OpenMP threads,
+# and 1024 on 2 cores made a small build take 12 s instead of 2 and a profile not end in 60 s
+# (measured here). A manifest, written elsewhere, may record up to MANIFEST_MAX_THREADS.
+MANIFEST_MAX_THREADS = 1024
+MAX_THREADS = min(MANIFEST_MAX_THREADS, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(threads: Any, name: str = "threads") -> int:
+    """``threads`` if it is an integer from 1 to ``MAX_THREADS``; else DenseNetTRTError."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise DenseNetTRTError(f"{name} must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+    return threads
 
 
 def cpu_name() -> str:
@@ -78,3 +93,20 @@ def check_images_memory(count: int, in_channels: int, image_size: int, what: str
             f"{what}={count} images of {in_channels}x{image_size}x{image_size} would take {need / 2**30:,.1f} GiB "
             f"of memory; this machine has {have / 2**30:.1f} GiB: give fewer {what}"
         )
+
+
+class torch_threads:
+    """Set torch's CPU threads for the block."""
+
+    def __init__(self, threads: int | None):
+        if threads is not None:
+            check_threads(threads)
+        self.threads = threads
+        self.before = torch.get_num_threads()
+
+    def __enter__(self):
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)

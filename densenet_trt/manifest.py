@@ -28,7 +28,8 @@ from .artifact import atomic_path
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .reading import read_text
-from .spec import DEVICES, MANIFEST_MAX_THREADS, MAX_SEED, BatchRange, Precision
+from .machine import MANIFEST_MAX_THREADS
+from .spec import DEVICES, MAX_SEED, BatchRange, Precision
 from .verify import Tolerance
 
 

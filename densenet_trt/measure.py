@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from .build import Progress
+from .progress import Progress
 from .errors import DenseNetTRTError
 from .layers import layer_times
 from .report import EngineInfo, LayerTimes, Row, Settings

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .build import Progress, quiet
+from .progress import Progress, quiet
 from .engine import Engine, load
 from .data import Preprocessing, find_images, read_image
 from .errors import DenseNetTRTError

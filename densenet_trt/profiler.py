@@ -40,12 +40,13 @@ from .version import __version__
 from .artifact import check_outputs
 from .machine import cpu_name, device_info
 from .backends._torch import eager_limitation, torch_precisions
-from .build import Progress, quiet, torch_threads
+from .machine import check_threads, torch_threads
+from .progress import Progress, quiet
 from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
 from .measure import Group, measure_cell
-from .spec import Precision, check_threads
+from .spec import Precision
 from .report import (
     DEFAULT_DURATION,
     DEFAULT_GAP,

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 from typing import Any
 
 import torch
 
 from .errors import DenseNetTRTError
+from .machine import check_threads
 from .models import min_image_size
 from .registry import ModelInfo
 from .verify import Tolerance
@@ -107,19 +107,7 @@ PRECISIONS = tuple(p.value for p in Precision)
 
 # Bounds of the numbers a user gives, checked where they are parsed (the command line's types
 # in cli/options.py read these) and again by the library.
-# Threads: 4 per CPU of this machine, at most 1024. torch crashes making 100,000 OpenMP threads,
-# and 1024 on 2 cores made a small build take 12 s instead of 2 and a profile not end in 60 s
-# (measured here). A manifest, written elsewhere, may record up to MANIFEST_MAX_THREADS.
-MANIFEST_MAX_THREADS = 1024
-MAX_THREADS = min(MANIFEST_MAX_THREADS, 4 * (os.cpu_count() or 1))
 MAX_SEED = 2**32 - 1  # what numpy's and torch's generators take
-
-
-def check_threads(threads: Any, name: str = "threads") -> int:
-    """``threads`` if it is an integer from 1 to ``MAX_THREADS``; else DenseNetTRTError."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-        raise DenseNetTRTError(f"{name} must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
-    return threads
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:

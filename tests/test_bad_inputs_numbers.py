@@ -10,7 +10,7 @@ import torch
 
 from conftest import SMALL
 from densenet_trt.registry import create_model
-from densenet_trt.spec import MAX_THREADS
+from densenet_trt.machine import MAX_THREADS
 from test_bad_inputs import refused
 from test_bad_inputs_commands import ENGINE, base, work  # noqa: F401 - fixtures
 

@@ -18,7 +18,7 @@ from densenet_trt.capture import example_input
 from densenet_trt.memory import machine_memory, parameter_count
 from densenet_trt.models import DenseNet, count_parameters
 from densenet_trt.registry import create_model, list_models, model_config
-from densenet_trt.spec import MAX_THREADS
+from densenet_trt.machine import MAX_THREADS
 from densenet_trt.verify import compare
 from helpers import small_engine_param
 

@@ -22,7 +22,8 @@ from densenet_trt.profiler import _baseline, _engine_info, _host, _settings, pro
 from densenet_trt.throughput import BackToBack, Threads, stop_after
 from densenet_trt.manifest import PROFILE
 from densenet_trt.report import EngineInfo, Layer, LayerTimes, ProfileReport, Row, Settings, Skipped
-from densenet_trt.spec import MAX_THREADS, Precision
+from densenet_trt.machine import MAX_THREADS
+from densenet_trt.spec import Precision
 from densenet_trt.stats import paired_speedup, summarize
 from densenet_trt.timing import cpu_timer, cuda_timer, interleave
 

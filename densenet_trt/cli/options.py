@@ -11,7 +11,8 @@ from click.core import ParameterSource
 
 from ..data import PRESETS
 from ..errors import DenseNetTRTError
-from ..spec import MAX_SEED, MAX_THREADS
+from ..machine import MAX_THREADS
+from ..spec import MAX_SEED
 
 # The types of the numbers several commands take: bounded where they are parsed.
 THREADS = click.IntRange(1, MAX_THREADS)
