@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .artifact import atomic_path, check_output, save_via_memory
+from .artifact import atomic_path, save_via_memory
 from .capture import (
     DEFAULT_OPSET,
     INPUT_NAME,
@@ -104,8 +104,7 @@ def export_model(
         require_onnx()
         check_opset(opset)
     batch = BatchRange.parse(batch)
-    path = check_output(output, force)
-    name = "the output" if path is None else path.name
+    name = "the output" if os.fspath(output) == "-" else Path(output).name  # atomic_path checks it
     # Room for the file first: a full disk is said before the capture, not after it.
     with atomic_path(output, force=force, expected_bytes=2 * 4 * sum(p.numel() for p in model.parameters())) as tmp:
         progress(f"capturing as {fmt} (batch {batch}, {image_size}x{image_size})")
