@@ -150,3 +150,20 @@ def test_quickstart_runs_as_written(tmp_path):
     tops = [lines[i + 1].split()[0] for i, line in enumerate(lines) if line.endswith(".png")]
     assert len(tops) == len(list((tmp_path / "digits/test/7").iterdir())) > 20
     assert tops.count("7") >= 0.9 * len(tops)
+
+
+# Files the docs' commands write in the repository root: docs/int8.md's data, sensitivity
+# report and budget calibration (`--output . --name budget`), examples/cpp's inputs and logits.
+LEFT_BEHIND = ("calibration.npz", "test.npz", "sens.json", "sens.png", "budget/calibration.json",
+               "images.npy", "logits.npy")
+
+
+@pytest.mark.parametrize("path", LEFT_BEHIND)
+def test_files_the_docs_leave_in_the_repository_root_are_ignored(path):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert path.split("/")[0] in (REPO / "docs/int8.md").read_text() + (REPO / "examples/cpp/README.md").read_text()
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=REPO)
+    assert ignored.returncode == 0, f"{path} is not git-ignored"
+    nested = subprocess.run(["git", "check-ignore", "--no-index", "-q", f"examples/{path}"], cwd=REPO)
+    assert nested.returncode == 1, f"examples/{path} is ignored too: the pattern is not anchored"
