@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .choices import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .errors import DenseNetTRTError
 from .machine import check_images_memory
 from .progress import say, step
@@ -23,16 +24,6 @@ from .spec import BatchRange
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM_NAME = "batch"
-DEFAULT_OPSET = 18
-# The opsets verified to come out as asked: tried 16 to 29 and 99 with torch 2.14.1, onnxscript
-# 0.7.2, onnx 1.23.2 (onnx.defs.onnx_opset_version() == 28) and onnxruntime 1.32.0. torch's
-# dynamo exporter writes 18 and converts it: 18 to 28 came out as asked and ran in ONNX Runtime
-# matching eager PyTorch; 17, 29 and 99 came back as 18 without an error (lowering to 17 fails
-# in onnx's version converter, whose output for this graph is invalid: ReduceMean keeps
-# noop_with_empty_axes). capture_onnx checks the written opset anyway, so an install that cannot
-# reach one of these is refused, not worked around.
-MIN_OPSET = 18
-MAX_OPSET = 28
 
 
 def example_input(

@@ -15,7 +15,6 @@ from torch import nn
 
 from .artifact import atomic_path, save_via_memory
 from .capture import (
-    DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAME,
     capture_exported_program,
@@ -26,13 +25,12 @@ from .capture import (
     in_channels_of,
     require_onnx,
 )
+from .choices import DEFAULT_OPSET, EXPORT_FORMATS as FORMATS
 from .errors import DenseNetTRTError
 from .progress import library_chatter
 from .spec import BatchRange
 from .spec import Precision
 from .verify import Comparison, compare
-
-FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
 
 
 def _write(model: nn.Module, fmt: str, path: Path, batch: BatchRange, image_size: int, opset: int) -> None:

@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .errors import DenseNetTRTError
 
 
@@ -51,6 +49,8 @@ def device_info(device: str) -> dict:
     info: dict = {"type": device, "platform": platform_name(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
                   "gpu": None}
     if device == "cuda":
+        import torch
+
         major, minor = torch.cuda.get_device_capability()
         driver = None
         if shutil.which("nvidia-smi"):
@@ -101,12 +101,15 @@ class torch_threads:
     def __init__(self, threads: int | None):
         if threads is not None:
             check_threads(threads)
+        import torch
+
         self.threads = threads
+        self.torch = torch
         self.before = torch.get_num_threads()
 
     def __enter__(self):
         if self.threads:
-            torch.set_num_threads(self.threads)
+            self.torch.set_num_threads(self.threads)
 
     def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
+        self.torch.set_num_threads(self.before)

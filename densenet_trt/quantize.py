@@ -45,6 +45,7 @@ from torch import nn
 from .artifact import entry_path, writable_folder
 from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, method_record, modelopt_modules,
                           write_calibration)
+from .choices import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
 from .ort_quantize import (ORT_METHODS, PLACEMENT, QUANTIZER, QDQEvaluator, calibrate_ranges, prepared_model,
@@ -56,12 +57,8 @@ from .spec import BatchRange, Precision, check_image_size
 from .verify import compare
 from .version import __version__
 
-METHODS = ("max", "entropy", "percentile", "mse")
 HISTOGRAM_METHODS = ("entropy", "percentile")
 GATE_SAMPLES = 8
-DEFAULT_SAMPLES = 512
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_PERCENTILE = 99.99
 
 
 def check_method(method: str, percentile: float) -> None:

@@ -9,21 +9,14 @@ import dataclasses
 import difflib
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .artifact import sha256_file
 from .data import Preprocessing, preprocessing
 from .errors import DenseNetTRTError
-from .models import DenseNet, count_macs, count_parameters
-from .weights import (
-    PRETRAINED_TAGS,
-    checkpoint_in_channels,
-    checkpoint_num_classes,
-    load_weights,
-    read_state_dict,
-)
+
+if TYPE_CHECKING:  # imported where a model is made: listing the presets loads no torch
+    from .models import DenseNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +170,10 @@ def preset_stats(name: str) -> dict[str, Any]:
 def count_preset(name: str) -> dict[str, Any]:
     """Parameters and multiply-adds of preset ``name`` at its default input size, counted from
     the model built on the meta device (no memory, no arithmetic; about a second a preset)."""
+    import torch
+
+    from .models import DenseNet, count_macs, count_parameters
+
     info = get_model_info(name)
     with torch.device("meta"):
         model = DenseNet(**info.config)
@@ -205,6 +202,9 @@ def create_model(
             leaves the weights random.
         overrides: DenseNet arguments that replace the preset's (``memory_efficient=True``, ...).
     """
+    from .models import DenseNet
+    from .weights import checkpoint_in_channels, checkpoint_num_classes, load_weights, read_state_dict
+
     info = get_model_info(name)
     state = None
     if weights is not None:
@@ -227,6 +227,8 @@ def pretrained_path(info: ModelInfo) -> Path:
         raise DenseNetTRTError(
             f"no published checkpoint for {info.name}; train one and pass its path as weights"
         )
+    import torch
+
     path = Path(torch.hub.get_dir()) / "checkpoints" / info.pretrained_file
     if not path.is_file():
         raise DenseNetTRTError(
@@ -239,6 +241,8 @@ def pretrained_path(info: ModelInfo) -> Path:
 def weights_path(info: ModelInfo, weights: str | os.PathLike | None) -> Path | None:
     """The checkpoint file ``weights`` names for preset ``info``: a path, or a tag such as
     ``"imagenet"`` for torchvision's file; None for random weights."""
+    from .weights import PRETRAINED_TAGS
+
     if weights is None:
         return None
     return pretrained_path(info) if weights in PRETRAINED_TAGS else Path(weights)
@@ -249,6 +253,8 @@ def reference_model(
 ) -> DenseNet:
     """The float32 eval model an engine is built from and compared with; random weights come
     from ``seed`` and do not disturb the global RNG."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return create_model(name, num_classes=num_classes, weights=weights, **overrides)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import DenseNetTRTError
 from .machine import check_threads
-from .models import min_image_size
-from .registry import ModelInfo
 from .verify import Tolerance
+
+if TYPE_CHECKING:
+    import torch
+
+    from .registry import ModelInfo
 
 
 class Precision(str, enum.Enum):
@@ -40,20 +41,20 @@ class Precision(str, enum.Enum):
     their own bound (``TF32_TOLERANCE``).
     """
 
-    FP32 = ("fp32", torch.float32, Tolerance(1e-4, 1e-4, 0.99999, 1.0), "FLOAT", "TYPE_FP32", "f32", None,
+    FP32 = ("fp32", "float32", Tolerance(1e-4, 1e-4, 0.99999, 1.0), "FLOAT", "TYPE_FP32", "f32", None,
             ("tensorrt", "tensorrt-onnx", "onnxruntime", "openvino", "inductor", "torchscript"))
-    FP16 = ("fp16", torch.float16, Tolerance(1e-3, 2e-2, 0.999, 1.0), "FLOAT16", "TYPE_FP16", "f16", "FP16",
+    FP16 = ("fp16", "float16", Tolerance(1e-3, 2e-2, 0.999, 1.0), "FLOAT16", "TYPE_FP16", "f16", "FP16",
             ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime", "inductor", "torchscript"))
-    BF16 = ("bf16", torch.bfloat16, Tolerance(1e-2, 8e-2, 0.99, 1.0), "BFLOAT16", "TYPE_BF16", "bf16", "BF16",
+    BF16 = ("bf16", "bfloat16", Tolerance(1e-2, 8e-2, 0.99, 1.0), "BFLOAT16", "TYPE_BF16", "bf16", "BF16",
             ("tensorrt", "openvino", "inductor", "torchscript"))
-    INT8 = ("int8", torch.float32, Tolerance(2e-2, 5e-2, 0.995, 1.0), "FLOAT", "TYPE_FP32", "f32", "INT8",
+    INT8 = ("int8", "float32", Tolerance(2e-2, 5e-2, 0.995, 1.0), "FLOAT", "TYPE_FP32", "f32", "INT8",
             ("tensorrt", "tensorrt-onnx", "openvino", "onnxruntime"))
 
-    def __new__(cls, name: str, dtype: torch.dtype, tolerance: Tolerance, onnx: str, triton: str,
+    def __new__(cls, name: str, dtype_name: str, tolerance: Tolerance, onnx: str, triton: str,
                 openvino: str, cpu_capability: str | None, backends: tuple[str, ...]) -> Precision:
         member = str.__new__(cls, name)
         member._value_ = name
-        member.dtype = dtype
+        member.dtype_name = dtype_name
         member.tolerance = tolerance
         member.onnx = onnx
         member.triton = triton
@@ -76,9 +77,12 @@ class Precision(str, enum.Enum):
         return TF32_TOLERANCE if tf32 and self is Precision.FP32 else self.tolerance
 
     @property
-    def dtype_name(self) -> str:
-        """``dtype`` as the manifest writes it: ``float32``, ``float16``, ``bfloat16``."""
-        return str(self.dtype).removeprefix("torch.")
+    def dtype(self) -> torch.dtype:
+        """The torch dtype called ``dtype_name`` (as the manifest writes it: ``float32``,
+        ``float16``, ``bfloat16``); torch is imported here, not with the table."""
+        import torch
+
+        return getattr(torch, self.dtype_name)
 
     @classmethod
     def parse(cls, name: str | Precision) -> Precision:
@@ -190,6 +194,8 @@ def check_image_size(info: ModelInfo, image_size: int | None, num_blocks: int | 
     blocks = num_blocks if num_blocks is not None else len(info.config["block_config"])
     if image_size is None:
         image_size = info.image_size
+    from .models import min_image_size
+
     smallest = min_image_size(stem, blocks)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < smallest:
         raise DenseNetTRTError(

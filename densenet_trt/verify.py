@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
-
 from .errors import DenseNetTRTError
 
 
@@ -75,6 +73,8 @@ class Comparison:
 
 def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance) -> Comparison:
     """``output`` against ``reference``, both (N, classes), in float64."""
+    import torch
+
     ref = reference.detach().to("cpu", torch.float64)
     out = output.detach().to("cpu", torch.float64)
     if ref.shape != out.shape:
@@ -105,6 +105,8 @@ def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance)
 def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
     """Refuse NaN or Inf among ``outputs`` (by who gave them) at batch ``n``: compared, they
     would only read as a difference and be blamed on the engine's arithmetic."""
+    import torch
+
     bad = [who for who, out in outputs.items() if not bool(torch.isfinite(out).all())]
     if bad:
         raise DenseNetTRTError(

@@ -102,6 +102,8 @@ NOT_ABOUT_A_BACKEND = {
     ("export.py", "InferenceSession"): "export checks its own exported ONNX file against eager PyTorch",
     ("export.py", "backend name 'torchscript'"): "export's own capture format torchscript (FORMATS, _write, "
                                                  "load_capture), not the backend",
+    ("choices.py", "backend name 'torchscript'"): "export's capture format torchscript (EXPORT_FORMATS), not the "
+                                                  "backend",
     ("quantize.py", "backend name 'onnxruntime'"): "the name of calibration.json's section that records ONNX "
                                                    "Runtime's ranges, a field of the file format",
     ("ort_quantize.py", "InferenceSession"): "ONNX Runtime's quantizer, used by the onnxruntime backend's int8 "

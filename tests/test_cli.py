@@ -164,6 +164,24 @@ def test_package_import_and_help_load_no_heavy_or_device_bound_library():
     assert out.stdout.strip() == "[]"
 
 
+# Every command's --help, the group's, and `models` (its counts are recorded in the registry).
+NO_TORCH = [["--help"], ["models"], ["models", "--json"], *([name, "--help"] for name in main.commands)]
+
+
+def test_help_and_models_answer_without_importing_torch():
+    """torch takes seconds to import: `densenet-trt --help`, each `COMMAND --help` and
+    `models` answer from the command line's own modules and the preset table alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from densenet_trt.console import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "sys.stderr.write(f'exit {code} torch {\"torch\" in sys.modules}\\n')")
+    for args in NO_TORCH:
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert out.stderr.splitlines()[-1] == "exit 0 torch False", (args, out.stderr[-2000:])
+
+
 def test_profile_command(shared_engine, tmp_path):
     out = tmp_path / "r"
     result = run("profile", shared_engine.path, "--batch-size", "1,4,8", "--iterations", "2", "--warmup-iterations", "1",

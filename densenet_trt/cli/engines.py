@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import DenseNetTRTError
-from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from ..export import FORMATS
+from ..choices import DEFAULT_OPSET, EXPORT_FORMATS as FORMATS, MAX_OPSET, MIN_OPSET
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
 from .options import SEED, THREADS, Finite, OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
