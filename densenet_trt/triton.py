@@ -23,8 +23,10 @@ from .manifest import EngineManifest, read_manifest
 from .spec import Precision
 
 
-# Triton's runners, the GPU's own first: the order a refusal lists the engines Triton takes in.
-RUNNERS = ("tensorrt_plan", "pytorch_libtorch", "onnxruntime_onnx", "openvino")
+# Triton's runners, the GPU's own first, each with what it serves in plain words: the order a
+# refusal lists them in.
+RUNNERS = (("tensorrt_plan", "TensorRT plans"), ("pytorch_libtorch", "TorchScript"), ("onnxruntime_onnx", "ONNX"),
+           ("openvino", "OpenVINO IR"))
 
 
 def _target(backend: Backend, fmt: str) -> TritonTarget | str:
@@ -32,12 +34,23 @@ def _target(backend: Backend, fmt: str) -> TritonTarget | str:
 
 
 def triton_takes() -> list[str]:
-    """Every "BACKEND FORMAT" Triton has a runner for, asked of every registered backend, in
-    ``RUNNERS`` order."""
-    takes = [(target.setting[1], f"{backend.name} {fmt}") for backend in BACKENDS.values() for fmt in backend.formats
-             if isinstance(target := backend.triton_target(fmt), TritonTarget)]
-    rank = {runner: i for i, runner in enumerate(RUNNERS)}
-    return [engine for _, engine in sorted(takes, key=lambda take: rank.get(take[0], len(RUNNERS)))]
+    """What Triton serves, a phrase per runner in ``RUNNERS`` order, with the backends and
+    formats that make it, asked of every registered backend: "ONNX (backend onnxruntime,
+    format onnx)"."""
+    makers: dict[str, tuple[list[str], list[str]]] = {}
+    for backend in BACKENDS.values():
+        for fmt in backend.formats:
+            if isinstance(target := backend.triton_target(fmt), TritonTarget):
+                backends, formats = makers.setdefault(target.setting[1], ([], []))
+                backends += [backend.name] if backend.name not in backends else []
+                formats += [fmt] if fmt not in formats else []
+    plain = dict(RUNNERS)
+    order = [runner for runner, _ in RUNNERS if runner in makers] + sorted(set(makers) - set(plain))
+    phrases = []
+    for runner in order:
+        backends, formats = makers[runner]
+        phrases.append(f"{plain.get(runner, runner)} (backend {' or '.join(backends)}, format {' or '.join(formats)})")
+    return phrases
 
 
 def triton_target(manifest: EngineManifest) -> TritonTarget:
@@ -46,11 +59,16 @@ def triton_target(manifest: EngineManifest) -> TritonTarget:
     target = _target(get_backend(manifest.backend), manifest.format)
     if isinstance(target, str):
         raise DenseNetTRTError(
-            f"{target}; it takes {', '.join(triton_takes())} (e.g. an engine built with backend=tensorrt format=engine)"
+            f"{target}; Triton serves {_listed(triton_takes())}: build one of those, e.g. backend=onnxruntime on "
+            "a CPU or backend=tensorrt format=engine on an NVIDIA GPU"
         )
     if manifest.device.type == "cuda":
         target = dataclasses.replace(target, kind="KIND_GPU")
     return target
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 # Triton's model name is the name of the model's folder in the repository, and the name in

@@ -136,9 +136,11 @@ def test_profile_measures_latency_and_throughput_and_says_what_the_toy_lacks(eng
 def test_export_triton_refuses_a_format_triton_cannot_run_in_one_line(engine, toy):
     result = cli("export-triton", engine, "--repository", toy / "repo")
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
-    assert result.stderr.startswith("error: Triton has no runner for a toy state-dict engine; it takes tensorrt engine")
-    assert "tensorrt torchscript, torchscript torchscript, toy torchscript, onnxruntime onnx" in result.stderr
-    with pytest.raises(DenseNetTRTError, match="Triton has no runner for a toy state-dict engine"):
+    assert result.stderr.startswith("error: Triton cannot serve the state-dict format of backend toy; Triton serves "
+                                    "TensorRT plans (backend tensorrt or tensorrt-onnx, format engine)")
+    assert "TorchScript (backend tensorrt or torchscript or toy, format torchscript), ONNX" in result.stderr
+    assert "e.g. --backend onnxruntime on a CPU or --backend tensorrt --format engine on an NVIDIA GPU" in result.stderr
+    with pytest.raises(DenseNetTRTError, match="Triton cannot serve the state-dict format of backend toy"):
         export_triton(engine, toy / "repo")
     assert not (toy / "repo").exists()
 

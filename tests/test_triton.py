@@ -73,8 +73,14 @@ def test_options_and_refusals(engine, tmp_path):
 def test_formats_triton_cannot_run_are_refused_naming_those_it_can(engine):
     _, manifest = read_manifest(engine.path)
     inductor = dataclasses.replace(manifest, backend="inductor", format="aot-inductor")
-    with pytest.raises(DenseNetTRTError, match="Triton has no runner for a inductor aot-inductor engine; it takes tensorrt engine"):
+    with pytest.raises(DenseNetTRTError) as refused:
         triton_target(inductor)
+    assert str(refused.value) == (
+        "Triton cannot serve the aot-inductor format of backend inductor; Triton serves TensorRT plans (backend "
+        "tensorrt or tensorrt-onnx, format engine), TorchScript (backend tensorrt or torchscript, format "
+        "torchscript), ONNX (backend onnxruntime, format onnx) and OpenVINO IR (backend openvino, format "
+        "openvino-ir): build one of those, e.g. backend=onnxruntime on a CPU or backend=tensorrt format=engine "
+        "on an NVIDIA GPU")
     gpu_device = dataclasses.replace(manifest.device, type="cuda")
     gpu = triton_target(dataclasses.replace(manifest, backend="tensorrt", format="engine", device=gpu_device))
     assert gpu.setting == ("platform", "tensorrt_plan") and gpu.files == {"model.engine": "model.plan"}

@@ -79,7 +79,7 @@ def triton_libtorch(file: str, kind: str) -> TritonTarget:
 
 def no_triton_runner(backend: str, fmt: str) -> str:
     """The sentence ``Backend.triton_target`` answers for a format Triton cannot run."""
-    return f"Triton has no runner for a {backend} {fmt} engine"
+    return f"Triton cannot serve the {fmt} format of backend {backend}"
 
 
 class Runtime:
