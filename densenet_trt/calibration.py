@@ -230,7 +230,7 @@ def check_calibration_precision(precision: Precision, calibration: str | os.Path
     if precision is Precision.INT8 and calibration is None:
         raise DenseNetTRTError(
             "int8 needs a calibration: make one with `densenet-trt calibrate` (densenet_trt.quantize."
-            "calibrate) and pass its folder as calibration"
+            "calibrate) and pass its folder as calibration=FOLDER"
         )
     if calibration is not None and precision is not Precision.INT8:
         raise DenseNetTRTError(f"calibration is for precision int8, not {precision}")

@@ -189,12 +189,12 @@ def engine_reference(engine: Engine, weights: str | os.PathLike | None = None) -
             where = f"{checkpoint} does not exist" if weights else f"{record.weights.file} is not there"
             raise DenseNetTRTError(
                 f"the engine {engine.path} was built from {record.weights.file}; {where}: pass the "
-                "checkpoint's path as weights"
+                "checkpoint's path as weights=PATH"
             )
         if sha256_file(input_file(checkpoint, "checkpoint")) != record.weights.sha256:
             raise DenseNetTRTError(
                 f"{checkpoint} is not the checkpoint this engine was built from (sha256 differs); "
-                "pass the original checkpoint as weights"
+                "pass the original checkpoint as weights=PATH"
             )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -225,7 +225,7 @@ def pretrained_path(info: ModelInfo) -> Path:
     torchvision or by hand. The tool never downloads: a missing file raises with its address."""
     if info.pretrained_file is None:
         raise DenseNetTRTError(
-            f"no published checkpoint for {info.name}; train one and pass its path as weights"
+            f"no published checkpoint for {info.name}; train one and pass its path as weights=PATH"
         )
     import torch
 
@@ -233,7 +233,7 @@ def pretrained_path(info: ModelInfo) -> Path:
     if not path.is_file():
         raise DenseNetTRTError(
             f"pretrained weights for {info.name} are not on this machine and are never downloaded: "
-            f"get {info.pretrained_url} and pass its path as weights (or put it at {path})"
+            f"get {info.pretrained_url} and pass its path as weights=PATH (or put it at {path})"
         )
     return path
 

@@ -227,7 +227,7 @@ def test_verify_with_a_checkpoint_that_moved(tmp_path):
     assert artifact.manifest.model.weights.sha256
     moved = tmp_path / "moved.pth"
     weights.rename(moved)
-    with pytest.raises(DenseNetTRTError, match="is not there: pass the checkpoint's path as weights"):
+    with pytest.raises(DenseNetTRTError, match="is not there: pass the checkpoint's path as weights=PATH"):
         verify_engine(artifact.path, 4)
     assert all(c.passes() for _, c in verify_engine(artifact.path, 4, weights=moved).results)
     torch.save(create_model("densenet_bc100_k12", **SMALL).state_dict(), weights)

@@ -131,6 +131,7 @@ def test_info_of_a_corrupt_engine_says_why_it_cannot_run(engine_copy):
     [
         (["--backend", "tensorrt"], "backend tensorrt is not available"),
         (["--precision", "int8"], "int8 needs a calibration"),
+        (["--precision", "int8"], "and pass its folder as --calibration FOLDER\n"),
         (["--backend", "onnxruntime", "--precision", "bf16"], "it can do fp32, int8; bf16 is available here with"),
         (["--workspace-gb", "-1"], "workspace-gb"),
         (["--opt-level", "7"], "opt-level"),
@@ -140,6 +141,15 @@ def test_build_refusals_are_one_line(tmp_path, args, message):
     result = run("build", "--model", "densenet_bc100_k12", "--output", tmp_path / "out", *args)
     assert result.exit_code != 0 and message in result.stderr
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_checkpoint_to_get_is_asked_for_as_the_flag(tmp_path, monkeypatch):
+    """The library says weights=PATH; the command line says the flag docs/guarantees.md promises."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    result = run("build", "--model", "densenet121", "--weights", "imagenet", "--output", tmp_path / "out")
+    assert result.exit_code == 1 and "and pass its path as --weights PATH (or put it at" in result.stderr
+    result = run("build", "--model", "densenet_bc100_k12", "--weights", "imagenet", "--output", tmp_path / "out")
+    assert result.stderr.endswith("\nerror: no published checkpoint for densenet_bc100_k12; train one and pass its path as --weights PATH\n")
 
 
 def test_tensorrt_options_on_another_backend_are_refused(tmp_path):
