@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import atomic_path
-from .data import Preprocessing
+from .data import IMAGE_SUFFIXES, Preprocessing
 from .errors import DenseNetTRTError
 from .reading import read_text
 from .machine import MANIFEST_MAX_THREADS
@@ -270,6 +270,19 @@ class EngineManifest:
 MANIFEST = "manifest.json"
 
 
+def _not_an_engine(path: Path, folder: Path) -> str:
+    """Why ``path``, whose ``folder`` has no manifest, is not an engine: an image (an engine
+    and its images given the other way round), a folder of engines, or something else."""
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return f"{path} looks like an image, not an engine: give an engine's folder (the one `densenet-trt build` wrote)"
+    inside = sorted(str(p) for p in folder.iterdir() if (p / MANIFEST).is_file()) if path.is_dir() else []
+    if inside:
+        more = f" and {len(inside) - 10} more" if len(inside) > 10 else ""
+        return f"{path} is a folder of engines: give one of: {', '.join(inside[:10])}{more}"
+    where = folder if path.is_dir() else f"{path} is a file and its folder {str(folder)!r}"
+    return f"{where} has no {MANIFEST}: not an engine built by densenet-trt (give an engine's folder, or rebuild it)"
+
+
 def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
     """The engine folder and typed manifest for ``path``: the folder, its manifest or any file
     in it."""
@@ -279,9 +292,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
     folder = path if path.is_dir() else path.parent
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
-        where = folder if path.is_dir() else f"{path} is a file and its folder {str(folder)!r}"
-        raise DenseNetTRTError(f"{where} has no {MANIFEST}: not an engine built by densenet-trt (give an "
-                               "engine's folder, or rebuild it)")
+        raise DenseNetTRTError(_not_an_engine(path, folder))
     data = read_document(manifest_path, ENGINE)
     body = document_body(data)
     manifest = EngineManifest.from_json(body, manifest_path)

@@ -163,6 +163,23 @@ def test_missing_engine():
     assert result.exit_code == 1 and result.stderr == "error: engine 'no/such/engine' does not exist\n"
 
 
+def test_a_folder_of_engines_and_swapped_arguments_say_what_is_wrong(tmp_path):
+    """Not "has no manifest.json ... (rebuild it)", which is the wrong advice for both."""
+    for name in ("b", "a"):
+        (tmp_path / "engines" / name).mkdir(parents=True)
+        (tmp_path / "engines" / name / "manifest.json").write_text("{}")
+    (tmp_path / "engines" / "notes").mkdir()
+    result = run("info", f"{tmp_path / 'engines'}/")
+    engines = tmp_path / "engines"
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {engines} is a folder of engines: give one of: {engines / 'a'}, {engines / 'b'}\n"
+    (tmp_path / "cat.JPG").write_bytes(b"")
+    result = run("predict", tmp_path / "cat.JPG", engines / "a")
+    assert result.exit_code == 1 and result.stderr == (
+        f"error: {tmp_path / 'cat.JPG'} looks like an image, not an engine: give an engine's folder (the one "
+        "`densenet-trt build` wrote)\n")
+
+
 def test_package_import_and_help_load_no_heavy_or_device_bound_library():
     import subprocess
     import sys
