@@ -56,13 +56,13 @@ def measure_cell(
 
 def _row_line(row: Row) -> str:
     """The progress line of a measured row."""
-    who = "eager" if row.engine is None else f"[{row.engine}]"
+    who = row.label if row.engine is None else f"[{row.engine}] {row.precision}"  # "eager fp32", "[0] int8"
     if row.mode == THROUGHPUT:
-        return (f"  {who} {row.label} throughput, {row.requests} in flight: {row.images_per_s:.1f} images/s "
+        return (f"  {who} throughput, {row.requests} in flight: {row.images_per_s:.1f} images/s "
                 f"({row.latency_ms.count} requests in {row.wall_s:.2f} s)")
     flag = " (unstable, rerun)" if row.latency_ms.unstable else ""
     speed = "".join(f", {v:.2f}x eager {k}" for k, v in row.speedup.items())
-    return f"  {who} {row.label} latency: median {_ms(row.latency_ms.median)} ms, cv {row.latency_ms.cv:.1%}{flag}{speed}"
+    return f"  {who} latency: median {_ms(row.latency_ms.median)} ms, cv {row.latency_ms.cv:.1%}{flag}{speed}"
 
 
 def _calls(group: Group, engines: list[Any], x: torch.Tensor) -> list[tuple[str, str, int | None, Callable[[], object]]]:

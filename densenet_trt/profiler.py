@@ -30,6 +30,7 @@ import os
 import platform
 import secrets
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -71,11 +72,11 @@ OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
 def profile(
     engines: Sequence[str | os.PathLike],
     *,
-    batches: Iterable[int] = (1,),
-    warmup: int | None = None,
-    warmup_time: float | None = None,
+    batch_size: int | Iterable[int] = 1,
     iterations: int | None = None,
     duration: float | None = None,
+    warmup_iterations: int | None = None,
+    warmup_duration: float | None = None,
     vs: str = "eager",
     threads: int | None = None,
     cuda_graphs: bool = False, include_transfers: bool = False,
@@ -83,13 +84,20 @@ def profile(
     mode: str = "both", requests: int | None = None, layers: int = 0,
     outputs: Sequence[str | os.PathLike] = (), force: bool = False,
     progress: Progress = quiet,
+    **old_names: Any,
 ) -> ProfileReport:
-    """Latency and measured throughput of each engine folder in ``engines`` at each of ``batches``.
+    """Latency and measured throughput of each engine folder in ``engines`` at each batch size.
+
+    The parameters are the command line's options (``--batch-size`` is ``batch_size``): one
+    vocabulary. The names before it, ``batches``, ``warmup`` and ``warmup_time``, still work with
+    a DeprecationWarning.
 
     Args:
-        warmup, warmup_time: warm-up rounds, or seconds, before each measurement; default 3 rounds.
+        batch_size: images per request: one size, or several measured one after another.
         iterations, duration: each measurement's rounds (latency) or requests (throughput), or
             its seconds; default 5 seconds. p99 needs 100 samples or more to be a tail.
+        warmup_iterations, warmup_duration: warm-up rounds, or seconds, before each
+            measurement; default 3 rounds.
         vs: ``"eager"``: also time eager PyTorch (the same model and weights) in float32 and,
             where it can, each engine's precision: one baseline per model, input size and
             device, in the same rounds as its engines; ``"none"``: the engines alone.
@@ -108,8 +116,11 @@ def profile(
     A batch size outside an engine's range is skipped (with the reason, in the report) unless
     nothing at all could run.
     """
-    settings = _settings(batches, warmup, warmup_time, iterations, duration, vs, threads,
-                         cuda_graphs, include_transfers, gap, mode, requests, layers)
+    given = _old_names(old_names, batch_size=batch_size, warmup_iterations=warmup_iterations,
+                       warmup_duration=warmup_duration)
+    sizes = given["batch_size"]
+    settings = _settings([sizes] if _is_int(sizes) else sizes, given["warmup_iterations"], given["warmup_duration"],
+                         iterations, duration, vs, threads, cuda_graphs, include_transfers, gap, mode, requests, layers)
     paths = _report_paths(outputs, force, engines)
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
@@ -128,6 +139,22 @@ def profile(
     )
     _write(report, paths, force, progress)
     return report
+
+
+# The library's names before it took the command line's, each with its new name.
+OLD_NAMES = {"batches": "batch_size", "warmup": "warmup_iterations", "warmup_time": "warmup_duration"}
+
+
+def _old_names(old: dict[str, Any], **new: Any) -> dict[str, Any]:
+    """``new`` with the value of each old name given in ``old`` (a DeprecationWarning each);
+    an unknown name is a TypeError, as Python says it."""
+    for name, value in old.items():
+        if name not in OLD_NAMES:
+            raise TypeError(f"profile() got an unexpected keyword argument {name!r}")
+        warnings.warn(f"profile({name}=...) is deprecated; use {OLD_NAMES[name]}=...", DeprecationWarning,
+                      stacklevel=3)
+        new[OLD_NAMES[name]] = value
+    return new
 
 
 def _settings(
@@ -161,7 +188,7 @@ def _settings(
 
 def _check_batches(batches: tuple[Any, ...]) -> None:
     if not batches or any(not (_is_int(b) and b > 0) for b in batches):
-        raise DenseNetTRTError(f"batches must be positive integers, got {list(batches)!r}")
+        raise DenseNetTRTError(f"batch_size must be positive integers, got {list(batches)!r}")
 
 
 def _check_amounts(
@@ -170,12 +197,12 @@ def _check_amounts(
     """How long to warm up and to measure: one of each pair, each of them positive (warmup may
     be 0), finite and within MAX_ROUNDS or MAX_SECONDS."""
     if warmup is not None and warmup_time is not None:
-        raise DenseNetTRTError("give warmup (rounds) or warmup_time (seconds), not both")
+        raise DenseNetTRTError("give warmup_iterations (rounds) or warmup_duration (seconds), not both")
     if warmup is not None and not (_is_int(warmup) and 0 <= warmup <= MAX_ROUNDS):
-        raise DenseNetTRTError(f"warmup must be a count from 0 to {MAX_ROUNDS:,}, got {warmup!r}")
+        raise DenseNetTRTError(f"warmup_iterations must be a count from 0 to {MAX_ROUNDS:,}, got {warmup!r}")
     if warmup_time is not None and not (_is_number(warmup_time) and 0 < warmup_time <= MAX_SECONDS):
         raise DenseNetTRTError(
-            f"warmup_time must be a positive number of seconds up to {MAX_SECONDS:g}, got {warmup_time!r}")
+            f"warmup_duration must be a positive number of seconds up to {MAX_SECONDS:g}, got {warmup_time!r}")
     if iterations is not None and duration is not None:
         raise DenseNetTRTError("give iterations or duration (seconds), not both")
     if iterations is not None and not (_is_int(iterations) and 0 < iterations <= MAX_ROUNDS):
@@ -374,7 +401,7 @@ def _measure_all(
             first = engines[cell.engines[0]]
             x = example_input(n, first.image_size, first.in_channels, seed=settings.seed + n)
             names = ", ".join(f"[{i}] {engines[i].path.name}" for i in cell.engines)
-            progress(f"batch {n}: {names}" + (f" and eager ({cell.baseline})" if cell.eager else ""))
+            progress(f"batch {n}: {names}" + (f"; eager PyTorch: {cell.baseline}" if cell.eager else ""))
             cell_rows, cell_layers = measure_cell(cell, engines, infos, x, n, settings, progress)
             rows += cell_rows
             layer_rows += cell_layers

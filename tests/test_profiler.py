@@ -9,6 +9,7 @@ import dataclasses
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from densenet_trt.stats import paired_speedup, summarize
 from densenet_trt.timing import cpu_timer, cuda_timer, interleave
 
 SMALL = {"block_config": (2, 2, 2)}
-FAST = {"iterations": 3, "warmup": 1, "gap": 0.0}
+FAST = {"iterations": 3, "warmup_iterations": 1, "gap": 0.0}
 
 
 def small_build(tmp, **kwargs):
@@ -49,7 +50,7 @@ def openvino_path(small_engine):
 @pytest.fixture(scope="module")
 def report(engine_path):
     lines = []
-    result = profile([engine_path], batches=(1, 4, 8), progress=lines.append, **FAST)
+    result = profile([engine_path], batch_size=(1, 4, 8), progress=lines.append, **FAST)
     assert any("skip [0] batch 8" in line for line in lines)
     return result
 
@@ -155,20 +156,21 @@ def test_interleave_by_duration_and_warmup_time():
     ({"iterations": 0}, "iterations must be a positive integer"),
     ({"duration": -1}, "duration must be a positive number"),
     ({"iterations": 5, "duration": 1.0}, "not both"),
-    ({"warmup": 1, "warmup_time": 1.0}, "not both"),
-    ({"warmup": -1}, "warmup must be a count"),
-    ({"batches": ()}, "batches must be positive"),
-    ({"batches": (0,)}, "batches must be positive"),
+    ({"warmup_iterations": 1, "warmup_duration": 1.0}, "not both"),
+    ({"warmup_iterations": -1}, "warmup_iterations must be a count"),
+    ({"batch_size": ()}, "batch_size must be positive"),
+    ({"batch_size": (0,)}, "batch_size must be positive"),
+    ({"batch_size": 0}, "batch_size must be positive"),
     ({"vs": "onnx"}, "vs must be 'eager' or 'none'"),
     ({"threads": 0}, f"threads must be an integer from 1 to {MAX_THREADS}"),
     # Unbounded runs: these ran until killed.
     ({"duration": float("inf")}, "duration must be a positive number of seconds up to 3600, got inf"),
     ({"duration": float("nan")}, "duration must be a positive number of seconds up to 3600, got nan"),
     ({"duration": 3600.5}, "duration must be a positive number of seconds up to 3600, got 3600.5"),
-    ({"warmup_time": float("inf")}, "warmup_time must be a positive number of seconds up to 3600, got inf"),
-    ({"warmup_time": float("nan")}, "warmup_time must be a positive number of seconds up to 3600, got nan"),
+    ({"warmup_duration": float("inf")}, "warmup_duration must be a positive number of seconds up to 3600, got inf"),
+    ({"warmup_duration": float("nan")}, "warmup_duration must be a positive number of seconds up to 3600, got nan"),
     ({"iterations": 10**6 + 1}, "iterations must be a positive integer up to 1,000,000, got 1000001"),
-    ({"warmup": 10**6 + 1}, "warmup must be a count from 0 to 1,000,000, got 1000001"),
+    ({"warmup_iterations": 10**6 + 1}, "warmup_iterations must be a count from 0 to 1,000,000, got 1000001"),
     ({"gap": float("inf")}, "gap must be 0 to 10 seconds, got inf"),
     ({"gap": float("nan")}, "gap must be 0 to 10 seconds, got nan"),
     ({"mode": "fast"}, "mode must be one of both, latency, throughput, got 'fast'"),
@@ -179,6 +181,28 @@ def test_interleave_by_duration_and_warmup_time():
 def test_bad_options_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(DenseNetTRTError, match=message):
         profile(["does-not-matter"], **kwargs)
+
+
+@pytest.mark.parametrize("old, new", [("batches", "batch_size"), ("warmup", "warmup_iterations"),
+                                      ("warmup_time", "warmup_duration")])
+def test_the_old_parameter_names_still_work_with_a_deprecation_warning(old, new):
+    """The library takes the command line's names; the old ones are mapped, with a warning."""
+    value = {"batches": (0,), "warmup": -1, "warmup_time": float("nan")}[old]
+    with pytest.warns(DeprecationWarning, match=rf"profile\({old}=\.\.\.\) is deprecated; use {new}=\.\.\."), \
+            pytest.raises(DenseNetTRTError, match=f"{new} must be"):
+        profile(["does-not-matter"], **{old: value})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batch'"):
+        profile(["does-not-matter"], batch=1)
+
+
+def test_progress_names_each_runner_once(engine_path):
+    """Not "eager eager fp32 latency", "[0] engine fp32" or "[0] NAME and eager (...)"."""
+    lines = []
+    profile([engine_path], batch_size=2, mode="latency", progress=lines.append, **FAST)
+    assert f"batch 2: [0] {Path(engine_path).name}; eager PyTorch: densenet_bc100_k12" in "\n".join(lines)
+    measured = [line for line in lines if " latency: median " in line]
+    assert [line.split(" latency:")[0] for line in measured] == ["  eager fp32", "  [0] fp32"], lines
+    assert not any("eager eager" in line or "engine fp32" in line or "and eager (" in line for line in lines)
 
 
 @pytest.mark.parametrize("flag", ["cuda_graphs", "include_transfers"])
@@ -234,7 +258,7 @@ def test_batch_sizes_outside_the_range_are_skipped_with_the_reason(report):
 
 def test_no_batch_size_that_can_run_is_an_error(engine_path):
     with pytest.raises(DenseNetTRTError, match="no batch size can run: .*batch 8 is outside this engine's batch range 1:2:4"):
-        profile([engine_path], batches=(8, 16), **FAST)
+        profile([engine_path], batch_size=(8, 16), **FAST)
 
 
 # --- a real engine end to end ----------------------------------------------------------------
@@ -393,7 +417,7 @@ def test_engines_of_one_model_share_one_eager_baseline(engine_path, openvino_pat
     """Eager was timed again next to each engine, so two engines of one model were compared
     with two different eager figures; now one eager row per batch and device, in the same
     rounds as both engines, each engine paired with the same eager samples."""
-    result = profile([engine_path, openvino_path], batches=(1, 2), mode="latency", **FAST)
+    result = profile([engine_path, openvino_path], batch_size=(1, 2), mode="latency", **FAST)
     assert [(r.batch, r.engine, r.label) for r in result.rows] == [
         (n, *row) for n in (1, 2) for row in [(None, "eager fp32"), (0, "engine fp32"), (1, "engine fp32")]]
     assert result.engines[0].baseline == result.engines[1].baseline == "densenet_bc100_k12 {\"block_config\": [2, 2, 2]} 3x32x32 cpu"
@@ -405,7 +429,7 @@ def test_engines_of_one_model_share_one_eager_baseline(engine_path, openvino_pat
 
 
 def test_openvino_keeps_requests_in_flight_on_a_throughput_compiled_model(openvino_path):
-    result = profile([openvino_path], mode="throughput", requests=2, vs="none", iterations=4, warmup=1, gap=0.0)
+    result = profile([openvino_path], mode="throughput", requests=2, vs="none", iterations=4, warmup_iterations=1, gap=0.0)
     back_to_back, queue = result.rows
     assert (back_to_back.requests, back_to_back.how) == (1, "back to back")
     assert queue.requests == 2 and queue.how.startswith("OpenVINO AsyncInferQueue, THROUGHPUT hint, ")
@@ -512,7 +536,7 @@ def test_cuda_graph_replay_and_transfers_are_timed_apart():
 @pytest.mark.gpu
 def test_a_gpu_engine_against_eager_fp32_and_fp16(tmp_path):
     engine = small_build(tmp_path, backend="torchscript", device="cuda", precision="fp16").path
-    result = profile([engine], batches=(1, 4), include_transfers=True, **FAST)
+    result = profile([engine], batch_size=(1, 4), include_transfers=True, **FAST)
     latency = [r for r in result.rows if r.mode == "latency"]
     assert [r.label for r in latency[:3]] == ["eager fp32", "eager fp16", "engine fp16"]
     assert all(set(r.phases_ms) == {"h2d", "compute", "d2h"} for r in latency)
@@ -521,7 +545,7 @@ def test_a_gpu_engine_against_eager_fp32_and_fp16(tmp_path):
     assert "cudnn.benchmark=True" in result.table()
     streams = [r for r in result.rows if r.mode == "throughput" and r.requests == 2]
     assert streams and all(r.how == "2 CUDA streams, one thread each" for r in streams)
-    graphs = profile([engine], batches=(4,), cuda_graphs=True, vs="none", **FAST)
+    graphs = profile([engine], batch_size=(4,), cuda_graphs=True, vs="none", **FAST)
     assert graphs.settings.cuda_graphs and graphs.rows[0].latency_ms.min > 0
 
 
@@ -531,7 +555,7 @@ def test_device_memory_is_measured_per_runner(tmp_path):
     runner now has its own: resident after its load plus the peak of one call; an fp32 eager
     model holds twice the weights of its fp16 copy."""
     engine = small_build(tmp_path, backend="torchscript", device="cuda", precision="fp16").path
-    result = profile([engine], batches=(4,), mode="latency", **FAST)
+    result = profile([engine], batch_size=(4,), mode="latency", **FAST)
     memory = {r.label: r.device_mb for r in result.rows}
     assert all(v is not None and v > 0 for v in memory.values())
     assert len(set(memory.values())) == len(memory), memory

@@ -141,7 +141,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
 
 @command()
 @click.argument("engines", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--batch-size", "batches", default=None, callback=_batch_list,
+@click.option("--batch-size", default=None, callback=_batch_list,
               help="Images per request, as in predict and calibrate; several comma-separated (e.g. "
                    "1,8,32) are measured one after another; a size outside an engine's range is "
                    "skipped with the reason. [default: 1]")
@@ -155,10 +155,10 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
                    "more to be a tail (the report says when it is not).")
 @click.option("--iterations", type=int, default=None,
               help=f"Or a count per measurement, 1 to {MAX_ROUNDS:,}: rounds (latency), requests (throughput).")
-@click.option("--warmup-iterations", "warmup", type=int, default=None,
+@click.option("--warmup-iterations", type=int, default=None,
               help=f"Warm-up rounds before each measurement, not timed, 0 to {MAX_ROUNDS:,} [default: "
                    f"{DEFAULT_WARMUP}].")
-@click.option("--warmup-duration", "warmup_time", type=float, default=None,
+@click.option("--warmup-duration", type=float, default=None,
               help=f"Or warm up for this many seconds (finite, up to {MAX_SECONDS:g}; trtexec's "
                    "--warmUp is milliseconds).")
 @click.option("--requests", type=click.IntRange(1, MAX_REQUESTS), default=None,
@@ -192,7 +192,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
 @deprecated("--batch", "--batch-size")
 @deprecated("--warmup", "--warmup-iterations", type=int)
 @deprecated("--warmup-time", "--warmup-duration", type=float)
-def profile(engines, batches, mode, duration, iterations, warmup, warmup_time, requests, layers, vs, threads,
+def profile(engines, batch_size, mode, duration, iterations, warmup_iterations, warmup_duration, requests, layers, vs, threads,
             cuda_graphs, include_transfers, gap, json_path, csv_path, md_path, png_path, force, quiet,
             deprecated_batch, deprecated_warmup, deprecated_warmup_time):
     """Measure latency and throughput of built engines against eager PyTorch, as trtexec and
@@ -215,14 +215,14 @@ def profile(engines, batches, mode, duration, iterations, warmup, warmup_time, r
     """
     from ..profiler import profile as run_profile
 
-    batches = renamed(batches, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [1]
-    warmup = renamed(warmup, deprecated_warmup, "--warmup-iterations", "--warmup")
-    warmup_time = renamed(warmup_time, deprecated_warmup_time, "--warmup-duration", "--warmup-time")
+    batch_size = renamed(batch_size, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [1]
+    warmup_iterations = renamed(warmup_iterations, deprecated_warmup, "--warmup-iterations", "--warmup")
+    warmup_duration = renamed(warmup_duration, deprecated_warmup_time, "--warmup-duration", "--warmup-time")
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}
     report = run_profile(
-        engines, batches=batches, warmup=warmup, warmup_time=warmup_time, iterations=iterations,
-        duration=duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs, mode=mode, requests=requests,
+        engines, batch_size=batch_size, iterations=iterations, duration=duration,
+        warmup_iterations=warmup_iterations, warmup_duration=warmup_duration, vs=vs, threads=threads, cuda_graphs=cuda_graphs, mode=mode, requests=requests,
         layers=layers, include_transfers=include_transfers, gap=gap, progress=reporter(quiet),
     )
     click.echo(report.table(), err="-" in outputs)
