@@ -45,7 +45,7 @@ from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
 from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size, check_seed
-from .verify import Comparison, check_finite, compare
+from .verify import Comparison, by_batch_size, check_finite, compare
 from .version import __version__
 
 Results = list[tuple[int, Comparison]]
@@ -448,14 +448,18 @@ def verify_engine(
     if tolerance is None:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
-        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, progress)
+        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal)
+        for line in by_batch_size(simulated, " against fake-quantized") + by_batch_size(floating, " against float32"):
+            progress(line)
         distinct = min(len(cal.gate_inputs()), sum(sizes))
         return Verification(simulated + floating, distinct, f"the calibration's {distinct} gate inputs")
     seed = secrets.randbelow(2**31) if seed is None else check_seed(seed)
     progress(f"comparing {sum(sizes)} distinct inputs (seed {seed}) with eager float32 PyTorch")
     everything = example_input(sum(sizes), engine.image_size, engine.in_channels, seed=seed)
     inputs = list(torch.split(everything, sizes))
-    results = gate(net, engine, inputs, tolerance, progress)
+    results = gate(net, engine, inputs, tolerance)
+    for line in by_batch_size(results):
+        progress(line)
     return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
 
 

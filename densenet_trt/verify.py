@@ -114,3 +114,19 @@ def check_finite(outputs: dict[str, torch.Tensor], n: int, inputs: str) -> None:
             "non-finite inputs or weights, or values beyond float32's range, are the likely cause, "
             "not the engine's arithmetic; check the weights and the data"
         )
+
+
+def by_batch_size(results: list[tuple[int, Comparison]], against: str = "") -> list[str]:
+    """A line per batch size of ``results`` (batch size, comparison), however many batches of
+    that size were compared: how many, how many within the tolerance, and the worst (the
+    largest error relative to its allowance)."""
+    lines = []
+    for n in sorted({n for n, _ in results}):
+        of_size = [c for size, c in results if size == n]
+        worst = max(of_size, key=lambda c: c.max_abs / max(c.tolerance.allowed(c.scale), 1e-300))
+        within = sum(c.passes() for c in of_size)
+        several = len(of_size) > 1
+        runs = f"{len(of_size)} batches" if several else "1 batch"
+        verdict = "within the tolerance" if within == len(of_size) else f"{len(of_size) - within} outside the tolerance"
+        lines.append(f"  batch {n}, {runs}: {verdict}; {'the worst' if several else 'it'}{against}: {worst}")
+    return lines

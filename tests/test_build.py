@@ -104,6 +104,17 @@ def test_verify_makes_the_random_weights_again(built):
     assert sum(n for n, _ in verification.results) == verification.inputs
 
 
+def test_verify_says_a_line_per_batch_size_not_per_batch(shared_engine):
+    """65 samples on an engine whose opt batch is 2: 32 batches of 2 and one of 1, two lines."""
+    lines = []
+    verification = verify_engine(shared_engine.path, 65, seed=1, progress=lines.append)
+    assert verification.passed and len(verification.results) == 33
+    assert lines[0] == "comparing 65 distinct inputs (seed 1) with eager float32 PyTorch" and len(lines) == 3, lines
+    assert lines[1].startswith("  batch 1, 1 batch: within the tolerance; it: max abs ")
+    assert lines[2].startswith("  batch 2, 32 batches: within the tolerance; the worst: max abs ")
+    assert lines[2].endswith(" over 2 samples")
+
+
 def test_auto_picks_tensorrt_only_with_a_gpu_else_the_fastest_cpu_backend(monkeypatch):
     backend, device, reason = choose_backend("fp32")
     assert device == "cpu" and "no TensorRT" in reason
