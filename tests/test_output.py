@@ -101,6 +101,23 @@ def test_quiet_calibrate_and_int8_build_print_only_their_results_and_use_every_s
                     warns="warning: int8 is not faster than this backend's float32 engine: ")
 
 
+def test_an_aotinductor_build_says_before_its_compile_that_it_takes_about_a_minute(tmp_path, monkeypatch):
+    """The compile is the long step (64 s for densenet_bc40_k12 on 2 cores): a line before it
+    says so. The compile itself is stopped at its start, where it checks the line was said."""
+    import torch._inductor
+
+    lines = []
+
+    def compile_package(*args, **kwargs):
+        raise RuntimeError(f"the last line before the compile: {lines[-1]}")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", compile_package)
+    with pytest.raises(RuntimeError) as stopped:
+        build(MODEL, backend="inductor", batch="1:2:4", output=tmp_path, name="e", progress=lines.append)
+    assert str(stopped.value) == ("the last line before the compile: compiling C++ kernels with AOTInductor: about a "
+                                  "minute for a small preset on 2 cores, several for densenet121")
+
+
 @pytest.mark.slow
 def test_quiet_inductor_build_and_verify_print_only_their_results(tmp_path):
     built = command(tmp_path, "build", "--model", MODEL, "--backend", "inductor", "--name", "e", "-q")
