@@ -22,6 +22,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["densenet_trt", "densenet_trt.*"]),
+    # torchvision's ImageNet class names, recorded in the manifest of an engine built from its checkpoint.
+    package_data={"densenet_trt": ["imagenet_categories.txt"]},
     install_requires=[
         # A floor, not a pin: Jetson's PyTorch builds and older GPU machines must run it.
         "torch>=2.11",

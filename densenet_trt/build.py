@@ -43,7 +43,8 @@ from .models import DenseNet
 from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
-from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
+from .registry import (ModelInfo, checkpoint_labels, get_model_info, model_config, model_record, reference_model,
+                       weights_path)
 from .spec import BatchRange, BuildSpec, Int8Ranges, Precision, check_image_size, check_seed
 from .verify import Comparison, by_batch_size, check_finite, compare
 from .version import __version__
@@ -311,6 +312,7 @@ def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[
         backend_settings=settings,
         build=BuildRecord(seconds, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
         files=files, main_file=main, accuracy=AccuracyRecord.skipped("not checked yet"),
+        labels=checkpoint_labels(plan.model),
     )
 
 

@@ -44,8 +44,8 @@ class Document:
 
 # Engine version 2: the manifest carries a digest of its own content, and input/output dtypes
 # are the artifact's graph's. Version 3: ``tf32`` (whether float32 layers may round to TF32),
-# which decides the gate tolerance.
-ENGINE = Document("densenet-trt/engine", 3, "rebuild the engine")
+# which decides the gate tolerance. Version 4: ``labels``, the class names where they are known.
+ENGINE = Document("densenet-trt/engine", 4, "rebuild the engine")
 # Calibration version 2: ONNX Runtime's own ranges (onnxruntime_ranges.json) and the gate and
 # accuracy of its placement (``onnxruntime``), which onnxruntime int8 engines are built from.
 # Version 3: the report carries a digest of its own content, as the engine manifest does.
@@ -232,6 +232,7 @@ class EngineManifest:
     main_file: str
     accuracy: AccuracyRecord
     int8_speed: Int8SpeedRecord | None = None  # int8 engines: against float32, timed at the build
+    labels: list[str] | None = None  # class names where known (torchvision's checkpoints: ImageNet's)
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -246,6 +247,8 @@ class EngineManifest:
             where.fail("device.gpu", "is null for a cuda engine")
         if manifest.main_file not in manifest.files:
             where.fail("main_file", f"{manifest.main_file!r} is not among the files")
+        if manifest.labels is not None and len(manifest.labels) != manifest.model.num_classes:
+            where.fail("labels", f"has {len(manifest.labels)} names for {manifest.model.num_classes} classes")
         return manifest
 
     def gate_tolerance(self) -> Tolerance:

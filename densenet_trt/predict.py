@@ -97,7 +97,8 @@ def classify(
     ``densenet_trt.load``).
 
     Args:
-        labels: class names, a list or a file with one per line, as many as the engine's classes.
+        labels: class names, a list or a file with one per line, as many as the engine's classes;
+            default: the names its manifest records (torchvision's ImageNet checkpoints), else none.
         batch_size: images per run, within the engine's batch range; default its opt batch. A
             last batch below the engine's min batch is padded up to it (the padding's results
             are dropped).
@@ -110,7 +111,7 @@ def classify(
     classes = engine.manifest.model.num_classes
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= classes:
         raise DenseNetTRTError(f"top-k must be between 1 and the engine's {classes} classes, got {top_k!r}")
-    names = _label_names(labels, classes)
+    names = engine.manifest.labels if labels is None else _label_names(labels, classes)
     size = engine.batch.opt if batch_size is None else engine.batch.check(batch_size, "batch size")
     files = expand_images(paths)
 

@@ -238,6 +238,22 @@ def pretrained_path(info: ModelInfo) -> Path:
     return path
 
 
+# torchvision's ImageNet class names, as its DenseNet weights' metadata has them
+# (``DenseNet121_Weights.IMAGENET1K_V1.meta["categories"]``; the same for the four presets).
+IMAGENET_CATEGORIES = Path(__file__).with_name("imagenet_categories.txt")
+
+
+def checkpoint_labels(record: dict[str, Any]) -> list[str] | None:
+    """The class names of the model ``record`` (``model_record``) describes, where they are
+    known: torchvision's ImageNet categories for its own checkpoint of the preset (its file
+    name, as torchvision and torch's hub cache keep it) with the 1000 classes; else None."""
+    info = get_model_info(record["name"])
+    weights = record["weights"]
+    if weights is None or info.pretrained_file != Path(weights["file"]).name or record["num_classes"] != 1000:
+        return None
+    return IMAGENET_CATEGORIES.read_text(encoding="utf-8").splitlines()
+
+
 def weights_path(info: ModelInfo, weights: str | os.PathLike | None) -> Path | None:
     """The checkpoint file ``weights`` names for preset ``info``: a path, or a tag such as
     ``"imagenet"`` for torchvision's file; None for random weights."""

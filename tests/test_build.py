@@ -84,7 +84,7 @@ def test_inputs_the_engine_was_not_built_for_are_refused(built):
 def test_manifest_records_what_was_built(built):
     m = json.loads((built.path / "manifest.json").read_text())
     assert {k: v for k, v in m.items() if k not in ("schema", "schema_version", "digest")} == built.manifest.to_json()
-    assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 3
+    assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 4
     assert m["model"]["name"] == "densenet_bc100_k12" and m["model"]["weights"] is None
     assert m["model"]["config"]["block_config"] == [2, 2, 2]
     assert m["batch"] == {"min": 1, "opt": 4, "max": 8} and m["image_size"] == 32
@@ -219,8 +219,8 @@ def test_bad_manifests_are_refused(engine_copy):
     manifest_path.write_text(good[:50])
     with pytest.raises(DenseNetTRTError, match="is corrupt"):
         load(engine_copy.path)
-    manifest_path.write_text(good.replace('"schema_version": 3', '"schema_version": 99'))
-    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 3"):
+    manifest_path.write_text(good.replace('"schema_version": 4', '"schema_version": 99'))
+    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 4"):
         load(engine_copy.path)
     manifest_path.unlink()
     with pytest.raises(DenseNetTRTError, match="has no manifest.json"):

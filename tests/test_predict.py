@@ -3,6 +3,7 @@ on small random-weight engines and on the digits checkpoint."""
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -254,3 +255,58 @@ def test_trained_digits_checkpoint_classifies_digit_images(tmp_path, digits_fp32
     assert not any(p.random_weights for p in predictions)  # trained weights: no warning
     text = run("predict", artifact.path, files[0])
     assert text.exit_code == 0 and "warning" not in text.stderr and "random" not in text.stderr
+
+
+# --- class names recorded in the manifest -------------------------------------------------------
+
+
+def test_the_shipped_imagenet_names_are_torchvisions():
+    torchvision = pytest.importorskip("torchvision")
+    from densenet_trt.registry import IMAGENET_CATEGORIES
+
+    names = IMAGENET_CATEGORIES.read_text(encoding="utf-8").splitlines()
+    for preset in (121, 161, 169, 201):
+        assert names == getattr(torchvision.models, f"DenseNet{preset}_Weights").IMAGENET1K_V1.meta["categories"]
+
+
+def test_an_engine_built_from_torchvisions_checkpoint_names_its_classes(tmp_path, monkeypatch, images):
+    """torchvision's file (here with random weights, as torchvision makes the model) in torch's
+    hub cache: the manifest records ImageNet's 1000 names, and predict and info use them."""
+    torchvision = pytest.importorskip("torchvision")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "densenet121-a639ec97.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.densenet121().state_dict(), cached)
+    artifact = densenet_trt.build("densenet121", weights="imagenet", backend="torchscript", image_size=32,
+                                  output=tmp_path / "engines", name="e", verify=False)
+    names = torchvision.models.DenseNet121_Weights.IMAGENET1K_V1.meta["categories"]
+    assert artifact.manifest.labels == names == densenet_trt.load(artifact.path).manifest.labels
+    result = run("predict", artifact.path, images / "a.png", "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    shown = [line.strip().rsplit("  ", 1)[0].strip() for line in result.stdout.splitlines()[1:]]
+    assert len(shown) == 3 and set(shown) <= set(names), shown
+    assert "labels  1000 class names (tench, goldfish, great white shark, ...)" in run("info", artifact.path).stdout
+    other = tmp_path / "renamed.pth"  # not torchvision's file name: nothing says which names it has
+    shutil.copy(cached, other)
+    assert densenet_trt.build("densenet121", weights=other, backend="torchscript", image_size=32,
+                              output=tmp_path / "engines", name="f", verify=False).manifest.labels is None
+
+
+def test_predict_names_classes_from_the_manifest_and_a_labels_file_replaces_them(engine_copy, edit_manifest,
+                                                                                 images, labels_file):
+    edit_manifest(engine_copy.path, lambda m: m.update(labels=[name.upper() for name in NAMES]))
+    named = classify(engine_copy.path, [images / "a.png"], top_k=10)[0]
+    assert sorted(g.label for g in named.top) == sorted(name.upper() for name in NAMES)
+    replaced = classify(engine_copy.path, [images / "a.png"], top_k=10, labels=labels_file)[0]
+    assert sorted(g.label for g in replaced.top) == sorted(NAMES)
+    edit_manifest(engine_copy.path, lambda m: m.update(labels=["one"]))
+    with pytest.raises(DenseNetTRTError, match="field labels has 1 names for 10 classes; rebuild the engine"):
+        classify(engine_copy.path, [images / "a.png"])
+
+
+def test_no_command_or_page_names_a_labels_file_the_repository_does_not_have():
+    """`--labels imagenet_classes.txt` was in predict --help, docs/predict.md and docs/deploy.md."""
+    texts = [run("predict", "--help").stdout] + [
+        (REPO / page).read_text() for page in ("docs/predict.md", "docs/deploy.md", "examples/python/README.md")]
+    named = {m for text in texts for m in re.findall(r"--labels[ =]([\w./-]+)", " ".join(text.split()))}
+    assert {m for m in named if m not in ("FILE",) and not (REPO / m).exists()} == set()

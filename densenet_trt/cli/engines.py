@@ -273,6 +273,8 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
         *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")")),
            ("quantizer", m.backend_settings.get("quantizer", "ModelOpt's Q/DQ (nvidia-modelopt), as calibrated"))]
           if cal else []),
+        ("labels", "none recorded: predict shows class indices (or give --labels)" if m.labels is None
+         else f"{len(m.labels)} class names ({', '.join(m.labels[:3])}, ...)"),
         ("runs here", "yes" if problem is None else f"no: {problem}"),
     ]
 

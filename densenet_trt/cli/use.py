@@ -266,8 +266,9 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
 @click.argument("engine", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Class names, one per line (UTF-8), as many as the engine's classes; default: "
-                   "class indices.")
+              help="Class names, one per line (UTF-8), as many as the engine's classes; default: the "
+                   "names the engine's manifest records (an engine built from torchvision's ImageNet "
+                   "checkpoint has its 1000), else class indices.")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Classes to show per image.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON list: per image its path and top classes (index, label, probability).")
@@ -281,8 +282,7 @@ def predict(engine, images, labels, top_k, as_json, batch_size):
 
     \b
     Example:
-      densenet-trt predict engines/densenet121-onnxruntime-fp32-b1-8-32-224 cat.jpg photos/ \\
-          --labels imagenet_classes.txt --top-k 3
+      densenet-trt predict engines/densenet121-onnxruntime-fp32-b1-8-32-224 cat.jpg photos/ --top-k 3
     """
     from ..predict import classify
 

@@ -23,14 +23,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("engine", type=Path, help="engine folder written by `densenet-trt build`")
     parser.add_argument("folder", type=Path, help="folder of images (searched recursively)")
-    parser.add_argument("--labels", type=Path, help="class names, one per line")
+    parser.add_argument("--labels", type=Path,
+                        help="class names, one per line [default: those the engine's manifest records]")
     args = parser.parse_args()
 
     engine = densenet_trt.load(args.engine)
     if engine.manifest.preprocessing is None:
         raise SystemExit(f"{args.engine} records no preprocessing; rebuild it with --preprocess or --mean/--std")
     preprocess = engine.manifest.preprocessing
-    labels = args.labels.read_text(encoding="utf-8").splitlines() if args.labels else None
+    labels = args.labels.read_text(encoding="utf-8").splitlines() if args.labels else engine.manifest.labels
     files = image_files(args.folder)
     if not files:
         raise SystemExit(f"no images in {args.folder}")
