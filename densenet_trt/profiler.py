@@ -72,15 +72,10 @@ OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
 def profile(
     engines: Sequence[str | os.PathLike],
     *,
-    batch_size: int | Iterable[int] = 1,
-    iterations: int | None = None,
-    duration: float | None = None,
-    warmup_iterations: int | None = None,
-    warmup_duration: float | None = None,
-    vs: str = "eager",
-    threads: int | None = None,
-    cuda_graphs: bool = False, include_transfers: bool = False,
-    gap: float = DEFAULT_GAP,
+    batch_size: int | Iterable[int] = 1, iterations: int | None = None, duration: float | None = None,
+    warmup_iterations: int | None = None, warmup_duration: float | None = None,
+    vs: str = "eager", threads: int | None = None,
+    cuda_graphs: bool = False, include_transfers: bool = False, gap: float = DEFAULT_GAP,
     mode: str = "both", requests: int | None = None, layers: int = 0,
     outputs: Sequence[str | os.PathLike] = (), force: bool = False,
     progress: Progress = quiet,
@@ -88,16 +83,15 @@ def profile(
 ) -> ProfileReport:
     """Latency and measured throughput of each engine folder in ``engines`` at each batch size.
 
-    The parameters are the command line's options (``--batch-size`` is ``batch_size``): one
-    vocabulary. The names before it, ``batches``, ``warmup`` and ``warmup_time``, still work with
-    a DeprecationWarning.
+    The parameters are the command line's options (``--batch-size`` is ``batch_size``); the old
+    names ``batches``, ``warmup`` and ``warmup_time`` still work, with a DeprecationWarning.
 
     Args:
-        batch_size: images per request: one size, or several measured one after another.
+        batch_size: images per request: one size, or several measured one after another; a
+            size outside an engine's range is skipped (the report says why) unless none can run.
         iterations, duration: each measurement's rounds (latency) or requests (throughput), or
             its seconds; default 5 seconds. p99 needs 100 samples or more to be a tail.
-        warmup_iterations, warmup_duration: warm-up rounds, or seconds, before each
-            measurement; default 3 rounds.
+        warmup_iterations, warmup_duration: warm-up rounds, or seconds, first; default 3 rounds.
         vs: ``"eager"``: also time eager PyTorch (the same model and weights) in float32 and,
             where it can, each engine's precision: one baseline per model, input size and
             device, in the same rounds as its engines; ``"none"``: the engines alone.
@@ -112,15 +106,11 @@ def profile(
         outputs: report files to write, by suffix (.json, .csv, .md, .png); checked first by
             the output rule (``artifact.check_outputs``); one that exists only with ``force``.
         progress: called with a line as each engine and batch size is measured.
-
-    A batch size outside an engine's range is skipped (with the reason, in the report) unless
-    nothing at all could run.
     """
     given = _old_names(old_names, batch_size=batch_size, warmup_iterations=warmup_iterations,
                        warmup_duration=warmup_duration)
-    sizes = given["batch_size"]
-    settings = _settings([sizes] if _is_int(sizes) else sizes, given["warmup_iterations"], given["warmup_duration"],
-                         iterations, duration, vs, threads, cuda_graphs, include_transfers, gap, mode, requests, layers)
+    settings = _settings(*given.values(), iterations, duration, vs, threads, cuda_graphs, include_transfers, gap, mode,
+                         requests, layers)
     paths = _report_paths(outputs, force, engines)
     if not engines:
         raise DenseNetTRTError("no engines to profile; give one or more engine folders")
@@ -158,12 +148,12 @@ def _old_names(old: dict[str, Any], **new: Any) -> dict[str, Any]:
 
 
 def _settings(
-    batches: Iterable[int], warmup: int | None, warmup_time: float | None, iterations: int | None,
+    batches: int | Iterable[int], warmup: int | None, warmup_time: float | None, iterations: int | None,
     duration: float | None, vs: str, threads: int | None, cuda_graphs: bool, include_transfers: bool,
     gap: float, mode: str, requests: int | None, layers: int,
 ) -> Settings:
     """The checked options with their defaults resolved, and a new random seed."""
-    batches = tuple(batches)
+    batches = (batches,) if _is_int(batches) else tuple(batches)
     _check_batches(batches)
     _check_amounts(warmup, warmup_time, iterations, duration)
     _check_run_options(vs, threads, gap)
