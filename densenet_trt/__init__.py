@@ -20,6 +20,7 @@ _API = {
     "Artifact": "build",
     "build": "build",
     "verify_engine": "build",
+    "compile": "compiling",
     "Engine": "engine",
     "load": "engine",
     "export_model": "export",
@@ -39,6 +40,7 @@ _API = {
 
 if TYPE_CHECKING:
     from .build import Artifact, build, verify_engine
+    from .compiling import compile
     from .engine import Engine, load
     from .export import export_model
     from .models import DenseNet, count_macs, count_parameters
