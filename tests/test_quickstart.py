@@ -167,3 +167,31 @@ def test_files_the_docs_leave_in_the_repository_root_are_ignored(path):
     assert ignored.returncode == 0, f"{path} is not git-ignored"
     nested = subprocess.run(["git", "check-ignore", "--no-index", "-q", f"examples/{path}"], cwd=REPO)
     assert nested.returncode == 1, f"examples/{path} is ignored too: the pattern is not anchored"
+
+
+def test_the_readme_says_which_install_is_for_which_machine_and_that_tensorrt_has_not_run_on_a_gpu():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    install = text[text.index("## Install"):text.index("## Quickstart")]
+    rows = {line.split("|")[1].strip(): line for line in install.splitlines() if line.startswith("| ") and "---" not in line}
+    cpu = rows["a CPU-only machine (no NVIDIA GPU)"]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in cpu and 'pip install -e ".[cpu,test]"' in cpu
+    gpu = next(line for name, line in rows.items() if name.startswith("an NVIDIA GPU machine"))
+    assert "torch==2.14.1 torchvision==0.29.1 -e \".[cpu,test]\"" in gpu and "6.2 GB" in gpu and "what CI runs" in gpu
+    assert "What you have after" in install and "densenet-trt build --model densenet121 --force" in install
+    assert "**The TensorRT paths have not yet run on a GPU.**" in install
+    ci = (REPO / ".ci" / "run").read_text()
+    assert 'pip install --quiet torch==2.14.1 torchvision==0.29.1 -e ".[cpu,test]"' in ci  # the row that says so
+
+
+def test_the_readme_python_section_compiles_a_model_and_warms_it_up():
+    import ast
+
+    import densenet_trt
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## In Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    calls = {node.func.attr for node in ast.walk(ast.parse(code))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert {"compile", "warmup"} <= calls
+    assert callable(densenet_trt.compile) and callable(densenet_trt.Engine.warmup)
