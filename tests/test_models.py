@@ -174,7 +174,8 @@ def test_memory_efficient_scripts_and_exports():
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
-        assert torch.equal(torch.jit.script(model)(x), expected)
+        # TorchScript's executor may pick other kernels than eager's: float32 round-off only.
+        torch.testing.assert_close(torch.jit.script(model)(x), expected, rtol=1e-4, atol=1e-5)
         program = torch.export.export(model, (x,))
         torch.testing.assert_close(program.module()(x), expected)
 

@@ -72,7 +72,9 @@ def test_classify_a_folder_in_batches_as_each_image_alone(engine, images, batch_
     for prediction in predictions:
         indices, probabilities = reference(engine, prediction.path, 3)
         assert [g.index for g in prediction.top] == indices
-        np.testing.assert_allclose([g.probability for g in prediction.top], probabilities, atol=1e-6)
+        # Batches of 3 (or 2) against a batch of 2: oneDNN picks kernels by the batch's shape, so
+        # the last bits differ from one CPU to another; within 1e-4 relative, as test_cli_json.
+        np.testing.assert_allclose([g.probability for g in prediction.top], probabilities, rtol=1e-4, atol=0)
         assert all(g.label is None for g in prediction.top)
 
 
