@@ -136,9 +136,8 @@ def writable_folder(folder: str | os.PathLike, fix: str, create: bool = True) ->
         if create:
             folder.mkdir(parents=True, exist_ok=True)
             where = folder
-        fd, probe = tempfile.mkstemp(prefix=".densenet-trt-write-test-", dir=where)
-        os.close(fd)
-        os.unlink(probe)
+        with tempfile.TemporaryFile(dir=where):  # nameless (O_TMPFILE): Ctrl-C or SIGTERM here leaves nothing
+            pass
         if not os.access(where, os.W_OK):
             raise PermissionError(0, "Permission denied")
     except OSError as e:

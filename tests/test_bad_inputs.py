@@ -249,10 +249,10 @@ def test_export_triton_refuses_a_model_name_that_would_rewrite_the_config(work, 
     ("--duration", "inf", "duration must be a positive number of seconds up to 3600, got inf"),
     ("--duration", "nan", "duration must be a positive number of seconds up to 3600, got nan"),
     ("--duration", "3601", "duration must be a positive number of seconds up to 3600, got 3601.0"),
-    ("--warmup-duration", "inf", "warmup_time must be a positive number of seconds up to 3600, got inf"),
-    ("--warmup-duration", "nan", "warmup_time must be a positive number of seconds up to 3600, got nan"),
+    ("--warmup-duration", "inf", "warmup_duration must be a positive number of seconds up to 3600, got inf"),
+    ("--warmup-duration", "nan", "warmup_duration must be a positive number of seconds up to 3600, got nan"),
     ("--iterations", "1000001", "iterations must be a positive integer up to 1,000,000, got 1000001"),
-    ("--warmup-iterations", "1000001", "warmup must be a count from 0 to 1,000,000, got 1000001"),
+    ("--warmup-iterations", "1000001", "warmup_iterations must be a count from 0 to 1,000,000, got 1000001"),
     ("--gap", "inf", "gap must be 0 to 10 seconds, got inf"),
 ])
 def test_profile_refuses_amounts_that_would_never_end(work, engine, flag, value, message):
