@@ -149,8 +149,8 @@ def _throughput(
             ways.append(("engine", engines[i].precision.value, i, several))
     rows = []
     for runner, precision, index, requests in ways:
-        requests.run(stop_after(settings.warmup or 0, settings.warmup_time))
-        times, wall = requests.run(stop_after(settings.iterations, settings.duration))
+        times, wall = requests.measure(stop_after(settings.warmup or 0, settings.warmup_time),
+                                       stop_after(settings.iterations, settings.duration))
         rows.append(Row(index, group.baseline, batch, THROUGHPUT, requests.requests, runner, precision,
                         requests.how, summarize(times), {}, len(times) * batch / wall, wall, {},
                         _peak_rss_mb(), memory.get(_key(runner, precision, index))))

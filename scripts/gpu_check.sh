@@ -25,6 +25,7 @@ py=${PYTHON:-python3}
 model=${MODEL:-densenet121}
 budget=${BUDGET:-330}
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONFAULTHANDLER=1  # a crash in native code leaves Python's stack in the step's log
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
@@ -62,6 +63,7 @@ run() {  # step limit command...: run it within its limit and the budget, record
     fi
     local why; why=$(first_error "$log")
     [ "$status" -eq 124 ] && why="timed out after $limit s; $why"
+    [ "$status" -gt 128 ] && [ "$status" -ne 124 ] && why="killed by SIG$(kill -l $((status - 128))); $why"
     record "$step" failed $((SECONDS - start)) "$why"
     return 1
 }
