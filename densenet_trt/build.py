@@ -21,7 +21,7 @@ import torch
 
 from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
 from .machine import check_images_memory, device_info, torch_threads
-from .backends import BACKENDS, Backend, choose_backend, get_backend
+from .backends import BACKENDS, Backend, check_dla_batch, choose_backend, get_backend
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
 from .engine import Engine, engine_reference, load
@@ -156,6 +156,7 @@ def plan_build(
         entry_path(output, name)
     precision = Precision.parse(precision)
     batch = BatchRange.parse(batch)
+    check_dla_batch(options or {}, batch)
     overrides = dict(overrides or {})
     size = check_image_size(info, image_size, len(overrides.get("block_config", info.config["block_config"])))
     check_build_memory(model_config(model, num_classes, **overrides), batch, size)

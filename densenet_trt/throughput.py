@@ -1,7 +1,8 @@
 """Measured throughput: images completed / wall time, as trtexec and OpenVINO's benchmark_app
 measure it. Back to back (one request at a time, no pause) for every runner; with several
 requests in flight where the runtime offers it: several CUDA streams, one thread each, for GPU
-engines of any backend; on the CPU, what the engine's runtime offers (``Runtime.in_flight`` in
+engines whose runtime gives a runner per stream (``Runtime.streams``: not one TensorRT execution
+context shared by several streams); on the CPU, what the engine's runtime offers (``Runtime.in_flight`` in
 ``backends/``: OpenVINO's AsyncInferQueue, several ONNX Runtime sessions), else one request at
 a time (TorchScript and inductor calls already use every CPU thread).
 """
@@ -110,22 +111,25 @@ class Threads(Requests):
 
 def in_flight(engine: Any, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
     """Several requests of ``engine`` on ``x`` in flight, or why its runtime offers none here:
-    CUDA streams for any GPU engine, else what the engine's runtime offers (``Runtime.in_flight``)."""
-    if engine.device == "cuda":
-        return _cuda_streams(engine, x, requests or 2)
-    return engine.runtime.in_flight(x, requests, threads)
+    CUDA streams for a GPU engine whose runtime gives a runner per stream (``Runtime.streams``),
+    else what the engine's runtime offers (``Runtime.in_flight``)."""
+    if engine.device != "cuda":
+        return engine.runtime.in_flight(x, requests, threads)
+    runners = engine.runtime.streams(requests or 2)
+    return runners if isinstance(runners, str) else _cuda_streams(runners, x)
 
 
-def _cuda_streams(engine: Any, x: torch.Tensor, n: int) -> Requests:
+def _cuda_streams(runners: list[Callable[[torch.Tensor], object]], x: torch.Tensor) -> Requests:
     device_x = x.to("cuda")
-    streams = [torch.cuda.Stream() for _ in range(n)]
 
-    def worker(stream: torch.cuda.Stream) -> Callable[[], object]:
+    def worker(run: Callable[[torch.Tensor], object]) -> Callable[[], object]:
+        stream = torch.cuda.Stream()
+
         def call() -> None:
             with torch.cuda.stream(stream):
-                engine.run(device_x)
+                run(device_x)
             stream.synchronize()
 
         return call
 
-    return Threads([worker(s) for s in streams], f"{n} CUDA streams, one thread each")
+    return Threads([worker(r) for r in runners], f"{len(runners)} CUDA streams, one thread each")

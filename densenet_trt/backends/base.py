@@ -99,8 +99,14 @@ class Runtime:
     def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
         """Several requests on ``x`` in flight on the CPU (``requests``: how many, default the
         runtime's choice; ``threads``: the CPU threads to share), or why the runtime offers none.
-        CUDA streams, which any GPU engine has, are ``throughput``'s."""
+        CUDA streams are ``throughput``'s, each with a runner from ``streams``."""
         return f"{self.manifest.backend} on the CPU: one request at a time (each call uses every CPU thread)"
+
+    def streams(self, n: int) -> list[Callable[[torch.Tensor], torch.Tensor]] | str:
+        """``n`` runners, one per CUDA stream and thread, for ``n`` requests in flight on the GPU,
+        or why the runtime runs one at a time. Here ``run`` itself, ``n`` times: a torch module
+        may run on several streams from several threads at once."""
+        return [self.run] * n
 
     def layer_times(self, x: torch.Tensor, threads: int) -> tuple[str, dict[tuple[str, str], float]] | str:
         """Per-layer times on ``x`` (``threads``: the CPU threads to use): the profiler's name and
