@@ -460,6 +460,37 @@ def test_int8_from_the_calibrate_stages_qdq_onnx(tmp_path):
     assert artifact.manifest.input.dtype == "float32"
 
 
+@pytest.mark.gpu
+@trt_api
+def test_a_fixed_batch_plan_runs_an_execution_context_per_stream_and_times_its_layers(tmp_path):
+    from densenet_trt import build, profile
+
+    artifact = build("densenet_bc100_k12", backend="tensorrt-onnx", batch="2", overrides=SMALL, output=tmp_path)
+    engine = load(artifact.path)
+    runners = engine.runtime.streams(3)
+    assert len({id(r.context) for r in runners}) == 3 and len({id(r.stream) for r in runners}) == 3
+    x = example_input(2, 32, seed=1).cuda()
+    expected = engine.run(x).float().cpu()
+    for runner in runners:
+        assert torch.equal(runner(x).float().cpu(), expected)
+    report = profile([artifact.path], batches=[2], mode="throughput", requests=3, duration=0.5, vs="none", layers=5)
+    assert [r.how for r in report.rows if r.requests == 3] == ["3 CUDA streams, one thread each"]
+    assert report.layers[0].source == "TensorRT IProfiler" and report.layers[0].layers
+
+
+def test_tensorrt_runs_off_the_legacy_default_stream():
+    """Every execute_async_v3 enqueues on a stream the code made (``torch.cuda.Stream()``), never
+    on torch's current stream, which is the legacy default stream unless changed."""
+    backends = Path(__file__).resolve().parents[1] / "densenet_trt" / "backends"
+    for name in TRT_MODULES:
+        tree = ast.parse((backends / name).read_text())
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and getattr(node.func, "attr", "") == "execute_async_v3"]
+        assert calls and all("current_stream" not in ast.unparse(c) for c in calls), name
+        assert "stream = torch.cuda.current_stream()" not in ast.unparse(tree), name
+        assert "wait_stream" in ast.unparse(tree), name
+
+
 def test_infer_tensorrt_compiles_against_both_releases_headers(binding_sources, tmp_path):
     """examples/cpp/infer_tensorrt.cpp, which runs this backend's plans from C++, against the
     TensorRT 10.3 and 11.1 headers (syntax and types only: no libraries are linked here)."""
