@@ -148,9 +148,9 @@ def _dla(trt, builder, network, config, settings) -> None:
 
 
 def check_dla_batch(options: dict[str, Any], batch: BatchRange) -> None:
-    """Refuse DLA (option ``dla_core``) with a dynamic batch: DLA runs only optimization
-    profiles whose min, opt and max are one shape; TensorRT would put every layer on the GPU,
-    or fail the build without GPU fallback."""
+    """Refuse DLA (option ``dla_core``) with a dynamic batch: "DLA does not support dynamic
+    dimensions, so the profile's min, max, and opt values must be equal" (TensorRT's DLA layer
+    restrictions); TensorRT would put every layer on the GPU, or fail without GPU fallback."""
     if options.get("dla_core") is not None and batch.min != batch.max:
         raise DenseNetTRTError(f"dla_core={options['dla_core']} needs a fixed batch (DLA runs only optimization "
                                f"profiles with min = opt = max), not {batch}: give one batch size, e.g. batch={batch.opt}")
