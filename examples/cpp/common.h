@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "npy.h"
@@ -168,7 +169,12 @@ class Manifest {
 public:
     // The manifest in the folder of `engine`, if there is one.
     static std::optional<Manifest> beside(const std::string& engine) {
-        const auto path = std::filesystem::path(engine).parent_path() / "manifest.json";
+        return in(std::filesystem::path(engine).parent_path().string());
+    }
+
+    // The manifest in `folder`, if there is one.
+    static std::optional<Manifest> in(const std::string& folder) {
+        const auto path = std::filesystem::path(folder) / "manifest.json";
         if (!std::filesystem::is_regular_file(path)) {
             return std::nullopt;
         }
@@ -213,6 +219,12 @@ public:
         }
     }
 
+    // A count such as "threads": 0 where the manifest records none (null).
+    int64_t optional_integer(std::initializer_list<const char*> keys) const {
+        const auto found = value(keys);
+        return !found || *found == "null" ? 0 : integer(keys);
+    }
+
     // (batch min..max, channels, size, size)
     ShapeRange input_range() const {
         const int64_t channels = integer({"in_channels"});
@@ -251,6 +263,28 @@ private:
     std::string path_;
     std::string text_;
 };
+
+// The engine an ENGINE argument names, with its manifest: a file, with the manifest.json beside
+// it, or the engine's folder, whose manifest names its main file. These programs' engines need
+// their manifest (the settings the engine was built and verified with).
+inline std::pair<std::string, Manifest> engine_with_manifest(const std::string& engine, const std::string& program) {
+    const bool folder = std::filesystem::is_directory(engine);
+    if (!folder) {
+        require_file(engine, "engine");
+    }
+    auto manifest = folder ? Manifest::in(engine) : Manifest::beside(engine);
+    if (!manifest) {
+        throw std::runtime_error("no manifest.json " + std::string(folder ? "in " : "beside ") + engine + ": " +
+                                 program + " reads the engine's settings from it; keep the engine folder that "
+                                 "densenet-trt build wrote together");
+    }
+    std::string file = engine;
+    if (folder) {
+        file = (std::filesystem::path(engine) / manifest->required({"main_file"})).string();
+        require_file(file, "engine");
+    }
+    return {file, *manifest};
+}
 
 // Prints the top-k classes of each sample with their softmax probabilities and writes the
 // logits (N, classes) to options.output if given.
