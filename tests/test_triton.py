@@ -4,11 +4,13 @@ import dataclasses
 import shutil
 
 import pytest
+from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS
+from densenet_trt.cli import main
 from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 from helpers import small_engine_param
@@ -101,6 +103,20 @@ def test_engines_the_runner_cannot_run_at_their_precision_are_refused(refused_en
             "openvino engine$")):
         export_triton(refused_engine.path, tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
+
+
+def test_the_export_says_what_triton_runs(engine, tmp_path):
+    """The CLI's line: the runner, the precision it runs the engine in, the parameters."""
+    result = CliRunner().invoke(main, ["export-triton", str(engine.path), "--repository", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    m = engine.manifest
+    runner = TARGETS[m.backend][0] or TARGETS[m.backend][1]
+    said = f"wrote {tmp_path / 'repo' / engine.path.name} (config.pbtxt, 1/): Triton's {runner} runs it in {m.precision}"
+    if m.backend == "openvino":
+        said += ("; parameters RESHAPE_IO_LAYERS=YES, HINT_BF16=YES, PERFORMANCE_HINT=LATENCY; max_batch_size 0, the "
+                 "batch a -1 dimension (this runner takes only batch max_batch_size otherwise), so Triton does not "
+                 "batch requests: send batches of 1 to 8")
+    assert result.output == said + "\n"
 
 
 def test_options_and_refusals(engine, tmp_path):
