@@ -107,6 +107,27 @@ def test_logits_equal_the_python_engines(programs, engine, batch, tmp_path):
         assert len(result.stdout.splitlines()) == batch + 1
 
 
+def test_uint8_images_get_the_manifests_preprocessing(programs, engine, tmp_path):
+    """uint8 (N, H, W, C) images at the crop size: the program's logits are those of the same
+    images saved as PNGs and read with densenet_trt's preprocessing from the manifest."""
+    from PIL import Image
+
+    from densenet_trt.data import read_image
+
+    images = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "u8.npy", images)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    x = np.stack([read_image(tmp_path / f"{i}.png", engine.manifest.preprocessing) for i in range(3)])
+    built(infer(programs, engine, engine.path, tmp_path / "u8.npy", "--output", tmp_path / "logits.npy"))
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), densenet_trt.load(engine.path)(x).numpy(),
+                               rtol=0, atol=1e-5)
+    np.save(tmp_path / "small.npy", images[:, :16])
+    line = error_line(infer(programs, engine, engine.path, tmp_path / "small.npy"))
+    assert line.endswith("holds uint8 images of shape (3, 16, 32, 3); this engine takes (N, 32, 32, 3): resized "
+                         "and center-cropped as its manifest's preprocessing says")
+
+
 def test_the_manifests_thread_count_is_used(programs, engine, edit_manifest, tmp_path):
     folder = shutil.copytree(engine.path, tmp_path / "e")
     edit_manifest(folder, lambda m: m.update(threads=1))

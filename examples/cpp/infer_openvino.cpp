@@ -13,9 +13,11 @@ namespace {
 const char* const kUsage =
     "usage: infer_openvino ENGINE INPUT.npy [--output LOGITS.npy] [--top-k K]\n"
     "\n"
-    "Runs the OpenVINO engine ENGINE (its folder, or its model.xml) on the float32 images\n"
-    "(N, C, H, W) in INPUT.npy on the CPU and prints the top K classes of each image (default 5)\n"
-    "with their softmax probabilities.\n"
+    "Runs the OpenVINO engine ENGINE (its folder, or its model.xml) on the images in INPUT.npy\n"
+    "on the CPU and prints the top K classes of each image (default 5) with their softmax\n"
+    "probabilities. The images: float32 (N, C, H, W) as the engine takes them, or uint8\n"
+    "(N, H, W, C) (or (N, H, W) for one channel) resized and center-cropped as the manifest's\n"
+    "preprocessing says, which are scaled and normalized with its mean and std here.\n"
     "\n"
     "  --output LOGITS.npy  also write the logits (N, classes) as float32 .npy\n"
     "  --top-k K            how many classes to print per image\n"
@@ -72,7 +74,7 @@ void check_ir(const std::string& file) {
 
 void infer(const example::Options& options) {
     const auto [file, manifest] = example::engine_with_manifest(options.engine, "infer_openvino");
-    npy::Array images = example::read_images(options.input);
+    npy::Array images = example::read_input(options.input, manifest);
     example::check_input(images.shape, manifest.input_range());
 
     const ov::AnyMap config = compile_config(manifest);
