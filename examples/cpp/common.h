@@ -317,6 +317,17 @@ inline std::pair<std::string, Manifest> engine_with_manifest(const std::string& 
     return {file, *manifest};
 }
 
+// The usage both CPU runners (infer_onnxruntime, infer_openvino) share: their input and options.
+inline const std::string kCpuRunnerUsage =
+    "on the CPU and prints the top K classes of each image (default 5) with their softmax\n"
+    "probabilities. The images: float32 (N, C, H, W) as the engine takes them, or uint8\n"
+    "(N, H, W, C) (or (N, H, W) for one channel) resized and center-cropped as the manifest's\n"
+    "preprocessing says, which are scaled and normalized with its mean and std here.\n"
+    "\n"
+    "  --output LOGITS.npy  also write the logits (N, classes) as float32 .npy\n"
+    "  --top-k K            how many classes to print per image\n"
+    "\n";
+
 // The input of a program that reads the engine's manifest: float32 images (N, C, H, W) as the
 // engine takes them, or uint8 images (N, H, W, C), (N, H, W) for one channel, already resized and
 // center-cropped as the manifest's preprocessing says, which are scaled to [0, 1] and normalized

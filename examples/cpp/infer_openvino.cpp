@@ -10,18 +10,11 @@
 
 namespace {
 
-const char* const kUsage =
-    "usage: infer_openvino ENGINE INPUT.npy [--output LOGITS.npy] [--top-k K]\n"
-    "\n"
-    "Runs the OpenVINO engine ENGINE (its folder, or its model.xml) on the images in INPUT.npy\n"
-    "on the CPU and prints the top K classes of each image (default 5) with their softmax\n"
-    "probabilities. The images: float32 (N, C, H, W) as the engine takes them, or uint8\n"
-    "(N, H, W, C) (or (N, H, W) for one channel) resized and center-cropped as the manifest's\n"
-    "preprocessing says, which are scaled and normalized with its mean and std here.\n"
-    "\n"
-    "  --output LOGITS.npy  also write the logits (N, classes) as float32 .npy\n"
-    "  --top-k K            how many classes to print per image\n"
-    "\n"
+const std::string kUsage =
+    std::string("usage: infer_openvino ENGINE INPUT.npy [--output LOGITS.npy] [--top-k K]\n"
+                "\n"
+                "Runs the OpenVINO engine ENGINE (its folder, or its model.xml) on the images in INPUT.npy\n") +
+    example::kCpuRunnerUsage +
     "It needs the manifest.json that densenet-trt build writes beside the engine: the input is\n"
     "checked against its batch range and image size, and the model is compiled with its recorded\n"
     "settings (INFERENCE_PRECISION_HINT and the rest of backend_settings.config) and its thread\n"
