@@ -59,17 +59,28 @@ def check_same_torch(manifest: EngineManifest, what: str) -> None:
                                "rebuild it here")
 
 
+def no_triton_parameters(manifest: EngineManifest) -> dict[str, str]:
+    """A runner that needs no parameters in config.pbtxt."""
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonTarget:
     """How Triton runs one kind of engine: ``setting`` is ("platform", NAME) or ("backend", NAME);
     ``files`` maps each engine file to its name in the model's version folder; ``kind`` is the
-    instance kind, KIND_GPU or KIND_CPU."""
+    instance kind, KIND_GPU or KIND_CPU. ``batched``: the runner takes Triton's batching
+    (max_batch_size N, dims without the batch); False: max_batch_size 0 and the batch an explicit
+    -1 dimension. ``parameters``: the config's parameters for the engine a manifest describes, its
+    precision and thread count carried over; raises DenseNetTRTError, with the reason, where the
+    runner cannot run that engine as it was verified."""
 
     setting: tuple[str, str]
     files: dict[str, str]
     input_name: str
     output_name: str
     kind: str
+    batched: bool = True
+    parameters: Callable[[EngineManifest], dict[str, str]] = no_triton_parameters
 
 
 def triton_libtorch(file: str, kind: str) -> TritonTarget:
