@@ -32,6 +32,7 @@ from .stats import Stats, summarize
 DEFAULT_CONCURRENCIES = (1, 2, 4, 8)
 DEFAULT_DURATION = 10.0
 DEFAULT_WARMUP = 2.0
+DEFAULT_WAIT = 120.0  # seconds for the server and the model to be ready
 MAX_CONCURRENCY = 256
 SERVER, IN_PROCESS = "server", "in-process"
 
@@ -128,7 +129,7 @@ class Client:
     """A served model over HTTP or gRPC (``url``: http://HOST:PORT or grpc://HOST:PORT) through
     tritonclient: its one input read from the model's metadata, a client per thread."""
 
-    def __init__(self, url: str, model: str):
+    def __init__(self, url: str, model: str, wait: float = DEFAULT_WAIT):
         scheme, sep, address = url.partition("://")
         if not sep or scheme not in ("http", "grpc") or not address:
             raise DenseNetTRTError(f"server URL {url!r} is not http://HOST:PORT or grpc://HOST:PORT")
@@ -141,7 +142,7 @@ class Client:
             raise DenseNetTRTError(f"loadtest needs tritonclient ({e}): pip install 'tritonclient[all]'") from None
         self.url, self.model, self.module, self.address, self.scheme = url, model, module, address, scheme
         self._local = threading.local()
-        self.input_name, self.datatype, self.shape = self._metadata()
+        self.input_name, self.datatype, self.shape = self._metadata(wait)
 
     def client(self) -> Any:
         """This thread's client."""
@@ -149,15 +150,23 @@ class Client:
             self._local.client = self.module.InferenceServerClient(self.address)
         return self._local.client
 
-    def _metadata(self) -> tuple[str, str, list[int]]:
+    def _metadata(self, wait: float) -> tuple[str, str, list[int]]:
+        """The model's one input, once it is ready (waiting up to ``wait`` seconds for the server
+        and the model: a server just started loads its models first)."""
         from tritonclient.utils import InferenceServerException
 
-        try:
-            if not self.client().is_model_ready(self.model):
-                raise DenseNetTRTError(f"model {self.model!r} is not ready on {self.url}")
-            meta = self.client().get_model_metadata(self.model)
-        except (InferenceServerException, OSError) as e:
-            raise DenseNetTRTError(f"cannot reach model {self.model!r} on {self.url}: {e}") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if self.client().is_model_ready(self.model):
+                    meta = self.client().get_model_metadata(self.model)
+                    break
+                reason = "it is not ready (is it served there?)"
+            except (InferenceServerException, OSError) as e:
+                reason = str(e).strip() or type(e).__name__
+            if time.monotonic() >= deadline:
+                raise DenseNetTRTError(f"model {self.model!r} on {self.url}: {reason}; waited {wait:g} s")
+            time.sleep(0.5)
         inputs = meta["inputs"] if isinstance(meta, dict) else [
             {"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in meta.inputs]
         if len(inputs) != 1:

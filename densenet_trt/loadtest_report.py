@@ -32,7 +32,7 @@ from typing import Any
 from .artifact import atomic_path
 from .engine import load
 from .errors import DenseNetTRTError
-from .loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WARMUP, Client, LoadRow, sweep
+from .loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WAIT, DEFAULT_WARMUP, Client, LoadRow, sweep
 from .machine import cpu_name
 from .progress import Progress, quiet
 from .manifest import Document, write_document
@@ -45,12 +45,13 @@ LOADTEST = Document("densenet-trt/loadtest", 1, "run loadtest again")
 def loadtest(url: str, model: str, engine: str | os.PathLike | None = None, *,
              concurrencies: tuple[int, ...] = DEFAULT_CONCURRENCIES, batch: int = 1,
              duration: float = DEFAULT_DURATION, warmup: float = DEFAULT_WARMUP, seed: int = 0,
-             threads: int | None = None, progress: Progress = quiet) -> LoadReport:
+             threads: int | None = None, wait: float = DEFAULT_WAIT, progress: Progress = quiet) -> LoadReport:
     """The load sweep (``loadtest.sweep``) of ``model`` served at ``url``, and of ``engine`` (a
-    built engine's path) in-process where given, as a report."""
+    built engine's path) in-process where given, as a report; ``wait``: seconds to wait for the
+    model to be ready."""
     from importlib.metadata import version
 
-    client = Client(url, model)
+    client = Client(url, model, wait)
     loaded = None if engine is None else load(engine, threads=threads)
     rows = sweep(client, loaded, concurrencies=tuple(concurrencies), batch=batch, duration=duration,
                  warmup=warmup, seed=seed, progress=progress)

@@ -154,6 +154,11 @@ def test_loadtest_refuses_a_url_it_cannot_use():
     assert "server URL 'ftp://x:1' is not http://HOST:PORT or grpc://HOST:PORT" in result.output
     result = CliRunner().invoke(main, ["loadtest", "grpc://x:1", "--model", "e", "--concurrency", "0,2"])
     assert result.exit_code == 2 and "each concurrency must be 1 to 256" in result.output
+    port = free_ports(1)[0]
+    result = CliRunner().invoke(main, ["loadtest", f"grpc://127.0.0.1:{port}", "--model", "e", "--wait", "1"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: model 'e' on grpc://127.0.0.1:{port}: ")
+    assert result.output.rstrip().endswith("waited 1 s")
 
 
 @pytest.mark.skipif(_has_pytriton(), reason="checks the error where nvidia-pytriton is absent")

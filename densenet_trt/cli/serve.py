@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WARMUP, MAX_CONCURRENCY
+from ..loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WAIT, DEFAULT_WARMUP, MAX_CONCURRENCY
 from ..report import MAX_SECONDS
 from ..serve import DEFAULT_HOST, DEFAULT_PORTS, DEFAULT_QUEUE_DELAY_US
 from .options import THREADS, Finite, OutputFile, command, reporter
@@ -80,6 +80,8 @@ def _concurrencies(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--warmup-duration", "warmup", type=Finite(0, MAX_SECONDS), default=DEFAULT_WARMUP,
               show_default=True, help="Seconds of warm-up before each step, not timed.")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads of the in-process engine [default: the engine's].")
+@click.option("--wait", type=Finite(0, MAX_SECONDS), default=DEFAULT_WAIT, show_default=True,
+              help="Seconds to wait for the server and the model to be ready (a server just started loads it).")
 @click.option("--json", "json_path", type=OutputFile(), default=None,
               help="Write the results as JSON (schema in densenet_trt/loadtest_report.py); - for standard output.")
 @click.option("--csv", "csv_path", type=OutputFile(), default=None, help="Write one CSV row per runner and concurrency.")
@@ -88,8 +90,8 @@ def _concurrencies(ctx, param, value: str) -> tuple[int, ...]:
               help="Write a PNG: latency percentiles and throughput against concurrency.")
 @click.option("--force", is_flag=True, help="Overwrite report files that exist.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress; print only the table.")
-def loadtest(url, model, engine, concurrencies, batch, duration, warmup, threads, json_path, csv_path, md_path,
-             png_path, force, quiet):
+def loadtest(url, model, engine, concurrencies, batch, duration, warmup, threads, wait, json_path, csv_path,
+             md_path, png_path, force, quiet):
     """Drive a model a Triton server serves (densenet-trt serve, or any Triton server with a
     one-input FP32 model) at a sweep of concurrencies: throughput, p50/p90/p99 latency with the
     request counts, and the server's queue and compute times from Triton's statistics; with
@@ -105,7 +107,7 @@ def loadtest(url, model, engine, concurrencies, batch, duration, warmup, threads
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}
     report = run_loadtest(url, model, engine, concurrencies=concurrencies, batch=batch, duration=duration,
-                          warmup=warmup, threads=threads, progress=reporter(quiet))
+                          warmup=warmup, threads=threads, wait=wait, progress=reporter(quiet))
     click.echo(report.table(), err="-" in outputs)
     for path, writer in outputs.items():
         getattr(report, writer)(path, force)
