@@ -161,6 +161,21 @@ def test_loadtest_refuses_a_url_it_cannot_use():
     assert result.output.rstrip().endswith("waited 1 s")
 
 
+def test_serve_refuses_in_one_line_before_starting_anything(shared_engine, tmp_path):
+    engine = str(shared_engine.path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        used = str(s.getsockname()[1])
+        for args, message in [([str(tmp_path / "gone")], "does not exist"),
+                              ([engine, "--model-name", "a b"], "is not a Triton model name"),
+                              ([engine, "--http-port", used], f"127.0.0.1:{used} (Address already in use); pass "
+                                                              "another --http-port PORT")]:
+            result = CliRunner().invoke(main, ["serve", *args])
+            assert result.exit_code == 1 and len(result.output.splitlines()) == 1, result.output
+            assert message in result.output
+
+
 @pytest.mark.skipif(_has_pytriton(), reason="checks the error where nvidia-pytriton is absent")
 def test_serve_without_pytriton_says_how_to_install_it(shared_engine):
     result = CliRunner().invoke(main, ["serve", str(shared_engine.path), "--http-port", str(free_ports(1)[0])])
@@ -182,11 +197,11 @@ def bc40(tmp_path_factory):
                  output=tmp_path_factory.mktemp("serve"), name="bc40")
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
     """Until ``url``'s models bc40 and bc40_image are ready (the server is ready before them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read().decode(errors="replace")[-3000:]
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
         try:
             for model in ("bc40", "bc40_image"):
                 with urllib.request.urlopen(f"{url}/v2/models/{model}/ready", timeout=2) as response:
@@ -217,14 +232,16 @@ def test_serve_answers_as_the_engine_refuses_bad_requests_and_stops_leaving_noth
     from densenet_trt.predict import engine_preprocessing
 
     http_port, grpc_port, metrics_port = free_ports(3)
+    log = tmp_path / "serve.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", "densenet_trt", "serve", str(bc40.path), "--http-port", str(http_port),
          "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)  # a pipe could fill
+    children = []
     try:
-        wait_ready(f"http://127.0.0.1:{http_port}", process)
-        children = psutil.Process(process.pid).children(recursive=True)
+        wait_ready(f"http://127.0.0.1:{http_port}", process, log)
+        children += psutil.Process(process.pid).children(recursive=True)
         assert any(p.name() == "tritonserver" for p in children)
         engine = load(bc40.path)
         x = np.random.default_rng(0).standard_normal((32, 3, 32, 32), dtype=np.float32)
@@ -262,9 +279,12 @@ def test_serve_answers_as_the_engine_refuses_bad_requests_and_stops_leaving_noth
         assert [(r["runner"], r["concurrency"]) for r in rows] == [("server", 1), ("server", 2)]
         assert all(r["latency_ms"]["count"] > 0 and r["compute_ms"] > 0 for r in rows)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr.decode(errors="replace")[-3000:]
-    assert "stopped by SIGTERM" in stderr.decode()
+        if process.poll() is None:
+            children += psutil.Process(process.pid).children(recursive=True)  # the ones started since
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    output = log.read_text(errors="replace")
+    assert process.returncode == 0, output[-3000:]
+    assert output.rstrip().endswith("stopped by SIGTERM")
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"left running: {alive}"
