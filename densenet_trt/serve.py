@@ -1,13 +1,13 @@
 """A built engine behind a real Triton Inference Server: PyTriton (``densenet-trt[serve]``)
 runs tritonserver 2.51.0 with its Python backend, which hands each batch to this process.
 
-Two models are served:
+The models served:
 
 - ``NAME``: the tensor model. Input ``input``, float32 (C, H, W) per image; output ``logits``,
   float32 (classes,). Triton's dynamic batcher gathers requests up to the engine's largest
   batch; Triton itself refuses a wrong shape, dtype or a batch over ``max_batch_size``.
-- ``NAME_image``: image files' bytes (JPEG, PNG, ...), preprocessed as the engine's manifest
-  says. Input ``image``, BYTES, one element per image (1 to the engine's largest batch per
+- ``NAME_image``, where the engine records its preprocessing: image files' bytes (JPEG, PNG,
+  ...), preprocessed as the engine's manifest says. Input ``image``, BYTES, one element per image (1 to the engine's largest batch per
   request); output ``logits`` (images, classes). Each request runs on its own, so that an
   image that cannot be decoded fails only its own request.
 
@@ -50,16 +50,18 @@ class Served:
     """What a running server offers: the two models' names and where to reach them."""
 
     model: str
-    image_model: str
+    image_model: str | None  # None: the engine records no preprocessing
     max_batch_size: int
     http_url: str
     grpc_url: str
     metrics_url: str
 
     def lines(self) -> list[str]:
+        images = (f"model {self.image_model}: input {IMAGE_INPUT!r} image file bytes, output {OUTPUT!r}"
+                  if self.image_model else "no image model: the engine records no preprocessing (build with "
+                                           "--preprocess PRESET or --mean/--std)")
         return [f"model {self.model}: input {TENSOR_INPUT!r} float32, output {OUTPUT!r}, batches up to "
-                f"{self.max_batch_size} (dynamic batching)",
-                f"model {self.image_model}: input {IMAGE_INPUT!r} image file bytes, output {OUTPUT!r}",
+                f"{self.max_batch_size} (dynamic batching)", images,
                 f"HTTP {self.http_url}, gRPC {self.grpc_url}, metrics {self.metrics_url}/metrics",
                 f"ready: {self.http_url}/v2/models/{self.model}/ready; Ctrl-C or SIGTERM stops it"]
 
@@ -124,8 +126,9 @@ def image_model(engine: Engine, lock: threading.Lock) -> Callable[[list], list[d
     return infer
 
 
-def bind_models(triton: Any, engine: Engine, name: str, queue_delay_us: int) -> None:
-    """Bind the tensor model ``name`` and the image model ``name`` + ``IMAGE_SUFFIX`` to ``triton``."""
+def bind_models(triton: Any, engine: Engine, name: str, queue_delay_us: int) -> str | None:
+    """Bind the tensor model ``name`` and, where the engine records its preprocessing, the image
+    model ``name`` + ``IMAGE_SUFFIX`` to ``triton``; the image model's name, or None."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
     shape = (engine.in_channels, engine.image_size, engine.image_size)
@@ -137,10 +140,13 @@ def bind_models(triton: Any, engine: Engine, name: str, queue_delay_us: int) -> 
                 config=ModelConfig(max_batch_size=engine.batch.max,
                                    batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us)),
                 strict=True)
+    if engine.manifest.preprocessing is None:
+        return None
     triton.bind(model_name=name + IMAGE_SUFFIX, infer_func=image_model(engine, lock),
                 inputs=[Tensor(name=IMAGE_INPUT, dtype=np.bytes_, shape=(-1,))],
                 outputs=[Tensor(name=OUTPUT, dtype=np.float32, shape=(-1, classes))],
                 config=ModelConfig(batching=False), strict=True)
+    return name + IMAGE_SUFFIX
 
 
 def _pytriton() -> Any:
@@ -158,10 +164,9 @@ def serve(engine: str | os.PathLike | Engine, *, host: str = DEFAULT_HOST, http_
     """Serve ``engine`` (a built engine's path, or one loaded) with a real Triton server on
     ``host`` until the server stops or a signal (KeyboardInterrupt) ends the wait; the server
     and its children are stopped on the way out. ``model_name``: default the engine folder's
-    name; ``ready`` hears what is served once both models are ready."""
+    name; ``ready`` hears what is served once the models are ready."""
     if not isinstance(engine, Engine):
         engine = load(engine, threads=threads)
-    engine_preprocessing(engine)
     name = check_model_name(model_name if model_name is not None else Path(engine.path).name)
     if not isinstance(queue_delay_us, int) or queue_delay_us < 0:
         raise DenseNetTRTError(f"queue_delay_us must be 0 or more microseconds, got {queue_delay_us!r}")
@@ -176,10 +181,10 @@ def serve(engine: str | os.PathLike | Engine, *, host: str = DEFAULT_HOST, http_
         restricted_endpoints=[e for e in triton.DEFAULT_PROTECTED_ENDPOINTS if e not in OPEN_ENDPOINTS])
     server = triton.Triton(config=config, security_config=security)
     try:
-        bind_models(server, engine, name, queue_delay_us)
-        server.run()  # starts tritonserver and loads both models
+        images = bind_models(server, engine, name, queue_delay_us)
+        server.run()  # starts tritonserver and loads the models
         where = f"[{host}]" if ":" in host else host
-        ready(Served(name, name + IMAGE_SUFFIX, engine.batch.max, f"http://{where}:{http_port}",
+        ready(Served(name, images, engine.batch.max, f"http://{where}:{http_port}",
                      f"grpc://{where}:{grpc_port}", f"http://{where}:{metrics_port}"))
         while server.is_alive():
             time.sleep(0.2)

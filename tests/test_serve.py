@@ -183,6 +183,32 @@ def test_serve_without_pytriton_says_how_to_install_it(shared_engine):
     assert 'serve needs nvidia-pytriton' in result.output and '.[serve]' in result.output
 
 
+@needs_pytriton
+def test_an_engine_without_preprocessing_is_served_without_the_image_model(shared_engine, edit_manifest, tmp_path):
+    import shutil
+
+    from densenet_trt import load
+    from densenet_trt.serve import bind_models
+
+    class Recorder:
+        def __init__(self):
+            self.bound = []
+
+        def bind(self, **kwargs):
+            self.bound.append((kwargs["model_name"], [t.name for t in kwargs["inputs"]], kwargs["config"]))
+
+    folder = shutil.copytree(shared_engine.path, tmp_path / "e")
+    for engine, expected in ((load(folder), "e_image"), (None, None)):
+        if engine is None:
+            edit_manifest(folder, lambda m: m.update(preprocessing=None))
+            engine = load(folder)
+        recorder = Recorder()
+        assert bind_models(recorder, engine, "e", 100) == expected
+        assert [(n, i) for n, i, _ in recorder.bound] == [("e", ["input"])] + ([("e_image", ["image"])] if expected else [])
+        config = recorder.bound[0][2]
+        assert (config.max_batch_size, config.batcher.max_queue_delay_microseconds) == (4, 100)
+
+
 # ----------------------------------------------------------------------------------------------
 # A real server (densenet-trt[serve])
 # ----------------------------------------------------------------------------------------------
