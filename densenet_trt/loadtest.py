@@ -203,6 +203,10 @@ def sweep(client: Client, engine: Engine | None, *, concurrencies: tuple[int, ..
           progress: Progress = quiet) -> list[LoadRow]:
     """The served model at each concurrency, then ``engine`` in-process at each (where given)."""
     check_sweep(concurrencies, batch, duration, warmup)
+    x = np.random.default_rng(seed).standard_normal((batch, *client.shape[1:]), dtype=np.float32)
+    if engine is not None:  # refused before the server's steps, not after
+        engine.batch.check(batch, "batch size")
+        engine.check_input(x)
     rows = []
     call = client.infer_call(batch, seed)
     for c in concurrencies:
@@ -212,9 +216,6 @@ def sweep(client: Client, engine: Engine | None, *, concurrencies: tuple[int, ..
         step = run_threads(call, c, duration)
         rows.append(row(SERVER, c, batch, step, statistics_delta(before, client.statistics())))
     if engine is not None:
-        engine.batch.check(batch, "batch size")
-        x = np.random.default_rng(seed).standard_normal((batch, *client.shape[1:]), dtype=np.float32)
-        engine.check_input(x)
         lock = threading.Lock()
 
         def local() -> None:
