@@ -31,10 +31,10 @@ from typing import Any
 
 from .artifact import atomic_path
 from .engine import load
-from .errors import DenseNetTRTError
 from .loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WAIT, DEFAULT_WARMUP, Client, LoadRow, sweep
 from .machine import cpu_name
 from .progress import Progress, quiet
+from .report_text import save_png, style_pair, two_axes
 from .manifest import Document, write_document
 from .stats import TAIL_SAMPLES, Stats
 from .version import __version__
@@ -130,14 +130,7 @@ class LoadReport:
     def plot(self, path: str | os.PathLike, force: bool = False) -> None:
         """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against concurrency,
         one colour per runner."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise DenseNetTRTError("plot needs matplotlib: pip install matplotlib") from None
-        figure = Figure(figsize=(13, 5.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        latency, throughput = figure.subplots(1, 2)
+        figure, latency, throughput = two_axes()
         for n, runner in enumerate(dict.fromkeys(r.runner for r in self.rows)):
             rows = sorted((r for r in self.rows if r.runner == runner), key=lambda r: r.concurrency)
             x = [r.concurrency for r in rows]
@@ -145,19 +138,11 @@ class LoadReport:
                 latency.plot(x, [getattr(r.latency_ms, stat) for r in rows], style, color=f"C{n}",
                              marker="o" if stat == "median" else None)
             throughput.plot(x, [r.images_per_s for r in rows], "-o", color=f"C{n}", label=runner)
-        latency.set(ylabel="latency (ms)", yscale="log", title="latency: p50 solid, p90 dashed, p99 dotted")
-        throughput.set(ylabel="images/s (measured)", title="throughput")
-        concurrencies = sorted({r.concurrency for r in self.rows})
-        for axes in (latency, throughput):
-            axes.set(xlabel="concurrent requests", xscale="log")
-            axes.set_xticks(concurrencies, [str(c) for c in concurrencies])
-            axes.minorticks_off()
-            axes.grid(alpha=0.3)
-        throughput.legend(fontsize="small")
+        style_pair(latency, throughput, "concurrent requests", sorted({r.concurrency for r in self.rows}),
+                   "images/s (measured)")
         figure.suptitle(f"densenet-trt loadtest, {self.date_utc}, {self.settings['model']} at {self.settings['url']}, "
                         f"batch {self.settings['batch']}", fontsize="medium")
-        with atomic_path(path, force=force) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
+        save_png(figure, path, force)
 
 
 def _ms(value: float) -> str:
