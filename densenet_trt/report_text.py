@@ -127,6 +127,17 @@ def _ms(value: float) -> str:
 def plot(report: ProfileReport, path: str | os.PathLike, force: bool = False) -> None:
     """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against batch size,
     one line per engine and per eager baseline."""
+    figure, latency, throughput = two_axes()
+    _plot_lines(report, latency, throughput)
+    _style_axes(report, latency, throughput)
+    devices = sorted({e.device_name for e in report.engines})
+    figure.suptitle(f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
+                    f"{report.settings.threads} CPU threads", fontsize="medium")
+    save_png(figure, path, force)
+
+
+def two_axes() -> tuple[Any, Any, Any]:
+    """A figure with two axes side by side (latency, throughput), for the reports' plots."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -135,11 +146,10 @@ def plot(report: ProfileReport, path: str | os.PathLike, force: bool = False) ->
     figure = Figure(figsize=(13, 5.5), layout="constrained")
     FigureCanvasAgg(figure)
     latency, throughput = figure.subplots(1, 2)
-    _plot_lines(report, latency, throughput)
-    _style_axes(report, latency, throughput)
-    devices = sorted({e.device_name for e in report.engines})
-    figure.suptitle(f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
-                    f"{report.settings.threads} CPU threads", fontsize="medium")
+    return figure, latency, throughput
+
+
+def save_png(figure: Any, path: str | os.PathLike, force: bool) -> None:
     with atomic_path(path, force=force) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
 
@@ -173,13 +183,18 @@ def _plot_lines(report: ProfileReport, latency: Any, throughput: Any) -> None:
 def _style_axes(report: ProfileReport, latency: Any, throughput: Any) -> None:
     """Titles, labels, log scales, the batch sizes as ticks, grids and the legend."""
     measured = any(r.mode == THROUGHPUT for r in report.rows)
+    style_pair(latency, throughput, "batch size", sorted({r.batch for r in report.rows}),
+               "images/s " + ("(measured)" if measured else "(batch / median latency)"))
+
+
+def style_pair(latency: Any, throughput: Any, xlabel: str, ticks: list[int], throughput_label: str) -> None:
+    """The two axes of ``two_axes``: titles, labels, log scales, ``ticks`` on the x axis, grids
+    and the legend."""
     latency.set(ylabel="latency (ms)", yscale="log", title="latency: p50 solid, p90 dashed, p99 dotted")
-    throughput.set(ylabel="images/s " + ("(measured)" if measured else "(batch / median latency)"),
-                   title="throughput")
-    batches = sorted({r.batch for r in report.rows})
+    throughput.set(ylabel=throughput_label, title="throughput")
     for axes in (latency, throughput):
-        axes.set(xlabel="batch size", xscale="log")
-        axes.set_xticks(batches, [str(b) for b in batches])
+        axes.set(xlabel=xlabel, xscale="log")
+        axes.set_xticks(ticks, [str(t) for t in ticks])
         axes.minorticks_off()
         axes.grid(alpha=0.3)
     throughput.legend(fontsize="small")
