@@ -123,8 +123,10 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
         accuracy += (f"; within --max-drop {r['budget']['max_drop']:g}: {r['budget']['drop']:.2f} points below "
                      f"float, kept in float: {', '.join(r['budget']['floating']) or 'nothing'}")
     fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
+    from ..calibration import layer_counts
+
     click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
-               f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
+               f"{layer_counts(r['layers']['quantized'], r['layers']['float'], r['amax'])}{accuracy}{fit}")
 
 
 def _batch_list(ctx, param, value: str | None) -> list[int] | None:
