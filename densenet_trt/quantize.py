@@ -242,8 +242,7 @@ def calibrate_model(
     layers = layer_report(quantized)
     progress(layer_counts(layers["quantized"], layers["float"], layers["amax"]))
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
-    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size), Precision.FP32.tolerance)
-    progress(gate_line("ModelOpt's fake-quantized model", gate_cmp))
+    gate_cmp = gate_comparison("ModelOpt's placement", *(_logits(m, gate_set, batch_size) for m in (net, quantized)), progress)
     ort_record, ort_ranges, ort_model = _onnxruntime_placement(
         net, ort, method, batch_size, layers["float"], gate_set, output, progress)
     report = {
@@ -268,10 +267,21 @@ def calibrate_model(
     return calibration
 
 
+def gate_comparison(who: str, reference: torch.Tensor, quantized: torch.Tensor,
+                    progress: Callable[[str], None]) -> Comparison:
+    """``who``'s (a placement's) logits against float32 on the gate inputs, its samples counted
+    decisive against the tolerance it sets for the builds (as their gate counts them); said
+    with its verdict (``gate_line``)."""
+    distance = compare(reference, quantized, Precision.FP32.tolerance)
+    comparison = compare(reference, quantized, gate_tolerance(distance.max_abs, distance.cosine))
+    progress(gate_line(who, comparison))
+    return comparison
+
+
 def gate_line(who: str, c: Comparison) -> str:
     """A placement's distance from eager float32 on the gate inputs, with its verdict: not a gate
     itself, it sets the tolerance the int8 builds from this calibration are gated with."""
-    tol = gate_tolerance(c.max_abs, c.cosine)
+    tol = c.tolerance
     return (f"{who} against eager float32 on the {c.samples} gate inputs: max abs {c.max_abs:.3g}, cosine "
             f"{c.cosine:.6f}, {top1_text(c.decisive_top1, c.decisive, c.samples)}; not a gate, for information: "
             f"int8 builds from it must stay within max abs {tol.allowed(c.scale):.3g} and cosine "
@@ -471,9 +481,8 @@ def _onnxruntime_placement(
         return {"ranges": None, "reason": f"{missing} not installed when it was made"}, None, None
     prepared, ranges = ort
     model = qdq_model(prepared, ranges, float_layers, str(output))
-    ort_cmp = compare(_logits(net, gate_set, batch_size), run_qdq(model, gate_set.images, batch_size),
-                      Precision.FP32.tolerance)
-    progress(gate_line("ONNX Runtime's placement", ort_cmp))
+    ort_cmp = gate_comparison("ONNX Runtime's placement", _logits(net, gate_set, batch_size),
+                              run_qdq(model, gate_set.images, batch_size), progress)
     record = {"ranges": ORT_RANGES_FILE, "quantizer": QUANTIZER,
               "method": ORT_METHODS[method], "tensors": len(ranges),
               "gate": {"qdq_vs_float": ort_cmp.as_dict(),

@@ -378,7 +378,7 @@ def test_calibrate_gives_a_verdict_beside_its_distances(tmp_path):
     cal = small_calibration(tmp_path, onnxruntime=True, progress=lines.append)
     tolerance = cal.tolerance
     gate = [line for line in lines if "against eager float32 on the 8 gate inputs" in line]
-    assert [line.split(" against")[0] for line in gate] == ["ModelOpt's fake-quantized model", "ONNX Runtime's placement"]
+    assert [line.split(" against")[0] for line in gate] == ["ModelOpt's placement", "ONNX Runtime's placement"]
     assert all("; not a gate, for information: int8 builds from it must stay within max abs" in line
                and "allowed" not in line for line in gate)
     assert f"cosine {tolerance.min_cosine:.6f} of eager float32" in gate[0]
