@@ -63,7 +63,7 @@ def _row_line(row: Row) -> str:
     s = row.latency_ms
     cv = f"cv {TOO_FEW}" if not s.enough else f"cv {s.cv:.1%}" + (" (unstable, rerun)" if s.unstable else "")
     speed = "".join(f", {v:.2f}x eager {k}" for k, v in row.speedup.items())
-    return f"  {who} {row.label} latency: median {_ms(s.median)} ms of {s.count}, {cv}{speed}"
+    return f"  {who} {row.label} latency: median {_ms(s.median)} ms, n {s.count}, {cv}{speed}"
 
 
 def _calls(group: Group, engines: list[Any], x: torch.Tensor) -> list[tuple[str, str, int | None, Callable[[], object]]]:
