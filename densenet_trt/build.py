@@ -377,8 +377,8 @@ def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], toler
 def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int],
               calibration: Calibration, progress: Progress = quiet) -> tuple[Results, Results]:
     """An int8 engine on the calibration's gate inputs (real images where it had them; repeated,
-    and said to be, to fill a batch larger than they are many), at each batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
-    within the int8 tolerance) and against eager float32 (within the calibration's tolerance);
+    and said to be, to fill a batch larger than they are many), at each batch size: against
+    ModelOpt's fake-quantized model (what the INT8 kernels must reproduce, within the int8 tolerance) and against eager float32 (within the calibration's tolerance);
     an engine whose backend placed its own Q/DQ only against float32, within that placement's."""
     placement = engine.manifest.backend_settings.get("int8_placement")
     tolerance = calibration.tolerance_for(placement)

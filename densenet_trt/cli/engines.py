@@ -168,6 +168,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
     from ..build import build as build_engine
+    from ..manifest import SYNTHETIC_CALIBRATION
 
     watch = Stopwatch()
     options = {}
@@ -202,8 +203,6 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     reference = "eager PyTorch" if m.precision is not Precision.INT8 else "eager float32 within the calibration's tolerance"
     check = "not verified (--no-verify)" if not acc.verified else f"matches {reference}: " + "; ".join(
         _gate_result(r) for r in acc.results)
-    from ..manifest import SYNTHETIC_CALIBRATION
-
     synthetic = f"; {SYNTHETIC_CALIBRATION}" if m.calibration is not None and m.calibration.synthetic else ""
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, {m.image_size}x{m.image_size}) "
                f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}{synthetic}")
