@@ -89,6 +89,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
       densenet-trt calibrate --model densenet121 --data calib.npz --eval-data holdout.npz --max-drop 0.5
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
+    from ..calibration import layer_counts
     from ..quantize import calibrate as run_calibration
 
     if (data is None) == (not synthetic):
@@ -124,7 +125,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
                      f"float, kept in float: {', '.join(r['budget']['floating']) or 'nothing'}")
     fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
     click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
-               f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
+               f"{layer_counts(r['layers']['quantized'], r['layers']['float'], r['amax'])}{accuracy}{fit}")
 
 
 def _batch_list(ctx, param, value: str | None) -> list[int] | None:
