@@ -13,6 +13,9 @@ plot = ["matplotlib>=3.7"]
 quantize = ["nvidia-modelopt==0.47.0", "requests>=2.28", "huggingface_hub>=0.20"]
 # NNCF: OpenVINO's own quantizer, a row of scripts/int8_benchmark.py (whose test is in the slow tier).
 bench = ["nncf>=3.0"]
+# PyTriton bundles a real tritonserver (2.51.0, Python backend) for `densenet-trt serve`; it
+# needs numpy<2. tritonclient[all]: the HTTP and gRPC clients of the load sweep.
+serve = ["nvidia-pytriton==0.7.0", "numpy>=1.24,<2", "tritonclient[all]>=2.40"]
 
 setup(
     name="densenet-trt",
@@ -41,6 +44,7 @@ setup(
         # Torch-TensorRT 2.14.0 brings torch 2.14 and TensorRT 11.1 (NVIDIA's index serves the libraries).
         "tensorrt": ["torch-tensorrt==2.14.0"] + quantize,
         "bench": bench,
+        "serve": serve,
         # tritonclient: Triton's model-configuration protobuf, to check export-triton's configs.
         # scikit-learn: the digits the INT8 accuracy tests run on.
         # dllist, psutil: torch-tensorrt 2.14's pure-Python requirements, for the conformance tier,

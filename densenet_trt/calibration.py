@@ -169,7 +169,13 @@ class Calibration:
             "method": self.method,
             "exclude": self.report["exclude"],
             "data_sha256": self.report["data"]["sha256"],
+            "synthetic": self.synthetic,
         }
+
+    @property
+    def synthetic(self) -> bool:
+        """Calibrated on random images (``calibrate --synthetic``): a smoke test, not fit for accuracy."""
+        return not self.report["data"]["fit_for_accuracy"]
 
     def check_model(self, model_record: dict[str, Any], image_size: int, in_channels: int) -> None:
         """Refuse a model, weights or input size other than the one calibrated."""
@@ -223,6 +229,15 @@ class Calibration:
 
     def gate_inputs(self) -> torch.Tensor:
         return torch.from_numpy(read_npz(self.path / GATE_FILE, "calibration file", ["images"])["images"])
+
+
+def layer_counts(quantized: list[str], floating: list[str], amax: dict[str, Any]) -> str:
+    """The quantized layers as ``build`` and ``info`` count an engine's int8 layers
+    (``int8_report``): those with weights (a weight quantizer: convolution, linear) apart from
+    the average pooling; and the layers kept in float."""
+    weighted = sum(1 for layer in quantized if f"{layer}.weight_quantizer" in amax)
+    return (f"{len(quantized)} layers int8 ({weighted} convolution and linear, {len(quantized) - weighted} "
+            f"average pooling), {len(floating)} kept in float")
 
 
 def check_calibration_precision(precision: Precision, calibration: str | os.PathLike | None) -> None:

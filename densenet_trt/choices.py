@@ -1,7 +1,7 @@
-"""What the command line offers before torch loads: export formats, ONNX opsets and calibration
-methods, with their defaults. Each is defined here once and read by the module that acts on it
-(``capture.py``, ``export.py``, ``quantize.py``), so that ``densenet-trt --help`` and every
-command's ``--help`` import no torch."""
+"""What the command line offers before torch loads: export formats, ONNX opsets, calibration
+methods and the server's address, with their defaults. Each is defined here once and read by the
+module that acts on it (``capture.py``, ``export.py``, ``quantize.py``, ``serve.py``), so that
+``densenet-trt --help`` and every command's ``--help`` import no torch."""
 
 from __future__ import annotations
 
@@ -24,3 +24,8 @@ METHODS = ("max", "entropy", "percentile", "mse")
 DEFAULT_SAMPLES = 512
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PERCENTILE = 99.99
+
+# serve's address and batching.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # Triton's own defaults
+DEFAULT_QUEUE_DELAY_US = 100  # as export-triton's dynamic_batching

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import math
 import numbers
 import os
@@ -398,22 +399,34 @@ def read_image(path: str | os.PathLike, preprocess: Preprocessing) -> np.ndarray
     file, Pillow cannot read it, it or its resized copy is over ``MAX_IMAGE_PIXELS`` (checked
     before the pixels are decoded; Pillow's own decompression-bomb warning is an error too), or
     its mode or values cannot be scaled to [0, 1]."""
+    path = input_file(path, "image")
+    return _decode(path, preprocess, str(path))
+
+
+def decode_image(data: bytes, preprocess: Preprocessing, name: str = "image") -> np.ndarray:
+    """An image file's bytes (``name`` in errors), preprocessed and refused as ``read_image``
+    refuses a file."""
+    if not data:
+        raise DenseNetTRTError(f"{name}: no bytes: it is not an image")
+    return _decode(io.BytesIO(data), preprocess, name)
+
+
+def _decode(source: Path | io.BytesIO, preprocess: Preprocessing, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    path = input_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 preprocess.resized_size(*image.size)  # before the pixels are decoded
                 image.load()
                 return preprocess(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DenseNetTRTError(
-            f"{path}: refused as a possible decompression bomb: {e} Shrink the image"
+            f"{name}: refused as a possible decompression bomb: {e} Shrink the image"
         ) from None
     except (DenseNetTRTError, OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise DenseNetTRTError(f"{path}: {e}") from None
+        raise DenseNetTRTError(f"{name}: {e}") from None
 
 
 def _load_folder(

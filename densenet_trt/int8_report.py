@@ -23,6 +23,7 @@ ORT_INT8 = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGe
             "QLinearGlobalAveragePool", "QAttention")
 ORT_FLOAT = ("Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "NhwcFusedConv", "AveragePool")
 ORT_CONVERSIONS = ("QuantizeLinear", "DequantizeLinear")
+ORT_POOLING = ("QLinearAveragePool", "QLinearGlobalAveragePool")
 OV_COMPUTE = ("Convolution", "FullyConnected", "MatMul", "Deconvolution", "Pooling")
 OV_INT8 = ("i8", "u8")
 OV_CONVERTERS = ("Reorder", "FakeQuantize", "Convert")
@@ -37,11 +38,16 @@ class LayerPrecisions:
     conversions: int
     unfused_qdq: int  # ONNX Runtime: float kernels fed by DequantizeLinear (0 elsewhere)
     kinds: dict[str, int]  # per layer kind and precision, as the runtime names them
+    pooling: int = 0  # of the int8 layers, those that pool (the rest: convolutions, fully connected)
 
     def text(self) -> str:
+        """Counted as ``calibrate`` counts its quantized layers (``calibration.layer_counts``):
+        those with weights apart from the pooling, which may be one more here: a pooling layer
+        with no quantizer of its own (max-pooling) runs in int8 where its input is int8."""
         total = self.int8 + self.float
         unfused = f" ({self.unfused_qdq} of them Q/DQ pairs left unfused)" if self.unfused_qdq else ""
-        return (f"{self.int8} of {total} compute layers in int8, {self.float} in float{unfused}; "
+        return (f"{self.int8} of {total} compute layers in int8 ({self.int8 - self.pooling} convolution and "
+                f"linear, {self.pooling} pooling), {self.float} in float{unfused}; "
                 f"{self.conversions} precision conversions")
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +64,7 @@ def onnxruntime_precisions(graph: Any) -> LayerPrecisions:
     return LayerPrecisions(
         int8=sum(kinds[k] for k in ORT_INT8), float=sum(kinds[k] for k in ORT_FLOAT),
         conversions=sum(kinds[k] for k in ORT_CONVERSIONS), unfused_qdq=unfused, kinds=dict(sorted(kinds.items())),
+        pooling=sum(kinds[k] for k in ORT_POOLING),
     )
 
 
@@ -82,4 +89,5 @@ def openvino_precisions(runtime: Any) -> LayerPrecisions:
             if kind == "FakeQuantize" or before != {info(op, "outputPrecisions")}:
                 kinds[kind] += 1
                 conversions += 1
-    return LayerPrecisions(int8, floating, conversions, 0, dict(sorted(kinds.items())))
+    pooling = sum(n for kind, n in kinds.items() if kind.split()[0] == "Pooling" and kind.split()[-1] in OV_INT8)
+    return LayerPrecisions(int8, floating, conversions, 0, dict(sorted(kinds.items())), pooling)

@@ -40,12 +40,15 @@ class Document:
     schema: str
     version: int
     fix: str
+    reads: tuple[int, ...] = ()  # older versions still read
 
 
 # Engine version 2: the manifest carries a digest of its own content, and input/output dtypes
 # are the artifact's graph's. Version 3: ``tf32`` (whether float32 layers may round to TF32),
-# which decides the gate tolerance. Version 4: ``labels``, the class names where they are known.
-ENGINE = Document("densenet-trt/engine", 4, "rebuild the engine")
+# which decides the gate tolerance. Version 4: ``calibration.synthetic`` (an int8 engine from a
+# calibration on random images); version 3 manifests are still read, with it null (not recorded).
+# Version 5: ``labels``, the class names where they are known; versions 3 and 4 are read with it null.
+ENGINE = Document("densenet-trt/engine", 5, "rebuild the engine", reads=(3, 4))
 # Calibration version 2: ONNX Runtime's own ranges (onnxruntime_ranges.json) and the gate and
 # accuracy of its placement (``onnxruntime``), which onnxruntime int8 engines are built from.
 # Version 3: the report carries a digest of its own content, as the engine manifest does.
@@ -72,7 +75,7 @@ def read_document(path: str | os.PathLike, kind: Document) -> dict[str, Any]:
         raise DenseNetTRTError(f"{path} is corrupt (JSON nested too deeply to read); {kind.fix}") from None
     if not isinstance(data, dict) or data.get("schema") != kind.schema:
         raise DenseNetTRTError(f"{path} is not a {kind.schema} document; {kind.fix}")
-    if data.get("schema_version") != kind.version:
+    if data.get("schema_version") != kind.version and data.get("schema_version") not in kind.reads:
         raise DenseNetTRTError(
             f"{path} has schema version {data.get('schema_version')!r}; this densenet-trt reads "
             f"version {kind.version}: {kind.fix}"
@@ -160,6 +163,10 @@ class DeviceRecord:
     gpu: GpuRecord | None
 
 
+# What build, info and profile say of an int8 engine whose calibration was made from random images.
+SYNTHETIC_CALIBRATION = "synthetic calibration (random images): not fit for accuracy"
+
+
 @dataclasses.dataclass(frozen=True)
 class CalibrationRecord:
     """The calibration an int8 engine came from."""
@@ -169,6 +176,7 @@ class CalibrationRecord:
     method: str
     exclude: list[str]
     data_sha256: str
+    synthetic: bool | None  # calibrated on random images: not fit for accuracy; None: not recorded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,6 +306,10 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, EngineManifest]:
         raise DenseNetTRTError(_not_an_engine(path, folder))
     data = read_document(manifest_path, ENGINE)
     body = document_body(data)
+    if data["schema_version"] == 3 and isinstance(body.get("calibration"), dict):
+        body["calibration"] = {**body["calibration"], "synthetic": None}
+    if data["schema_version"] < 5:
+        body["labels"] = None
     manifest = EngineManifest.from_json(body, manifest_path)
     check_digest(data, manifest_path, ENGINE, "the build")
     return folder, manifest

@@ -15,7 +15,7 @@ from .errors import DenseNetTRTError
 from .layers import layer_times
 from .report import EngineInfo, LayerTimes, Row, Settings
 from .report_text import _ms
-from .stats import paired_speedup, summarize
+from .stats import TOO_FEW, paired_speedup, summarize
 from .throughput import BackToBack, Requests, in_flight, stop_after
 from .timing import Timer, _peak_rss_mb, call_peak_mb, cpu_timer, cuda_timer, interleave
 
@@ -60,9 +60,10 @@ def _row_line(row: Row) -> str:
     if row.mode == THROUGHPUT:
         return (f"  {who} throughput, {row.requests} in flight: {row.images_per_s:.1f} images/s "
                 f"({row.latency_ms.count} requests in {row.wall_s:.2f} s)")
-    flag = " (unstable, rerun)" if row.latency_ms.unstable else ""
+    s = row.latency_ms
+    cv = f"cv {TOO_FEW}" if not s.enough else f"cv {s.cv:.1%}" + (" (unstable, rerun)" if s.unstable else "")
     speed = "".join(f", {v:.2f}x eager {k}" for k, v in row.speedup.items())
-    return f"  {who} latency: median {_ms(row.latency_ms.median)} ms, cv {row.latency_ms.cv:.1%}{flag}{speed}"
+    return f"  {who} latency: median {_ms(s.median)} ms, n {s.count}, {cv}{speed}"
 
 
 def _calls(group: Group, engines: list[Any], x: torch.Tensor) -> list[tuple[str, str, int | None, Callable[[], object]]]:
@@ -149,8 +150,8 @@ def _throughput(
             ways.append(("engine", engines[i].precision.value, i, several))
     rows = []
     for runner, precision, index, requests in ways:
-        requests.run(stop_after(settings.warmup or 0, settings.warmup_time))
-        times, wall = requests.run(stop_after(settings.iterations, settings.duration))
+        times, wall = requests.measure(stop_after(settings.warmup or 0, settings.warmup_time),
+                                       stop_after(settings.iterations, settings.duration))
         rows.append(Row(index, group.baseline, batch, THROUGHPUT, requests.requests, runner, precision,
                         requests.how, summarize(times), {}, len(times) * batch / wall, wall, {},
                         _peak_rss_mb(), memory.get(_key(runner, precision, index))))

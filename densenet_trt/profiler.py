@@ -46,6 +46,7 @@ from .progress import Progress, quiet
 from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
+from .manifest import SYNTHETIC_CALIBRATION
 from .measure import Group, measure_cell
 from .spec import Precision
 from .report import (
@@ -296,6 +297,8 @@ def _engine_info(engine: Engine, load_seconds: float) -> EngineInfo:
         else:
             reason = eager_limitation(device, m.precision)
             notes.append(f"eager {m.precision} is not run on {device}: {reason}; compared with eager fp32 only")
+    if m.calibration is not None and m.calibration.synthetic:
+        notes.append(f"int8 from a {SYNTHETIC_CALIBRATION}")
     return EngineInfo(
         path=str(engine.path), name=engine.path.name, model=m.model.name, backend=m.backend,
         format=m.format, precision=m.precision.value, batch_range=str(m.batch),

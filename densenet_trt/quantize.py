@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from .artifact import entry_path, writable_folder
-from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, method_record, modelopt_modules,
-                          write_calibration)
+from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, layer_counts, method_record,
+                          modelopt_modules, write_calibration)
 from .choices import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
@@ -54,7 +54,7 @@ from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
 from .sensitivity import Budget, Evaluator, Worst, check_budget, fit_budget
 from .spec import BatchRange, Precision, check_image_size
-from .verify import compare
+from .verify import Comparison, compare, top1_text
 from .version import __version__
 
 HISTOGRAM_METHODS = ("entropy", "percentile")
@@ -237,9 +237,9 @@ def calibrate_model(
     ort = _onnxruntime_ranges(net, data, method, percentile, image_size, batch_size, progress) if onnxruntime else None
     budget = max_drop is not None and _keep_within(max_drop, max_float, net, quantized, eval_data, batch_size, progress, ort)
     layers = layer_report(quantized)
-    progress(f"{len(layers['quantized'])} layers quantized, {len(layers['float'])} kept in float")
+    progress(layer_counts(layers["quantized"], layers["float"], layers["amax"]))
     gate_set = Dataset((data if eval_data is None else eval_data).images[:GATE_SAMPLES], None, {})
-    gate_cmp = compare(_logits(net, gate_set, batch_size), _logits(quantized, gate_set, batch_size), Precision.FP32.tolerance)
+    gate_cmp = gate_comparison("ModelOpt's placement", *(_logits(m, gate_set, batch_size) for m in (net, quantized)), progress)
     ort_record, ort_ranges, ort_model = _onnxruntime_placement(
         net, ort, method, batch_size, layers["float"], gate_set, output, progress)
     report = {
@@ -262,6 +262,27 @@ def calibrate_model(
     calibration = write_calibration(output, quantized, gate_set.images, report, force, ort_ranges)
     progress(f"wrote {output}")
     return calibration
+
+
+def gate_comparison(who: str, reference: torch.Tensor, quantized: torch.Tensor,
+                    progress: Callable[[str], None]) -> Comparison:
+    """``who``'s (a placement's) logits against float32 on the gate inputs, its samples counted
+    decisive against the tolerance it sets for the builds (as their gate counts them); said
+    with its verdict (``gate_line``)."""
+    distance = compare(reference, quantized, Precision.FP32.tolerance)
+    comparison = compare(reference, quantized, gate_tolerance(distance.max_abs, distance.cosine))
+    progress(gate_line(who, comparison))
+    return comparison
+
+
+def gate_line(who: str, c: Comparison) -> str:
+    """A placement's distance from eager float32 on the gate inputs, with its verdict: not a gate
+    itself, it sets the tolerance the int8 builds from this calibration are gated with."""
+    tol = c.tolerance
+    return (f"{who} against eager float32 on the {c.samples} gate inputs: max abs {c.max_abs:.3g}, cosine "
+            f"{c.cosine:.6f}, {top1_text(c.decisive_top1, c.decisive, c.samples)}; not a gate, for information: "
+            f"int8 builds from it must stay within max abs {tol.allowed(c.scale):.3g} and cosine "
+            f"{tol.min_cosine:.6f} of eager float32 (twice this distance plus the int8 kernels' allowance)")
 
 
 def _check_data(net: nn.Module, data: Dataset, eval_data: Dataset | None, image_size: int, batch_size: int) -> None:
@@ -457,9 +478,8 @@ def _onnxruntime_placement(
         return {"ranges": None, "reason": f"{missing} not installed when it was made"}, None, None
     prepared, ranges = ort
     model = qdq_model(prepared, ranges, float_layers, str(output))
-    ort_cmp = compare(_logits(net, gate_set, batch_size), run_qdq(model, gate_set.images, batch_size),
-                      Precision.FP32.tolerance)
-    progress(f"ONNX Runtime's placement against float32 on the gate inputs: {ort_cmp}")
+    ort_cmp = gate_comparison("ONNX Runtime's placement", _logits(net, gate_set, batch_size),
+                              run_qdq(model, gate_set.images, batch_size), progress)
     record = {"ranges": ORT_RANGES_FILE, "quantizer": QUANTIZER,
               "method": ORT_METHODS[method], "tensors": len(ranges),
               "gate": {"qdq_vs_float": ort_cmp.as_dict(),

@@ -56,7 +56,11 @@ The report (``ProfileReport``) is written as JSON, CSV, Markdown or a PNG plot. 
         "phases_ms": {"h2d": {...}, "compute": {...}, "d2h": {...}},  # include_transfers, else {}
         "images_per_s": 812.5,              # latency: batch / median; throughput: measured
         "wall_s": 5.01,                     # throughput: the measured wall time; latency: null
-        "unstable": false,                  # derived: cv > 0.05 ("unstable, rerun")
+        "samples": 20,                      # derived: latency_ms.count, the timed requests
+        "too_few_samples": false,           # derived: fewer than stats.MIN_SAMPLES (10): its cv
+                                            # and p99 are not statistics (reports print "n<10")
+        "unstable": false,                  # derived: cv > 0.05 ("unstable, rerun"); null where
+                                            # too_few_samples
         "speedup": {"fp32": 2.1},           # engine latency rows: median of the paired ratios
                                             # eager/engine, per eager precision
         "peak_host_rss_mb": 950.1,          # the process's peak RSS so far (getrusage)
@@ -94,6 +98,14 @@ MAX_ROUNDS = 1_000_000
 MAX_SECONDS = 3600.0
 MAX_GAP = 10.0
 MAX_REQUESTS = 64
+
+
+# The keys of a JSON row derived from its latency_ms, written for readers, not read back.
+DERIVED = ("samples", "too_few_samples", "unstable")
+
+
+def _derived(stats: Stats) -> dict[str, Any]:
+    return {"samples": stats.count, "too_few_samples": not stats.enough, "unstable": stats.unstable}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +249,7 @@ class ProfileReport:
             "settings": {**dataclasses.asdict(self.settings), "batches": list(self.settings.batches)},
             "host": dict(self.host),
             "engines": [dataclasses.asdict(e) for e in self.engines],
-            "rows": [{**dataclasses.asdict(r), "unstable": r.latency_ms.unstable} for r in self.rows],
+            "rows": [{**dataclasses.asdict(r), **_derived(r.latency_ms)} for r in self.rows],
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
             "layers": [dataclasses.asdict(t) for t in self.layers],
         }
@@ -251,7 +263,7 @@ class ProfileReport:
             )
         rows = []
         for r in data["rows"]:
-            r = {k: v for k, v in r.items() if k != "unstable"}
+            r = {k: v for k, v in r.items() if k not in DERIVED}
             rows.append(Row(**{
                 **r,
                 "latency_ms": Stats(**r["latency_ms"]),
@@ -291,11 +303,12 @@ class ProfileReport:
         write_document(path, body, PROFILE, force)
 
     def write_csv(self, path: str | os.PathLike, force: bool = False) -> None:
-        """One row per runner x batch x mode, skipped cells included (with the reason)."""
+        """One row per runner x batch x mode, skipped cells included (with the reason); ``count``
+        is its samples, and cv and p99_ms are empty where they are too few (``too_few_samples``)."""
         stats = {f.name: f.name if f.name in ("count", "cv") else f"{f.name}_ms" for f in dataclasses.fields(Stats)}
         fields = ["engine", "path", "model", "backend", "format", "engine_precision", "device", "threads",
                   "baseline", "batch", "mode", "requests", "runner", "precision", "how", *stats.values(),
-                  "unstable", "images_per_s", "wall_s", "speedup", "h2d_median_ms", "compute_median_ms",
+                  "too_few_samples", "unstable", "images_per_s", "wall_s", "speedup", "h2d_median_ms", "compute_median_ms",
                   "d2h_median_ms", "load_s", "build_s", "peak_host_rss_mb", "device_mb", "skipped"]
         records = [self._csv_record(r, stats) for r in self.rows]
         records += [{**self._engine_columns(s.engine), "batch": s.batch, "runner": "engine", "skipped": s.reason}
@@ -310,10 +323,12 @@ class ProfileReport:
         engine = {} if r.engine is None else self._engine_columns(r.engine)
         record = {"threads": self.settings.threads, **engine, "baseline": r.baseline, "batch": r.batch,
                   "mode": r.mode, "requests": r.requests, "runner": r.runner, "precision": r.precision,
-                  "how": r.how, "unstable": r.latency_ms.unstable, "images_per_s": r.images_per_s,
+                  "how": r.how, "too_few_samples": not r.latency_ms.enough, "unstable": r.latency_ms.unstable,
+                  "images_per_s": r.images_per_s,
                   "wall_s": r.wall_s, "speedup": " ".join(f"{k}:{v:.4g}" for k, v in r.speedup.items()),
                   "peak_host_rss_mb": r.peak_host_rss_mb, "device_mb": r.device_mb}
-        record.update({column: getattr(r.latency_ms, stat) for stat, column in stats.items()})
+        record.update({column: getattr(r.latency_ms, stat) for stat, column in stats.items()
+                       if r.latency_ms.enough or stat not in ("cv", "p99")})
         record.update({f"{k}_median_ms": v.median for k, v in r.phases_ms.items()})
         return record
 

@@ -4,11 +4,12 @@ as a PNG plot."""
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
 from .artifact import atomic_path
 from .errors import DenseNetTRTError
-from .stats import TAIL_SAMPLES
+from .stats import MIN_SAMPLES, TAIL_SAMPLES, TOO_FEW
 
 # The report's types (report.py imports this module): ProfileReport and Row.
 ProfileReport = Any
@@ -16,6 +17,14 @@ Row = Any
 
 LATENCY = "latency"
 THROUGHPUT = "throughput"
+# Why a latency speedup and a throughput ratio of the same runners differ: said under the tables
+# and on the plot.
+SPEEDUPS = ("latency and throughput answer different questions: a latency speedup is the median "
+            "of paired ratios eager/engine, one request at a time after a pause; throughput is "
+            "images completed per second back to back, with each runner's requests in flight (the "
+            "'in flight' column: an engine may keep several, eager keeps 1), so an engine faster "
+            "per request can complete fewer images per second, e.g. at large batches where eager's "
+            "threads already keep every core busy")
 
 
 def report_text(report: ProfileReport) -> str:
@@ -66,39 +75,50 @@ def _with_device_mb(header: list[str], body: list[list[str]], rows: list[Row]) -
 
 
 def _latency_table(report: ProfileReport, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["engine", "batch", "runner", "median ms", "p90 ms", "p99 ms", "min ms", "max ms", "cv",
+    header = ["engine", "batch", "runner", "n", "median ms", "p90 ms", "p99 ms", "min ms", "max ms", "cv",
               "images/s", "speedup vs eager (paired)"]
     body = []
     for r in rows:
         s = r.latency_ms
-        tail = "" if s.tail_trusted else "*"
         speedup = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.speedup.items())
-        body.append([*_who(report, r)[:1], str(r.batch), _who(report, r)[1], _ms(s.median), _ms(s.p90),
-                     _ms(s.p99) + tail, _ms(s.min), _ms(s.max),
-                     f"{s.cv:.1%}" + (" unstable, rerun" if s.unstable else ""), f"{r.images_per_s:.1f}", speedup])
+        cv = TOO_FEW if not s.enough else f"{s.cv:.1%}" + (" unstable, rerun" if s.unstable else "")
+        body.append([*_who(report, r)[:1], str(r.batch), _who(report, r)[1], str(s.count), _ms(s.median),
+                     _ms(s.p90), _p99(s), _ms(s.min), _ms(s.max), cv, f"{r.images_per_s:.1f}", speedup])
     return _with_device_mb(header, body, rows)
 
 
+def _p99(s: Any) -> str:
+    """p99, marked where fewer than TAIL_SAMPLES make it (nearly) the largest sample, and not
+    given at all from fewer than MIN_SAMPLES."""
+    if not s.enough:
+        return TOO_FEW
+    return _ms(s.p99) + ("" if s.tail_trusted else "*")
+
+
 def _throughput_table(report: ProfileReport, rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["engine", "batch", "runner", "in flight", "images/s", "requests", "wall s", "median ms",
+    header = ["engine", "batch", "runner", "in flight", "images/s", "n", "wall s", "median ms",
               "p99 ms", "how"]
     body = []
     for r in rows:
         s = r.latency_ms
         engine, runner = _who(report, r)
-        tail = "" if s.tail_trusted else "*"
         body.append([engine, str(r.batch), runner, str(r.requests), f"{r.images_per_s:.1f}", str(s.count),
-                     f"{r.wall_s:.2f}", _ms(s.median), _ms(s.p99) + tail, r.how])
+                     f"{r.wall_s:.2f}", _ms(s.median), _p99(s), r.how])
     return _with_device_mb(header, body, rows)
 
 
 def _notes(report: ProfileReport) -> list[str]:
     """The lines under the tables: what p99 is made of, the engines' notes, the skipped cells,
     and the median of each phase (with transfers)."""
-    notes = []
-    if any(not r.latency_ms.tail_trusted for r in report.rows):
+    notes = ["n: samples, each a timed request (latency: one per round; throughput: those completed)"]
+    if any(not r.latency_ms.enough for r in report.rows):
+        notes.append(f"{TOO_FEW}: from fewer than {MIN_SAMPLES} samples no CV or p99 is given, and no "
+                     "'unstable' verdict: measure longer (--duration or --iterations) for them")
+    if any(r.latency_ms.enough and not r.latency_ms.tail_trusted for r in report.rows):
         notes.append(f"* p99 of fewer than {TAIL_SAMPLES} samples is (nearly) the largest sample, not a "
                      "tail you can trust: measure longer (--duration) for one")
+    if {r.mode for r in report.rows} == {LATENCY, THROUGHPUT} and any(r.engine is None for r in report.rows):
+        notes.append(f"Speedups: {SPEEDUPS}")
     notes += [f"[{i}] {n}" for i, e in enumerate(report.engines) for n in e.notes]
     notes += [f"[{s.engine}] batch {s.batch} skipped: {s.reason}" for s in report.skipped]
     notes += [
@@ -126,22 +146,41 @@ def _ms(value: float) -> str:
 
 def plot(report: ProfileReport, path: str | os.PathLike, force: bool = False) -> None:
     """A PNG: latency (p50 solid, p90 dashed, p99 dotted) and throughput against batch size,
-    one line per engine and per eager baseline."""
+    one line per engine and per eager baseline (``figure``)."""
+    save_png(figure(report), path, force)
+
+
+def figure(report: ProfileReport) -> Any:
+    """The plot as a matplotlib Figure: the two axes, a legend under them that names each
+    runner's requests in flight, and the note on latency against throughput speedups."""
+    chart, latency, throughput = two_axes(height=6.5)
+    _plot_lines(report, latency, throughput)
+    _style_axes(report, latency, throughput)
+    devices = sorted({e.device_name for e in report.engines})
+    title = (f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
+             f"{report.settings.threads} CPU threads")
+    if {r.mode for r in report.rows} == {LATENCY, THROUGHPUT}:
+        title += "\n" + textwrap.fill(SPEEDUPS[0].upper() + SPEEDUPS[1:] + ".", 170)
+    chart.suptitle(title, fontsize="medium")
+    return chart
+
+
+def two_axes(height: float = 5.5) -> tuple[Any, Any, Any]:
+    """A figure with two axes side by side (latency, throughput), for the reports' plots."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise DenseNetTRTError("plot needs matplotlib: pip install matplotlib") from None
-    figure = Figure(figsize=(13, 5.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    latency, throughput = figure.subplots(1, 2)
-    _plot_lines(report, latency, throughput)
-    _style_axes(report, latency, throughput)
-    devices = sorted({e.device_name for e in report.engines})
-    figure.suptitle(f"densenet-trt profile, {report.date_utc}, {', '.join(devices)}, "
-                    f"{report.settings.threads} CPU threads", fontsize="medium")
+    chart = Figure(figsize=(13, height), layout="constrained")
+    FigureCanvasAgg(chart)
+    latency, throughput = chart.subplots(1, 2)
+    return chart, latency, throughput
+
+
+def save_png(chart: Any, path: str | os.PathLike, force: bool) -> None:
     with atomic_path(path, force=force) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        chart.savefig(tmp, format="png", dpi=100)
 
 
 def _series_name(report: ProfileReport, r: Row) -> str:
@@ -150,9 +189,17 @@ def _series_name(report: ProfileReport, r: Row) -> str:
     return f"[{r.engine}] {report.engines[r.engine].name}"
 
 
+def _in_flight(rows: list[Row]) -> str:
+    """The requests in flight of a runner's plotted throughput points."""
+    counts = sorted({r.requests for r in rows})
+    return f"{'/'.join(map(str, counts))} in flight"
+
+
 def _plot_lines(report: ProfileReport, latency: Any, throughput: Any) -> None:
     """On the two axes, one colour per engine and per eager baseline: its latency percentiles
-    (latency mode) and its measured throughput (the most requests in flight), against batch size."""
+    (latency mode; p99 only from MIN_SAMPLES samples or more) and its measured throughput (the
+    most requests in flight), against batch size; the throughput line's label says its requests
+    in flight."""
     series: dict[str, dict[str, list[Row]]] = {}
     for r in report.rows:
         series.setdefault(_series_name(report, r), {}).setdefault(r.mode, []).append(r)
@@ -160,26 +207,43 @@ def _plot_lines(report: ProfileReport, latency: Any, throughput: Any) -> None:
         color = f"C{n % 10}"
         rows = sorted(modes.get(LATENCY, []), key=lambda r: r.batch)
         for stat, style in (("median", "-"), ("p90", "--"), ("p99", ":")):
-            latency.plot([r.batch for r in rows], [getattr(r.latency_ms, stat) for r in rows], style,
+            points = [r for r in rows if stat != "p99" or r.latency_ms.enough]
+            latency.plot([r.batch for r in points], [getattr(r.latency_ms, stat) for r in points], style,
                          color=color, marker="o" if stat == "median" else None)
         best: dict[int, Row] = {}
         for r in modes.get(THROUGHPUT, rows):
             if r.batch not in best or r.images_per_s > best[r.batch].images_per_s:
                 best[r.batch] = r
         points = sorted(best.items())
-        throughput.plot([b for b, _ in points], [r.images_per_s for _, r in points], "-o", color=color, label=name)
+        throughput.plot([b for b, _ in points], [r.images_per_s for _, r in points], "-o", color=color,
+                        label=f"{name}, {_in_flight([r for _, r in points])}")
 
 
 def _style_axes(report: ProfileReport, latency: Any, throughput: Any) -> None:
-    """Titles, labels, log scales, the batch sizes as ticks, grids and the legend."""
     measured = any(r.mode == THROUGHPUT for r in report.rows)
+    style_pair(latency, throughput, "batch size", sorted({r.batch for r in report.rows}),
+               "images/s " + ("(measured)" if measured else "(batch / median latency)"),
+               "throughput (the best of each runner's requests in flight)")
+
+
+def style_pair(latency: Any, throughput: Any, xlabel: str, ticks: list[int], throughput_label: str,
+               throughput_title: str = "throughput") -> None:
+    """The two axes of ``two_axes``: titles, labels, log scales with labelled ticks (1, 2, 5 per
+    decade on the latency axis), ``ticks`` on the x axis, grids, and the legend under both axes
+    (where it covers no line)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
     latency.set(ylabel="latency (ms)", yscale="log", title="latency: p50 solid, p90 dashed, p99 dotted")
-    throughput.set(ylabel="images/s " + ("(measured)" if measured else "(batch / median latency)"),
-                   title="throughput")
-    batches = sorted({r.batch for r in report.rows})
+    latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    latency.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    latency.yaxis.set_minor_locator(NullLocator())
+    throughput.set(ylabel=throughput_label, title=throughput_title)
     for axes in (latency, throughput):
-        axes.set(xlabel="batch size", xscale="log")
-        axes.set_xticks(batches, [str(b) for b in batches])
-        axes.minorticks_off()
+        axes.set(xlabel=xlabel, xscale="log")
+        axes.set_xticks(ticks, [str(t) for t in ticks])
+        axes.xaxis.set_minor_locator(NullLocator())
         axes.grid(alpha=0.3)
-    throughput.legend(fontsize="small")
+    handles, labels = throughput.get_legend_handles_labels()
+    if labels:
+        throughput.figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2),
+                                 fontsize="small")

@@ -8,6 +8,10 @@ from typing import Sequence
 import numpy as np
 
 UNSTABLE_CV = 0.05
+# Below this many samples a spread (CV) or a p99 is not a statistic: reports print TOO_FEW in
+# their place and say so under the table.
+MIN_SAMPLES = 10
+TOO_FEW = f"n<{MIN_SAMPLES}"
 # Below this many samples p99 (linear interpolation) lies between the two largest: it is the max.
 TAIL_SAMPLES = 100
 
@@ -28,9 +32,15 @@ class Stats:
     cv: float
 
     @property
-    def unstable(self) -> bool:
-        """Spread too wide to trust the numbers: rerun on a quieter machine or for longer."""
-        return self.cv > UNSTABLE_CV
+    def enough(self) -> bool:
+        """Enough samples (``MIN_SAMPLES``) for the CV and p99 to mean anything."""
+        return self.count >= MIN_SAMPLES
+
+    @property
+    def unstable(self) -> bool | None:
+        """Spread too wide to trust the numbers: rerun on a quieter machine or for longer; None
+        where there are too few samples to tell."""
+        return self.cv > UNSTABLE_CV if self.enough else None
 
     @property
     def tail_trusted(self) -> bool:

@@ -2,9 +2,11 @@
 
 Writes ``REPOSITORY/NAME/config.pbtxt`` and ``REPOSITORY/NAME/1/<model file>``, the layout
 Triton expects, with the platform or backend that runs the engine's format, the inputs and
-outputs from the manifest, a max batch size within the built range, dynamic batching and an
-instance group. Formats Triton has no runner for (torch.export programs, AOTInductor
-packages) are refused with the formats it takes.
+outputs from the manifest, a max batch size within the built range, dynamic batching, an
+instance group and the runner's parameters (its backend's ``TritonTarget``: the thread count,
+and for OpenVINO max_batch_size 0 with a -1 batch dimension and the precision). Formats Triton
+has no runner for (torch.export programs, AOTInductor packages), and engines a runner cannot
+run at their precision, are refused with the reason.
 """
 
 from __future__ import annotations
@@ -118,21 +120,40 @@ def config_pbtxt(manifest: EngineManifest, model_name: str, max_batch_size: int,
     dtype = Precision.of_dtype(manifest.input.dtype).triton
     size, channels = manifest.image_size, manifest.in_channels
     key, value = target.setting
+    batch = "" if target.batched else "-1, "
     lines = [
         f"name: {pbtxt_string(model_name)}",
         f"{key}: {pbtxt_string(value)}",
-        f"max_batch_size: {max_batch_size}",
+        f"max_batch_size: {max_batch_size if target.batched else 0}",
         "input [",
-        f"  {{ name: {pbtxt_string(target.input_name)} data_type: {dtype} dims: [ {channels}, {size}, {size} ] }}",
+        f"  {{ name: {pbtxt_string(target.input_name)} data_type: {dtype} dims: [ {batch}{channels}, {size}, {size} ] }}",
         "]",
         "output [",
-        f"  {{ name: {pbtxt_string(target.output_name)} data_type: {dtype} dims: [ {manifest.model.num_classes} ] }}",
+        f"  {{ name: {pbtxt_string(target.output_name)} data_type: {dtype} dims: [ {batch}{manifest.model.num_classes} ] }}",
         "]",
         f"instance_group [ {{ count: {instances} kind: {target.kind} }} ]",
     ]
-    if dynamic_batching:
+    lines += [f"parameters {{ key: {pbtxt_string(k)} value: {{ string_value: {pbtxt_string(v)} }} }}"
+              for k, v in target.parameters(manifest).items()]
+    if dynamic_batching and target.batched:
         lines.append("dynamic_batching { max_queue_delay_microseconds: 100 }")
     return "\n".join(lines) + "\n"
+
+
+def summary(manifest: EngineManifest) -> str:
+    """What Triton runs for the engine ``manifest`` describes: its runner, precision, the config's
+    parameters and how it batches; raises DenseNetTRTError where the runner cannot run the engine
+    as it was verified (the reason from its backend)."""
+    target = triton_target(manifest)
+    parameters = target.parameters(manifest)
+    text = f"Triton's {target.setting[1]} runs it in {manifest.precision}"
+    if parameters:
+        text += "; parameters " + ", ".join(f"{k}={v}" for k, v in parameters.items())
+    if not target.batched:
+        text += (f"; max_batch_size 0, the batch a -1 dimension (this runner takes only batch max_batch_size "
+                 f"otherwise), so Triton does not batch requests: send batches of {manifest.batch.min} to "
+                 f"{manifest.batch.max}")
+    return text
 
 
 def export_triton(
@@ -151,6 +172,7 @@ def export_triton(
     folder, manifest = read_manifest(engine)
     check_files(folder, manifest.files, "rebuild the engine", "engine file")
     target = triton_target(manifest)
+    target.parameters(manifest)  # refuses an engine its runner cannot run as verified, before anything is written
     batch = manifest.batch
     if batch.min != 1:
         raise DenseNetTRTError(

@@ -6,7 +6,8 @@ numpy's ``allclose`` scales with each element), and the cosine similarity of eac
 logits and the agreement of their top-1 classes must hold. The tolerances per precision are in
 ``spec.Precision``. Top-1 is required to agree only on decisive
 samples, those whose eager top-1 leads its runner-up by more than twice the allowed error: a
-near-tie may flip within the tolerance without anything being wrong.
+near-tie may flip within the tolerance without anything being wrong. Where no sample is
+decisive (random weights give near-flat logits), top-1 is not checked, and says so.
 """
 
 from __future__ import annotations
@@ -43,17 +44,18 @@ class Comparison:
     scale: float  # max|reference|
     cosine: float  # the smallest per-sample cosine similarity
     top1_agreement: float  # over all samples
-    decisive_top1: float  # over the samples whose eager margin exceeds twice the allowed error
-    decisive: int
+    decisive_top1: float | None  # over the samples whose eager margin exceeds twice the allowed
+    decisive: int  # error; None where none does: top-1 was not checked
     samples: int
     tolerance: Tolerance
+    distinct_inputs: int | None = None  # fewer than samples: the inputs were repeated to fill the batch
 
     def passes(self) -> bool:
         tol = self.tolerance
         return (
             self.max_abs <= tol.allowed(self.scale)
             and self.cosine >= tol.min_cosine
-            and self.decisive_top1 >= tol.min_top1
+            and (self.decisive_top1 is None or self.decisive_top1 >= tol.min_top1)
         )
 
     def as_dict(self) -> dict:
@@ -63,16 +65,26 @@ class Comparison:
         return out
 
     def __str__(self) -> str:
+        repeated = ("" if self.distinct_inputs is None or self.distinct_inputs >= self.samples
+                    else f" ({self.distinct_inputs} distinct inputs, repeated)")
         return (
             f"max abs {self.max_abs:.3g} (allowed {self.tolerance.allowed(self.scale):.3g}), "
-            f"max rel {self.max_rel:.3g}, cosine {self.cosine:.6f}, top-1 agreement "
-            f"{self.top1_agreement:.1%} ({self.decisive_top1:.1%} of {self.decisive} decisive) "
-            f"over {self.samples} samples"
+            f"max rel {self.max_rel:.3g}, cosine {self.cosine:.6f}, "
+            f"{top1_text(self.decisive_top1, self.decisive, self.samples)} over {self.samples} samples{repeated}"
         )
 
 
-def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance) -> Comparison:
-    """``output`` against ``reference``, both (N, classes), in float64."""
+def top1_text(decisive_top1: float | None, decisive: int, samples: int) -> str:
+    """What the top-1 check found: agreement on the decisive samples, or that there was none to check."""
+    if decisive_top1 is None or decisive == 0:
+        return f"top-1 not checked (0 of {samples} samples decisive)"
+    return f"top-1 agreement {decisive_top1:.1%} on {decisive} of {samples} samples decisive"
+
+
+def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance,
+            distinct_inputs: int | None = None) -> Comparison:
+    """``output`` against ``reference``, both (N, classes), in float64; ``distinct_inputs``:
+    how many of the N inputs were distinct, where they were repeated."""
     import torch
 
     ref = reference.detach().to("cpu", torch.float64)
@@ -95,10 +107,11 @@ def compare(reference: torch.Tensor, output: torch.Tensor, tolerance: Tolerance)
         scale=scale,
         cosine=float(cosine.min()),
         top1_agreement=float(agree.double().mean()),
-        decisive_top1=float(agree[decisive].double().mean()) if n_decisive else 1.0,
+        decisive_top1=float(agree[decisive].double().mean()) if n_decisive else None,
         decisive=n_decisive,
         samples=int(ref.shape[0]),
         tolerance=tolerance,
+        distinct_inputs=distinct_inputs,
     )
 
 

@@ -1,11 +1,14 @@
 """Helpers tests share: a named-pipe guard, a tmpfs to fill or make read-only, a calibration
-report edited on purpose, and which of the run's small engines are built by ``-m slow`` only."""
+report edited on purpose, which of the run's small engines are built by ``-m slow`` only, and
+the pinned sources of Torch-TensorRT and TensorRT that tests read (downloaded once into a cache)."""
 
 import contextlib
 import gc
 import os
 import subprocess
+import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,67 @@ def small_engine_param(backend: str, precision: str):
     openvino fp32 and int8, and bf16 on torchscript (model, inputs and gate in bf16)."""
     slow = backend == "inductor" or (backend == "openvino" and precision in ("fp16", "bf16"))
     return pytest.param((backend, precision), marks=[pytest.mark.slow] if slow else [], id=f"{backend}-{precision}")
+
+
+# --- sources the tests read, pinned and cached ------------------------------------------------
+# The cache folder: DENSENET_TRT_CONFORMANCE_CACHE, default ~/.cache/densenet-trt/conformance.
+
+TORCH_TENSORRT_VERSION = "2.14.0"
+# NVIDIA/TensorRT's release tags read here, by the commits they name (a moved tag is not followed).
+TENSORRT_COMMITS = {"v10.3.0": "c5b9de37f7ef9034e2efc621c664145c7c12436e",
+                    "v11.1": "82d1dca801c8318a5605399d5240780d0679e4e1"}
+
+
+def source_cache() -> Path:
+    return Path(os.environ.get("DENSENET_TRT_CONFORMANCE_CACHE", Path.home() / ".cache" / "densenet-trt" / "conformance"))
+
+
+def torch_tensorrt_wheel() -> Path:
+    """The torch-tensorrt 2.14.0 wheel: ``TORCH_TENSORRT_WHEEL``, else the cache's, else
+    ``pip download --no-deps`` into the cache; the test is skipped, saying why, where none can be had."""
+    given = os.environ.get("TORCH_TENSORRT_WHEEL")
+    if given:
+        return Path(given)
+    cache, pattern = source_cache(), f"torch_tensorrt-{TORCH_TENSORRT_VERSION}-*.whl"
+    found = sorted(cache.glob(pattern))
+    if found:
+        return found[-1]
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+               f"torch-tensorrt=={TORCH_TENSORRT_VERSION}", "--dest", str(cache)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"pip download torch-tensorrt=={TORCH_TENSORRT_VERSION} took over 10 minutes")
+    found = sorted(cache.glob(pattern))
+    if not found:
+        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+        pytest.skip(f"cannot get the torch-tensorrt {TORCH_TENSORRT_VERSION} wheel "
+                    f"({lines[-1] if lines else result.returncode}); set TORCH_TENSORRT_WHEEL")
+    return found[-1]
+
+
+def tensorrt_source(tag: str, path: str) -> bytes:
+    """The file ``path`` of NVIDIA/TensorRT at release ``tag`` (``TENSORRT_COMMITS``): from the
+    git copy ``TENSORRT_GIT`` where it is set, else the cache's, else downloaded from GitHub at
+    the pinned commit into the cache; the test is skipped, saying why, where none can be had."""
+    given = os.environ.get("TENSORRT_GIT")
+    if given:
+        result = subprocess.run(["git", "--git-dir", given, "show", f"{TENSORRT_COMMITS[tag]}:{path}"],
+                                capture_output=True, check=False)
+        if result.returncode != 0:
+            pytest.skip(f"TENSORRT_GIT={given} has no {path} at {tag}: {result.stderr.decode().strip()}")
+        return result.stdout
+    cached = source_cache() / "tensorrt" / TENSORRT_COMMITS[tag] / path
+    if not cached.is_file():
+        url = f"https://raw.githubusercontent.com/NVIDIA/TensorRT/{TENSORRT_COMMITS[tag]}/{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                data = response.read()
+        except OSError as e:
+            pytest.skip(f"cannot download TensorRT {tag}'s {path} ({e}); set TENSORRT_GIT to a git copy of "
+                        "NVIDIA/TensorRT")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + ".part")
+        partial.write_bytes(data)
+        partial.replace(cached)
+    return cached.read_bytes()

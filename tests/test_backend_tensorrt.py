@@ -5,11 +5,13 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import torch.utils._pytree as pytree
+from helpers import torch_tensorrt_wheel
 
 from densenet_trt import BatchRange, DenseNetTRTError, create_model
 from densenet_trt.engine import Engine
@@ -157,19 +159,17 @@ def test_inputs_are_declared_in_the_precisions_dtype():
 # --- the 2.14.0 API, read from its source -----------------------------------------------------
 
 
-def _torch_tensorrt_source() -> Path | None:
-    """The installed torch_tensorrt package (found, not imported), else the unpacked 2.14.0 wheel."""
-    found = importlib.util.find_spec("torch_tensorrt")
-    candidates = [Path(found.origin).parent] if found is not None and found.origin else []
-    candidates.append(Path(os.environ.get("TORCH_TENSORRT_SRC", "/tmp/tt/src/torch_tensorrt")))
-    return next((c for c in candidates if (c / "dynamo" / "_compiler.py").is_file()), None)
-
-
 @pytest.fixture(scope="module")
-def tt_source():
-    source = _torch_tensorrt_source()
-    if source is None:
-        pytest.skip("torch-tensorrt 2.14 source not found (install it or set TORCH_TENSORRT_SRC)")
+def tt_source(tmp_path_factory):
+    """The installed torch_tensorrt package (found, not imported), else the Python files of the
+    pinned 2.14.0 wheel (``helpers.torch_tensorrt_wheel``: cached, ``TORCH_TENSORRT_WHEEL``)."""
+    found = importlib.util.find_spec("torch_tensorrt")
+    source = Path(found.origin).parent if found is not None and found.origin else None
+    if source is None or not (source / "dynamo" / "_compiler.py").is_file():
+        folder = tmp_path_factory.mktemp("torch_tensorrt_wheel")
+        with zipfile.ZipFile(torch_tensorrt_wheel()) as archive:
+            archive.extractall(folder, [name for name in archive.namelist() if name.endswith(".py")])
+        source = folder / "torch_tensorrt"
     version = ast.literal_eval(
         next(
             line.split("=", 1)[1].strip()

@@ -3,7 +3,8 @@
 On the CPU: the decisions (which flags for which TensorRT major and precision, the optimization
 profile, DLA settings, availability, what the manifest records, the command line's refusals),
 and the TensorRT API the backend calls, checked against TensorRT's Python binding sources of
-10.3 (JetPack 6) and 11.1 where a copy of TensorRT's git repository is at hand (TENSORRT_GIT).
+10.3 (JetPack 6) and 11.1 (``helpers.tensorrt_source``: pinned commits, downloaded once into the
+cache, or read from a git copy given as TENSORRT_GIT; skipped, saying why, where neither works).
 No tensorrt module is faked. The engine tests need an NVIDIA GPU and the tensorrt module."""
 
 import ast
@@ -14,14 +15,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import tensorrt_source
 
 from densenet_trt import DenseNetTRTError, create_model
 from densenet_trt.backends import BACKENDS, choose_backend
-from densenet_trt.backends._trt_api import check_dla, profile_shapes
+from densenet_trt.backends._trt_api import (
+    check_dla,
+    check_dla_batch,
+    in_flight_refusal,
+    kept_cache,
+    placement,
+    profile_shapes,
+    torch_dtype,
+)
 from densenet_trt.backends.tensorrt_onnx import (
     FILE,
     OnnxTensorRTBackend,
@@ -217,13 +228,13 @@ def manifest(settings=None, tensorrt="10.3.0", tf32=False, **changes):
     from densenet_trt.manifest import EngineManifest
 
     recorded = {"format": "engine", "tensorrt_major": 10, **recipe(10, FP16, dla=True).record(),
-                **dataclasses.asdict(OnnxTensorRTSettings(dla_core=0)), "layers_on_dla": 60, "layers_on_gpu": 3}
+                **dataclasses.asdict(OnnxTensorRTSettings(dla_core=0)), "dla_subgraphs": 2, "gpu_layers": 3}
     shape = ["batch", 3, 32, 32]
     data = {
         "model": {"name": "densenet_bc100_k12", "config": {}, "num_classes": 10, "weights": None, "seed": 0,
                   "overrides": {}},
         "backend": "tensorrt-onnx", "format": "engine", "precision": "fp16", "tf32": tf32,
-        "batch": {"min": 1, "opt": 2, "max": 4}, "image_size": 32, "in_channels": 3,
+        "batch": {"min": 2, "opt": 2, "max": 2}, "image_size": 32, "in_channels": 3,
         "input": {"name": "input", "dtype": "float16", "shape": shape},
         "output": {"name": "logits", "dtype": "float16", "shape": ["batch", 10]},
         "threads": None, "preprocessing": None, "calibration": None, "int8_speed": None,
@@ -245,7 +256,7 @@ def test_the_manifest_records_the_recipe_and_where_the_layers_run():
     settings = m.backend_settings
     assert settings["builder_flags"] == ["FP16", "GPU_FALLBACK"] and settings["cleared_flags"] == ["TF32"]
     assert settings["strongly_typed"] is False and settings["dla_core"] == 0 and settings["gpu_fallback"] is True
-    assert settings["layers_on_dla"] + settings["layers_on_gpu"] == 63
+    assert settings["dla_subgraphs"] == 2 and settings["gpu_layers"] == 3
     assert recorded_dla(m) == 0
     assert OnnxTensorRTBackend().io_dtype(FP16) == torch.float16 and OnnxTensorRTBackend().io_dtype(INT8) == torch.float32
 
@@ -256,32 +267,109 @@ def test_a_bad_recorded_dla_core_is_refused(core):
         recorded_dla(manifest({"dla_core": core}))
 
 
+# --- DLA, the timing cache, bindings, requests in flight (issue 24) -------------------------------
+
+
+def test_dla_with_a_batch_range_is_refused_in_one_line_before_any_work(tmp_path):
+    base = ["build", "--model", "densenet_bc40_k12", "--backend", "tensorrt-onnx", "--precision", "fp16",
+            "--dla-core", "0", "--output", str(tmp_path)]
+    result = CliRunner().invoke(main, base + ["--batch", "1:8:32"])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: --dla-core 0 needs a fixed batch (DLA runs only optimization profiles "
+                                    "with min = opt = max), not 1:8:32: give one batch size, e.g. --batch 8")
+    assert list(tmp_path.iterdir()) == []
+    check_dla_batch({"dla_core": 0}, BatchRange.parse("8"))
+    check_dla_batch({}, BatchRange.parse("1:8:32"))
+
+
+def test_placement_is_what_the_builder_logs_once_it_has_placed_the_network():
+    logged = ["[DlaLayer] {ForeignNode[/features/conv0/Conv.../features/denseblock1/Concat]}",
+              "[DlaLayer] {ForeignNode[/features/transition1/Conv.../features/norm5/Relu]}",
+              "[GpuLayer] /ReduceMean", "[GpuLayer] /classifier/Gemm"]
+    assert placement(logged) == {"dla_subgraphs": 2, "gpu_layers": 2}
+    assert placement(logged[2:]) == {"dla_subgraphs": 0, "gpu_layers": 2}
+    assert placement([]) == {"dla_subgraphs": None, "gpu_layers": None}  # not said: not guessed
+
+
+def test_a_timing_cache_tensorrt_refuses_is_left_alone_and_said_in_one_line(tmp_path):
+    cache = tmp_path / "timing-tensorrt10.cache"
+    with pytest.warns(UserWarning) as said:
+        assert kept_cache(False, cache) is False  # set_timing_cache's answer for another GPU's cache
+    assert len(said) == 1 and str(said[0].message).startswith(f"TensorRT refused the timing cache {cache}")
+    assert "\n" not in str(said[0].message)
+    assert kept_cache(True, cache) is True
+
+
+def test_binding_types_map_to_torch_without_nptype():
+    """TensorRT 11.1's trt.nptype raises TypeError on BF16 (numpy has no bfloat16)."""
+    assert [torch_dtype(n) for n in ("FLOAT", "HALF", "BF16")] == [torch.float32, torch.float16, torch.bfloat16]
+    with pytest.raises(DenseNetTRTError, match="a binding of TensorRT type INT8, not one of FLOAT, HALF, BF16"):
+        torch_dtype("INT8")
+    backends = Path(__file__).resolve().parents[1] / "densenet_trt" / "backends"
+    assert not any("nptype(" in (backends / name).read_text() for name in TRT_MODULES)
+
+
+def test_a_plan_of_a_batch_range_keeps_one_request_in_flight(tmp_path):
+    """Concurrent execution contexts of a dynamic shape need an optimization profile each
+    (NvInferRuntime.h): a plan of a batch range, which has one, is not run on several streams."""
+    from densenet_trt.backends._tensorrt_runtime import PlanRunnerRuntime, TorchTensorRTRuntime
+    from densenet_trt.throughput import in_flight
+
+    ranged = manifest(batch={"min": 1, "opt": 2, "max": 4})
+    said = in_flight(SimpleNamespace(device="cuda", runtime=PlanRunnerRuntime(tmp_path, ranged, None)),
+                     torch.zeros(2, 3, 32, 32), 2, 1)
+    assert said.startswith("TensorRT plan of batch 1:2:4: one request in flight")
+    assert in_flight_refusal(BatchRange.parse("1:2:4")) == said and in_flight_refusal(BatchRange.parse("2")) == ""
+    torch_tensorrt = TorchTensorRTRuntime(tmp_path, manifest(backend="tensorrt", format="exported-program"))
+    assert "one request in flight" in torch_tensorrt.streams(2)  # one context per engine in Torch-TensorRT
+
+
+def test_the_jetson_install_keeps_jetpacks_torch():
+    """docs/jetson.md's install: the package with --no-deps, then its requirements without torch
+    and the capture's (onnx, onnxscript), as setup.py states them."""
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    lists = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+             and isinstance(node.value, ast.List)}
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    requires = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "install_requires"))
+    expected = {r for r in requires if not r.startswith("torch")} | {r for r in lists["onnx"] if "onnxruntime" not in r}
+    lines = (root / "docs" / "jetson.md").read_text().split("## Install on a Jetson")[1].split("```")[1].splitlines()
+    installs = [line.split("#")[0].split() for line in lines if line.startswith("pip install")]
+    assert installs[0] == ["pip", "install", "--no-deps", "-e", "."]
+    assert {r.strip('"') for r in installs[1][2:]} == expected
+    assert not any(r.strip('"').startswith("torch") for line in installs for r in line)
+
+
 # --- the TensorRT API, against TensorRT's sources -------------------------------------------------
 
-TENSORRT_GIT = Path(os.environ.get("TENSORRT_GIT", "/work/.mirror/NVIDIA+TensorRT/repo"))
 RELEASES = {10: "v10.3.0", 11: "v11.1"}  # JetPack 6's TensorRT, and the release torch-tensorrt 2.14 needs
 BINDINGS = ("python/src/infer/pyCore.cpp", "python/src/infer/pyGraph.cpp", "python/src/infer/pyFoundationalTypes.cpp",
             "python/src/parsers/pyOnnx.cpp", "python/packaging/bindings_wheel/tensorrt/__init__.py")
-# Attribute names in _trt_api.py that are not TensorRT's: Python's, torch's and the backend's own.
+# The headers infer_tensorrt.cpp includes (NvInferRuntime.h and those it includes), by release.
+HEADERS = ("NvInferRuntime.h", "NvInferImpl.h", "NvInferRuntimeCommon.h", "NvInferRuntimeBase.h",
+           "NvInferRuntimePlugin.h", "NvInferLegacyDims.h", "NvInferVersion.h")
+HEADERS_11 = ("NvInferPluginBase.h",)
+# The modules whose attributes on TensorRT objects are checked against the bindings.
+TRT_MODULES = ("_trt_api.py", "_tensorrt_runtime.py")
+# Attribute names there that are not TensorRT's: Python's, torch's and the backend's own.
 NOT_TENSORRT = {
     "append", "contiguous", "cuda", "cuda_stream", "current_stream", "data_ptr", "errors", "float32", "is_file",
     "items", "read_bytes", "removeprefix", "shape", "split", "to", "write_bytes", "empty", "__init__", "logger",
     "runtime", "engine", "context", "input_dtype", "output_dtype", "batch", "in_channels", "image_size", "min",
     "opt", "max", "dla_core", "workspace_size", "optimization_level", "gpu_fallback", "builder_flags",
-    "cleared_flags", "half_io", "last", "Tensor", "join",
+    "cleared_flags", "half_io", "last", "Tensor", "join", "placed", "startswith", "exists", "get", "first",
+    "Lock", "lock", "Stream", "stream", "wait_stream", "runner", "contexts", "synchronize", "counting",
+    "totals", "folder", "manifest", "main_file", "bfloat16", "values", "backend", "device", "warn",
 }
 
 
 @pytest.fixture(scope="module")
 def binding_sources():
-    if not (TENSORRT_GIT / "HEAD").is_file() or shutil.which("git") is None:
-        pytest.skip(f"no copy of TensorRT's git repository at {TENSORRT_GIT} (set TENSORRT_GIT)")
-    sources = {}
-    for major, tag in RELEASES.items():
-        texts = [subprocess.run(["git", "--git-dir", str(TENSORRT_GIT), "show", f"{tag}:{path}"],
-                                capture_output=True, text=True, check=True).stdout for path in BINDINGS]
-        sources[major] = "\n".join(texts)
-    return sources
+    """TensorRT's Python binding sources of each release (``helpers.tensorrt_source``: pinned, cached)."""
+    return {major: "\n".join(tensorrt_source(tag, path).decode() for path in BINDINGS)
+            for major, tag in RELEASES.items()}
 
 
 def _builder_flags(source: str) -> set[str]:
@@ -300,8 +388,9 @@ def test_every_flag_the_recipes_use_is_a_builder_flag_of_that_release(binding_so
 
 
 def test_every_tensorrt_call_of_the_backend_is_in_both_releases_bindings(binding_sources):
-    tree = ast.parse((Path(__file__).resolve().parents[1] / "densenet_trt" / "backends" / "_trt_api.py").read_text())
-    used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} - NOT_TENSORRT
+    backends = Path(__file__).resolve().parents[1] / "densenet_trt" / "backends"
+    trees = [ast.parse((backends / name).read_text()) for name in TRT_MODULES]
+    used = {node.attr for tree in trees for node in ast.walk(tree) if isinstance(node, ast.Attribute)} - NOT_TENSORRT
     used |= {"desc", "num_errors", "get_error"}  # called on results, spelled here for clarity
     for major, source in binding_sources.items():
         missing = sorted(name for name in used if f'"{name}"' not in source and f"{name} =" not in source)
@@ -334,7 +423,7 @@ def test_build_load_and_compare_with_eager(tmp_path, precision):
     m = artifact.manifest
     assert m.input.dtype == m.output.dtype == Precision(precision).dtype_name
     assert (tmp_path / "timing-tensorrt{}.cache".format(m.backend_settings["tensorrt_major"])).is_file()
-    assert m.backend_settings["layers_on_dla"] == 0 and m.accuracy.passed
+    assert m.backend_settings["dla_subgraphs"] in (0, None) and m.accuracy.passed
     engine = load(artifact.path)
     net = create_model("densenet_bc100_k12", **SMALL).eval()
     for n in (1, 3, 4):
@@ -371,6 +460,37 @@ def test_int8_from_the_calibrate_stages_qdq_onnx(tmp_path):
     assert artifact.manifest.input.dtype == "float32"
 
 
+@pytest.mark.gpu
+@trt_api
+def test_a_fixed_batch_plan_runs_an_execution_context_per_stream_and_times_its_layers(tmp_path):
+    from densenet_trt import build, profile
+
+    artifact = build("densenet_bc100_k12", backend="tensorrt-onnx", batch="2", overrides=SMALL, output=tmp_path)
+    engine = load(artifact.path)
+    runners = engine.runtime.streams(3)
+    assert len({id(r.context) for r in runners}) == 3 and len({id(r.stream) for r in runners}) == 3
+    x = example_input(2, 32, seed=1).cuda()
+    expected = engine.run(x).float().cpu()
+    for runner in runners:
+        assert torch.equal(runner(x).float().cpu(), expected)
+    report = profile([artifact.path], batches=[2], mode="throughput", requests=3, duration=0.5, vs="none", layers=5)
+    assert [r.how for r in report.rows if r.requests == 3] == ["3 CUDA streams, one thread each"]
+    assert report.layers[0].source == "TensorRT IProfiler" and report.layers[0].layers
+
+
+def test_tensorrt_runs_off_the_legacy_default_stream():
+    """Every execute_async_v3 enqueues on a stream the code made (``torch.cuda.Stream()``), never
+    on torch's current stream, which is the legacy default stream unless changed."""
+    backends = Path(__file__).resolve().parents[1] / "densenet_trt" / "backends"
+    for name in TRT_MODULES:
+        tree = ast.parse((backends / name).read_text())
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and getattr(node.func, "attr", "") == "execute_async_v3"]
+        assert calls and all("current_stream" not in ast.unparse(c) for c in calls), name
+        assert "stream = torch.cuda.current_stream()" not in ast.unparse(tree), name
+        assert "wait_stream" in ast.unparse(tree), name
+
+
 def test_infer_tensorrt_compiles_against_both_releases_headers(binding_sources, tmp_path):
     """examples/cpp/infer_tensorrt.cpp, which runs this backend's plans from C++, against the
     TensorRT 10.3 and 11.1 headers (syntax and types only: no libraries are linked here)."""
@@ -382,14 +502,20 @@ def test_infer_tensorrt_compiles_against_both_releases_headers(binding_sources, 
     for major, tag in RELEASES.items():
         include = tmp_path / tag / "include"
         include.mkdir(parents=True)
-        names = subprocess.run(["git", "--git-dir", str(TENSORRT_GIT), "ls-tree", "--name-only", tag, "include/"],
-                               capture_output=True, text=True, check=True).stdout.split()
-        for name in names:
-            (tmp_path / tag / name).write_bytes(subprocess.run(
-                ["git", "--git-dir", str(TENSORRT_GIT), "show", f"{tag}:{name}"], capture_output=True, check=True).stdout)
+        for name in HEADERS + (HEADERS_11 if major >= 11 else ()):
+            (include / name).write_bytes(tensorrt_source(tag, f"include/{name}"))
         result = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-w", f"-I{include}", f"-I{cuda}",
                                  f"-I{source.parent}", str(source)], capture_output=True, text=True)
         assert result.returncode == 0, (tag, result.stderr[-2000:])
+
+
+def test_infer_tensorrt_sets_the_recorded_dla_core_before_deserializing():
+    """IRuntime's DLA core defaults to -1 (NvInferRuntime.h): a DLA plan needs setDLACore first,
+    with the core its manifest records."""
+    source = (Path(__file__).resolve().parents[1] / "examples" / "cpp" / "infer_tensorrt.cpp").read_text()
+    assert '{"backend_settings", "dla_core"}' in source
+    assert -1 < source.index("runtime->setDLACore(dla_core)") < source.index("runtime->deserializeCudaEngine(")
+    assert "getNbDLACores()" in source
 
 
 def test_triton_serves_its_plans_with_its_tensorrt_backend():

@@ -2,6 +2,7 @@
 with eager, batch sizes across the range, bad input; manifests and the accuracy gate."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -19,6 +20,7 @@ from densenet_trt.memory import machine_memory, parameter_count
 from densenet_trt.models import DenseNet, count_parameters
 from densenet_trt.registry import create_model, list_models, model_config
 from densenet_trt.machine import MAX_THREADS
+from densenet_trt.spec import Precision
 from densenet_trt.verify import compare
 from helpers import small_engine_param
 
@@ -84,7 +86,7 @@ def test_inputs_the_engine_was_not_built_for_are_refused(built):
 def test_manifest_records_what_was_built(built):
     m = json.loads((built.path / "manifest.json").read_text())
     assert {k: v for k, v in m.items() if k not in ("schema", "schema_version", "digest")} == built.manifest.to_json()
-    assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 4
+    assert m["schema"] == "densenet-trt/engine" and m["schema_version"] == 5
     assert m["model"]["name"] == "densenet_bc100_k12" and m["model"]["weights"] is None
     assert m["model"]["config"]["block_config"] == [2, 2, 2]
     assert m["batch"] == {"min": 1, "opt": 4, "max": 8} and m["image_size"] == 32
@@ -213,14 +215,41 @@ def test_corrupt_truncated_or_missing_files_are_refused_at_load(engine_copy):
         load(engine_copy.path)
 
 
+def test_version_3_and_4_manifests_are_still_read(engine_copy, edit_manifest):
+    """Version 4 added calibration.synthetic and version 5 labels: older manifests, which have
+    no labels field, read with them not recorded."""
+    manifest_path = engine_copy.path / "manifest.json"
+    edit_manifest(engine_copy.path, lambda m: m.pop("labels"))
+    for version in (4, 3):
+        text = manifest_path.read_text()
+        manifest_path.write_text(re.sub(r'"schema_version": \d+', f'"schema_version": {version}', text))
+        assert load(engine_copy.path).manifest == engine_copy.manifest
+    manifest_path.write_text(manifest_path.read_text().replace('"schema_version": 3', '"schema_version": 5'))
+    with pytest.raises(DenseNetTRTError, match="field labels is missing"):
+        load(engine_copy.path)
+
+
+def test_a_gate_with_no_decisive_sample_says_top1_was_not_checked():
+    """Random weights give near-flat logits: no sample is decisive, and the gate printed `top-1
+    agreement 100.0% (100.0% of 0 decisive)` and the manifest a decisive_top1 of 1.0 (issue 23)."""
+    reference = torch.zeros(4, 10)
+    reference[:, 3] = 1e-6
+    c = compare(reference, reference.clone(), Precision.FP32.tolerance)
+    assert c.decisive == 0 and c.decisive_top1 is None and c.passes()
+    assert "top-1 not checked (0 of 4 samples decisive) over 4 samples" in str(c) and "%" not in str(c)
+    assert c.as_dict()["decisive_top1"] is None
+    repeated = compare(reference, reference, Precision.FP32.tolerance, distinct_inputs=2)
+    assert str(repeated).endswith("over 4 samples (2 distinct inputs, repeated)")
+
+
 def test_bad_manifests_are_refused(engine_copy):
     manifest_path = engine_copy.path / "manifest.json"
     good = manifest_path.read_text()
     manifest_path.write_text(good[:50])
     with pytest.raises(DenseNetTRTError, match="is corrupt"):
         load(engine_copy.path)
-    manifest_path.write_text(good.replace('"schema_version": 4', '"schema_version": 99'))
-    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 4"):
+    manifest_path.write_text(good.replace('"schema_version": 5', '"schema_version": 99'))
+    with pytest.raises(DenseNetTRTError, match="schema version 99; this densenet-trt reads version 5"):
         load(engine_copy.path)
     manifest_path.unlink()
     with pytest.raises(DenseNetTRTError, match="has no manifest.json"):

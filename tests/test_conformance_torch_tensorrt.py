@@ -35,18 +35,19 @@ need another TensorRT name here, the stand-in raises AttributeError and this tes
 
 The wheel: ``TORCH_TENSORRT_WHEEL`` (a path to the .whl), else the cache folder
 ``DENSENET_TRT_CONFORMANCE_CACHE`` (default ``~/.cache/densenet-trt/conformance``), filled
-with ``pip download --no-deps torch-tensorrt==2.14.0``; skipped, saying why, when neither works.
+with ``pip download --no-deps torch-tensorrt==2.14.0`` (``helpers.torch_tensorrt_wheel``);
+skipped, saying why, when neither works.
 Its pure-Python requirements (dllist, psutil) come with the ``test`` extra.
 """
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import TORCH_TENSORRT_VERSION, torch_tensorrt_wheel
 
 from densenet_trt.spec import Precision
 
@@ -54,36 +55,15 @@ from densenet_trt.spec import Precision
 # precisions, 24 s on 2 cores, a twelfth of the default suite's 5-minute budget.
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
-VERSION = "2.14.0"
+VERSION = TORCH_TENSORRT_VERSION
 CHILD = Path(__file__).with_name("conformance_torch_tensorrt_child.py")
 PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 CUDA_QUERIES = {"get_device_capability", "current_device", "mem_get_info"}
 
 
-def _wheel() -> Path:
-    given = os.environ.get("TORCH_TENSORRT_WHEEL")
-    if given:
-        return Path(given)
-    cache = Path(os.environ.get("DENSENET_TRT_CONFORMANCE_CACHE", Path.home() / ".cache" / "densenet-trt" / "conformance"))
-    found = sorted(cache.glob(f"torch_tensorrt-{VERSION}-*.whl"))
-    if found:
-        return found[-1]
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               f"torch-tensorrt=={VERSION}", "--dest", str(cache)]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip(f"pip download torch-tensorrt=={VERSION} took over 10 minutes")
-    found = sorted(cache.glob(f"torch_tensorrt-{VERSION}-*.whl"))
-    if not found:
-        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        pytest.skip(f"cannot get the torch-tensorrt {VERSION} wheel: {lines[-1] if lines else result.returncode}")
-    return found[-1]
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    wheel = _wheel()
+    wheel = torch_tensorrt_wheel()
     folder = tmp_path_factory.mktemp("torch_tensorrt_wheel")
     with zipfile.ZipFile(wheel) as archive:  # the Python files only: no _C, no libtorchtrt
         archive.extractall(folder, [name for name in archive.namelist() if name.endswith(".py")])

@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from densenet_trt.manifest import PROFILE
 from densenet_trt.report import EngineInfo, Layer, LayerTimes, ProfileReport, Row, Settings, Skipped
 from densenet_trt.machine import MAX_THREADS
 from densenet_trt.spec import Precision
-from densenet_trt.stats import paired_speedup, summarize
+from densenet_trt.report_text import SPEEDUPS, figure
+from densenet_trt.stats import MIN_SAMPLES, TOO_FEW, paired_speedup, summarize
 from densenet_trt.timing import cpu_timer, cuda_timer, interleave
 
 SMALL = {"block_config": (2, 2, 2)}
@@ -72,14 +74,14 @@ def synthetic_report() -> ProfileReport:
         versions={"densenet-trt": "0.1.0", "torch": "2.14.1", "tensorrt": "11.1"},
         build_seconds=40.0, load_seconds=0.5, eager=["fp32", "fp16"], notes=[], baseline="densenet121 3x224x224 cuda",
     )
-    phases = {k: summarize([0.1, 0.2, 0.3]) for k in ("h2d", "compute", "d2h")}
+    phases = {k: summarize([0.1, 0.2, 0.3] * 4) for k in ("h2d", "compute", "d2h")}
     base = "densenet121 3x224x224 cuda"
     rows = [
-        Row(None, base, 1, "latency", 1, "eager", "fp32", "", summarize([4.0, 4.1, 4.2]), phases, 250.0, None, {},
+        Row(None, base, 1, "latency", 1, "eager", "fp32", "", summarize([4.0, 4.1, 4.2] * 4), phases, 250.0, None, {},
             900.0, 120.0),
-        Row(None, base, 1, "latency", 1, "eager", "fp16", "", summarize([2.0, 2.1, 2.2]), phases, 476.2, None, {},
+        Row(None, base, 1, "latency", 1, "eager", "fp16", "", summarize([2.0, 2.1, 2.2] * 4), phases, 476.2, None, {},
             900.0, 80.0),
-        Row(0, base, 1, "latency", 1, "engine", "fp16", "", summarize([1.0, 1.0, 2.0]), phases, 1000.0, None,
+        Row(0, base, 1, "latency", 1, "engine", "fp16", "", summarize([1.0, 1.0, 2.0] * 4), phases, 1000.0, None,
             {"fp32": 4.0, "fp16": 2.0}, 900.0, 60.0),
         Row(0, base, 1, "throughput", 4, "engine", "fp16", "4 CUDA streams, one thread each",
             summarize([1.0] * 120), {}, 3000.0, 0.04, {}, 900.0, 70.0),
@@ -112,12 +114,71 @@ def test_summarize_matches_numpy():
 
 
 def test_coefficient_of_variation_over_five_percent_is_flagged():
-    assert not summarize([10.0, 10.1, 9.9, 10.0]).unstable
-    assert summarize([10.0, 10.0, 10.0, 13.0]).unstable
+    assert summarize([10.0, 10.1, 9.9, 10.0] * 3).unstable is False
+    assert summarize([10.0, 10.0, 10.0, 13.0] * 3).unstable is True
     latency = synthetic_report().table().split("Throughput:")[0]
     rows = {line.split("|")[3].strip(): line for line in latency.splitlines() if line.startswith("| ")}
     assert "unstable, rerun" in rows["engine fp16"]  # 1, 1, 2 ms
     assert "unstable" not in rows["eager fp32"]  # 4.0, 4.1, 4.2 ms
+
+
+def one_sample_report() -> ProfileReport:
+    """The synthetic report with a latency row of one sample, as `profile --batch-size 1,8
+    --duration 2` timed batch 8 once (issue 23)."""
+    report = synthetic_report()
+    once = dataclasses.replace(report.rows[2], batch=8, latency_ms=summarize([94.12]), speedup={"fp32": 2.0})
+    return dataclasses.replace(report, rows=[*report.rows, once])
+
+
+def test_too_few_samples_give_no_cv_or_p99_and_every_row_says_its_samples(tmp_path):
+    """One sample printed a CV of 0.0% and a p99, unflagged, with no sample count anywhere."""
+    report = one_sample_report()
+    text = report.table()
+    latency, throughput = text.split("Latency:")[1].split("Throughput:")
+    header, _, *rows = [line for line in latency.splitlines() if line.startswith("|")]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in rows[-1].split("|")]))
+    assert (cells["n"], cells["cv"], cells["p99 ms"], cells["median ms"]) == ("1", TOO_FEW, TOO_FEW, "94.12")
+    assert [c.strip() for c in rows[0].split("|")][4] == "12"
+    assert "| n   |" in throughput and "| 120 |" in throughput
+    assert f"- {TOO_FEW}: from fewer than {MIN_SAMPLES} samples no CV or p99 is given" in text
+    data = report.to_dict()
+    assert [(r["samples"], r["too_few_samples"], r["unstable"]) for r in data["rows"]] == [
+        (12, False, False), (12, False, False), (12, False, True), (120, False, False), (1, True, None)]
+    assert ProfileReport.from_dict(json.loads(json.dumps(data))) == report
+    report.write_csv(tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-2]  # the skipped cell is the last
+    assert (last["count"], last["too_few_samples"], last["cv"], last["p99_ms"]) == ("1", "True", "", "")
+    assert float(last["median_ms"]) == 94.12
+
+
+def test_latency_and_throughput_speedups_are_explained_once_in_the_report():
+    """fp32 was 5.07x eager in latency while eager's throughput beat it, with nothing saying why."""
+    text = one_sample_report().table()
+    assert text.count(SPEEDUPS) == 1 and "- Speedups: " + SPEEDUPS in text
+    alone = synthetic_report()
+    latency_only = dataclasses.replace(alone, rows=[r for r in alone.rows if r.mode == "latency"])
+    assert SPEEDUPS not in latency_only.table()
+
+
+def test_plot_has_labelled_log_ticks_a_legend_off_the_lines_and_each_runners_requests_in_flight():
+    """The log axis showed two labels at most, the legend sat over the lines, and engines at 2
+    requests in flight were plotted against eager at 1 without saying so."""
+    pytest.importorskip("matplotlib")
+    chart = figure(one_sample_report())
+    chart.canvas.draw()
+    latency, throughput = chart.axes
+    low, high = latency.get_ylim()
+    labels = [t.get_text() for t in latency.get_yticklabels() if low <= t.get_position()[1] <= high]
+    assert len([t for t in labels if t]) >= 3, labels
+    (legend,) = chart.legends
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(axes.get_window_extent()) for axes in chart.axes)
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "eager fp32 (densenet121 3x224x224 cuda), 1 in flight", "eager fp16 (densenet121 3x224x224 cuda), 1 in flight",
+        "[0] x, 4 in flight"]
+    assert SPEEDUPS[1:40] in chart.get_suptitle().replace("\n", " ")
+    assert [len(line.get_xdata()) for line in latency.get_lines()][-3:] == [2, 2, 1]  # no p99 of 1 sample
 
 
 def test_paired_speedup_is_the_median_of_paired_ratios():
@@ -359,7 +420,7 @@ def test_markdown_and_terminal_table(tmp_path):
     assert len(table) == 2 + 3 and len({len(line) for line in table}) == 1
     assert "| speedup vs eager (paired)" in table[0] and table[0].endswith("| device MiB |")
     assert "| 4.00x vs fp32, 2.00x vs fp16 | 60" in table[-1]
-    assert "| [0]    | 1     | engine fp16 | 4         | 3000.0   | 120      | 0.04   |" in throughput
+    assert "| [0]    | 1     | engine fp16 | 4         | 3000.0   | 120 | 0.04   |" in throughput
     assert throughput.splitlines()[2].endswith("| device MiB |") and "| 70         |" in throughput
     assert "NVIDIA H100 (compute capability 9.0, driver 580.1, CUDA 13.0)" in text
     assert "CUDA graphs on, transfers in" in text and "cudnn.benchmark=True" in text
@@ -406,11 +467,11 @@ def test_default_is_a_duration_and_a_short_run_says_its_p99_is_the_max(report):
     settings = _settings((1,), None, None, None, None, "eager", None, False, False, 0.2, "both", None, 0)
     assert (settings.duration, settings.iterations, settings.warmup) == (5.0, None, 3)
     assert "each measurement 5 s after 3 warm-up rounds" in dataclasses.replace(report, settings=settings).table()
-    text = report.table()  # 3 samples a row
+    assert f"{TOO_FEW}: from fewer than" in report.table()  # 3 samples a row: no p99 at all
+    text = synthetic_report().table()  # 12 samples a latency row
     assert "* p99 of fewer than 100 samples is (nearly) the largest sample" in text
-    assert all(line.count("*") == 1 for line in text.splitlines() if line.startswith("| [0]"))
-    long = synthetic_report().table()  # the throughput row has 120 samples
-    assert "| 1.000  | 4 CUDA streams" in long.split("Throughput:")[1]
+    assert all(line.count("*") == 1 for line in text.split("Throughput:")[0].splitlines() if line.startswith("| [0]"))
+    assert "| 1.000  | 4 CUDA streams" in text.split("Throughput:")[1]  # 120 samples
 
 
 def test_engines_of_one_model_share_one_eager_baseline(engine_path, openvino_path):
@@ -569,3 +630,25 @@ def test_tensorrt_raw_plan_reports_its_slowest_layers_from_tensorrts_profiler(tm
     (times,) = result.layers
     assert times.source == "TensorRT IProfiler" and len(times.layers) == 3
     assert times.layers[0].ms >= times.layers[-1].ms > 0 and times.total_ms >= sum(t.ms for t in times.layers)
+
+
+def test_requests_in_flight_warm_up_in_the_threads_that_are_measured():
+    """PyTorch keeps some state per thread (cuDNN's benchmark cache of its v8 API): on an H200,
+    warming up in other threads than the measured ones left 3.8 s of tuning in every timed
+    request. Each thread warms its own worker, and the measured requests run in those threads."""
+    warmed, measured = [], []
+    phase = ["warm-up"]
+
+    def call():
+        (warmed if phase[0] == "warm-up" else measured).append(threading.current_thread())
+        time.sleep(0.005)
+
+    def stop_warming(started, seconds):
+        if started >= 2:
+            phase[0] = "measure" if len(warmed) >= 4 else phase[0]
+            return True
+        return False
+
+    times, _ = Threads([call, call], "2 threads").measure(stop_warming, stop_after(6, None))
+    assert len(times) == 6 and len(warmed) == 4
+    assert set(warmed) == set(measured) and len(set(warmed)) == 2

@@ -333,3 +333,67 @@ def test_non_finite_gate_outputs_are_said_to_be_so_not_blamed_on_the_int8_arithm
         build(MODEL, precision="int8", calibration=folder, backend="onnxruntime", output=tmp_path / "engines")
     assert "eager float32 PyTorch" in str(error.value) and "INT8 arithmetic" not in str(error.value)
     assert list((tmp_path / "engines").iterdir()) == []
+
+
+def test_a_synthetic_int8_build_says_so_and_its_gate_says_what_it_did_not_check(shared_calibration, tmp_path,
+                                                                                 edit_manifest):
+    """An int8 engine of random weights from a --synthetic calibration printed `top-1 100%` of no
+    decisive sample, a gate "over 16 samples" of 8 inputs repeated, nothing of the synthetic data
+    in build, info or profile, and `info` said `accuracy passed the gate` (issue 23)."""
+    from densenet_trt.engine import load
+    from densenet_trt.manifest import SYNTHETIC_CALIBRATION
+    from densenet_trt.profiler import _engine_info
+
+    built = CliRunner().invoke(main, ["build", "--model", MODEL, "--backend", "onnxruntime", "--precision", "int8",
+                                      "--calibration", str(shared_calibration), "--batch", "1:8:16",
+                                      "--output", str(tmp_path), "--name", "e", "--no-speed-check"])
+    assert built.exit_code == 0, built.output
+    assert f"int8 from calibration {shared_calibration} (max); {SYNTHETIC_CALIBRATION}" in built.output
+    assert "top-1 not checked (0 of 16 samples decisive) over 16 samples (8 distinct inputs, repeated)" in built.output
+    summary = built.output.splitlines()[-2]
+    assert "batch 16 max abs" in summary and "top-1 not checked (0 of 16 samples decisive) (8 distinct inputs, repeated)" in summary
+    assert summary.endswith(f"; {SYNTHETIC_CALIBRATION}") and "100%" not in summary
+    engine = load(tmp_path / "e")
+    assert engine.manifest.calibration.synthetic is True
+    assert [(r["batch"], r["decisive_top1"], r["distinct_inputs"]) for r in engine.manifest.accuracy.results] == [
+        (1, None, 1), (8, None, 8), (16, None, 8)]
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "e")]).output
+    assert (f"accuracy  passed the gate; top-1 not checked at batch 1, 8, 16 (0 of 1, 8, 16 samples decisive); "
+            f"{SYNTHETIC_CALIBRATION}\n") in info
+    assert f"(max, float: stem); {SYNTHETIC_CALIBRATION}\n" in info
+    assert f"int8 from a {SYNTHETIC_CALIBRATION}" in _engine_info(engine, 0.1).notes
+
+    def version_3(data):
+        data["schema_version"] = 3
+        del data["calibration"]["synthetic"]
+
+    edit_manifest(tmp_path / "e", version_3)
+    assert load(tmp_path / "e").manifest.calibration.synthetic is None  # not recorded then
+
+
+def test_calibrate_gives_a_verdict_beside_its_distances(tmp_path):
+    """Calibrate printed `max abs 4.65 (allowed 0.00144) ... cosine 0.767746, top-1 87.5%`: the
+    fp32 tolerance, which nothing is gated with, and no verdict (issue 23)."""
+    lines = []
+    cal = small_calibration(tmp_path, onnxruntime=True, progress=lines.append)
+    tolerance = cal.tolerance
+    gate = [line for line in lines if "against eager float32 on the 8 gate inputs" in line]
+    assert [line.split(" against")[0] for line in gate] == ["ModelOpt's placement", "ONNX Runtime's placement"]
+    assert all("; not a gate, for information: int8 builds from it must stay within max abs" in line
+               and "allowed" not in line for line in gate)
+    assert f"cosine {tolerance.min_cosine:.6f} of eager float32" in gate[0]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_calibrate_and_build_count_int8_layers_the_same_way(small_int8_engine, cal, backend):
+    """densenet121: calibrate said `124 layers quantized` (120 convolutions, the classifier, 3
+    average pools) and build `125 of 125` (OpenVINO's Pooling i8: 4, the max-pooling stem with no
+    quantizer of its own among them); both now count layers with weights apart from pooling (issue 23)."""
+    from densenet_trt.calibration import layer_counts
+    from densenet_trt.engine import load
+
+    r = cal.report
+    counted = layer_counts(r["layers"]["quantized"], r["layers"]["float"], r["amax"])
+    assert counted == "41 layers int8 (39 convolution and linear, 2 average pooling), 1 kept in float"
+    text = load(small_int8_engine(backend).path).runtime.layer_precisions().text()
+    assert text.startswith("41 of 42 compute layers in int8 (39 convolution and linear, 2 pooling), 1 in float"), text

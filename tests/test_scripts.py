@@ -3,10 +3,15 @@
 import importlib.util
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -43,20 +48,70 @@ def test_gpu_benchmark_script_from_the_source_tree(tmp_path):
         assert "skipped: tensorrt fp32 on cuda" in run.stdout
 
 
-def test_gpu_check_runs_on_the_cpu_with_every_gpu_row_skipped_and_the_reason(tmp_path):
-    """scripts/gpu_check.sh is for a machine with an NVIDIA GPU; on this one it must still run,
-    skip every row with the reason, and end with the summary table (exit 0: nothing failed)."""
-    env = {**os.environ, "PYTHON": sys.executable, "MODEL": "densenet_bc100_k12", "PYTHONPATH": ""}
-    run = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), str(tmp_path)], env=env,
-                         capture_output=True, text=True, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def gpu_check(tmp_path_factory):
+    """scripts/gpu_check.sh run from a copy of this checkout as a fresh clone has it (tracked and
+    untracked files, nothing ignored, no build outputs), with PYTHONPATH unset: the script must
+    need no `pip install` of the project, as on the GPU machine, which has no package index."""
+    base = tmp_path_factory.mktemp("gpu_check")
+    clone, out = base / "clone", base / "out"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, clone / name)
+    env = {**os.environ, "PYTHON": sys.executable, "MODEL": "densenet_bc100_k12"}
+    env.pop("PYTHONPATH", None)
+    run = subprocess.run(["bash", str(clone / "scripts" / "gpu_check.sh"), str(out)], env=env,
+                         capture_output=True, text=True, cwd=base)
+    with tarfile.open(out / "gpu_check.tgz") as archive:
+        members = {m.name.removeprefix("./"): m for m in archive.getmembers()}
+        texts = {name: archive.extractfile(m).read().decode() for name, m in members.items() if m.isfile()}
+    return SimpleNamespace(run=run, clone=clone, out=out, members=members, texts=texts)
+
+
+def test_gpu_check_runs_on_the_cpu_with_every_gpu_row_skipped_and_the_reason(gpu_check):
+    """On a machine without a GPU every row is skipped with its reason, and it exits 0 (nothing failed)."""
+    run = gpu_check.run
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    rows = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()[1:]]
-    assert len(rows) == 16 and all(status in ("ok", "skipped") for _, status, _, _ in rows)
-    assert {"build densenet_bc100_k12-tensorrt-onnx-fp32", "build densenet_bc100_k12-tensorrt-onnx-fp16"} <= {
-        step for step, _, _, _ in rows}
+    rows = [line.split("\t") for line in gpu_check.texts["steps.tsv"].splitlines()[1:]]
+    assert len(rows) == 15 and all(status in ("ok", "skipped") for _, status, _, _ in rows)
+    steps = [step for step, _, _, _ in rows]
+    assert {"build densenet_bc100_k12-tensorrt-onnx-fp32", "build densenet_bc100_k12-inductor-fp16",
+            "profile", "profile-cuda-graphs-transfers", "profile-tensorrt"} <= set(steps)
     if not torch.cuda.is_available():
         assert all(status == "skipped" and "no CUDA device" in detail for _, status, _, detail in rows)
     assert "== summary (densenet_bc100_k12" in run.stdout
+
+
+def test_gpu_check_writes_two_files_the_archive_and_the_summary(gpu_check):
+    """Only a few files directly under the output folder come back from the GPU machine."""
+    assert sorted(p.name for p in gpu_check.out.iterdir()) == ["gpu_check.tgz", "summary.md"]
+    assert {"steps.tsv", "environment.txt", "summary.md"} <= set(gpu_check.texts)
+    assert not any(name.startswith("engines") for name in gpu_check.members)
+    summary = (gpu_check.out / "summary.md").read_text()
+    assert summary == gpu_check.texts["summary.md"] and "| build densenet_bc100_k12-torchscript-fp32 |" in summary
+
+
+def test_gpu_check_runs_the_package_from_its_own_checkout(gpu_check):
+    assert f"densenet_trt from {gpu_check.clone / 'densenet_trt' / '__init__.py'}" in gpu_check.texts["environment.txt"]
+
+
+def test_gpu_check_reads_an_import_by_its_exit_status_not_its_last_line(tmp_path):
+    """`import torch_tensorrt` prints a notice when ModelOpt is absent: a module that imports,
+    whatever it prints, is available; one that raises gives its error line as the reason."""
+    (tmp_path / "noisy.py").write_text("import sys\nprint('a notice', file=sys.stderr)\n")
+    (tmp_path / "broken.py").write_text("print('loading')\nraise ImportError('libnvinfer.so.10: cannot open')\n")
+    script = (REPO / "scripts" / "gpu_check.sh").read_text()
+    functions = "\n".join(re.findall(r"^(?:first_error|import_failure)\(\) \{.*?^\}$", script, re.M | re.S))
+    assert functions.count("()") == 2
+    probe = f'{functions}\npy={shlex.quote(sys.executable)}; no_gpu=""; work={shlex.quote(str(tmp_path))}\n' \
+            'mkdir -p "$work/logs"; echo "noisy=[$(import_failure noisy)]"; echo "broken=[$(import_failure broken)]"\n'
+    run = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert "noisy=[]" in run.stdout, run.stdout + run.stderr
+    assert "broken=[import broken failed: ImportError: libnvinfer.so.10: cannot open]" in run.stdout
 
 
 def int8_benchmark():

@@ -1,13 +1,16 @@
 """Triton model repositories, checked with Triton's own model-configuration protobuf."""
 
 import dataclasses
+import shutil
 
 import pytest
+from click.testing import CliRunner
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from densenet_trt import DenseNetTRTError
 from densenet_trt.backends import BACKENDS
+from densenet_trt.cli import main
 from densenet_trt.manifest import read_manifest
 from densenet_trt.triton import export_triton, pbtxt_string, triton_target
 from helpers import small_engine_param
@@ -23,19 +26,39 @@ TARGETS = {
 IO_TYPE = {"fp32": mc.TYPE_FP32, "fp16": mc.TYPE_FP16, "bf16": mc.TYPE_BF16, "int8": mc.TYPE_FP32}
 # Every precision every CPU backend Triton runs can build on this machine.
 CASES = [(b, p.value) for b in TARGETS if BACKENDS[b].available().ok for p in BACKENDS[b].precisions("cpu")]
+# Triton's openvino backend pins no precision but bf16 (HINT_BF16): its fp32 and int8 engines are refused.
+REFUSED = [(b, p) for b, p in CASES if b == "openvino" and p != "bf16"]
 
 
-@pytest.fixture(scope="module", params=[small_engine_param(b, p) for b, p in CASES])
-def engine(request, small_engine):
-    backend, precision = request.param
+def built(request, small_engine, backend, precision):
     if precision != "int8":
         return small_engine(backend, precision)  # shared with tests/test_build.py
     # Built without the accuracy gate, which export-triton does not read.
     return request.getfixturevalue("small_int8_engine")(backend)
 
 
+@pytest.fixture(scope="module", params=[small_engine_param(b, p) for b, p in CASES if (b, p) not in REFUSED])
+def engine(request, small_engine):
+    return built(request, small_engine, *request.param)
+
+
+@pytest.fixture(scope="module", params=[small_engine_param(b, p) for b, p in REFUSED])
+def refused_engine(request, small_engine):
+    return built(request, small_engine, *request.param)
+
+
 def parse(folder):
     return text_format.Parse((folder / "config.pbtxt").read_text(), mc.ModelConfig())
+
+
+def batched(manifest, max_batch_size):
+    """The config's max_batch_size and batch dimension: Triton's openvino backend fixes the IR's
+    batch to a max_batch_size N and refuses every other, so its configs have 0 and -1."""
+    return (0, [-1]) if manifest.backend == "openvino" else (max_batch_size, [])
+
+
+def parameters(config):
+    return {key: value.string_value for key, value in config.parameters.items()}
 
 
 def test_repository_layout_and_config_match_the_manifest(engine, tmp_path):
@@ -47,24 +70,65 @@ def test_repository_layout_and_config_match_the_manifest(engine, tmp_path):
     assert sorted(p.name for p in (folder / "1").iterdir()) == files
     config = parse(folder)
     assert (config.name, config.platform, config.backend) == ("densenet", platform, backend)
-    assert config.max_batch_size == m.batch.max
+    max_batch_size, batch = batched(m, m.batch.max)
+    assert config.max_batch_size == max_batch_size
     (inp,), (out,) = config.input, config.output
-    assert (inp.name, inp.data_type, list(inp.dims)) == (in_name, dtype, [3, 32, 32])
-    assert (out.name, out.data_type, list(out.dims)) == (out_name, dtype, [m.model.num_classes])
-    assert config.HasField("dynamic_batching")
+    assert (inp.name, inp.data_type, list(inp.dims)) == (in_name, dtype, batch + [3, 32, 32])
+    assert (out.name, out.data_type, list(out.dims)) == (out_name, dtype, batch + [m.model.num_classes])
+    # Triton's dynamic batcher combines requests along the batch max_batch_size declares.
+    assert config.HasField("dynamic_batching") == (max_batch_size > 0)
     (group,) = config.instance_group
     assert (group.count, group.kind) == (2, mc.ModelInstanceGroup.KIND_CPU)
+    # The precision the runner runs at: the openvino backend's HINT_BF16 for a bf16 engine.
+    expected = {"openvino": {"RESHAPE_IO_LAYERS": "YES", "HINT_BF16": "YES", "PERFORMANCE_HINT": "LATENCY"}}
+    assert parameters(config) == expected.get(m.backend, {})
+
+
+def test_the_engines_thread_count_is_carried_over(engine, edit_manifest, tmp_path):
+    copy = shutil.copytree(engine.path, tmp_path / "e")
+    edit_manifest(copy, lambda m: m.update(threads=3))
+    config = parse(export_triton(copy, tmp_path / "repo"))
+    key = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS"}.get(engine.manifest.backend)
+    if key is None:
+        assert parameters(config) == {}  # Triton's PyTorch runner takes no thread count per model
+    else:
+        assert parameters(config)[key] == "3"
+        assert "inter_op_thread_count" not in parameters(config)  # sequential, as the engine's session
+
+
+def test_engines_the_runner_cannot_run_at_their_precision_are_refused(refused_engine, tmp_path):
+    with pytest.raises(DenseNetTRTError, match=(
+            f"Triton's openvino backend cannot run this {refused_engine.manifest.precision} engine at its "
+            "precision: its only precision parameter is HINT_BF16, .* export an onnxruntime engine, or a bf16 "
+            "openvino engine$")):
+        export_triton(refused_engine.path, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_the_export_says_what_triton_runs(engine, tmp_path):
+    """The CLI's line: the runner, the precision it runs the engine in, the parameters."""
+    result = CliRunner().invoke(main, ["export-triton", str(engine.path), "--repository", str(tmp_path / "repo")])
+    assert result.exit_code == 0, result.output
+    m = engine.manifest
+    runner = TARGETS[m.backend][0] or TARGETS[m.backend][1]
+    said = f"wrote {tmp_path / 'repo' / engine.path.name} (config.pbtxt, 1/): Triton's {runner} runs it in {m.precision}"
+    if m.backend == "openvino":
+        said += ("; parameters RESHAPE_IO_LAYERS=YES, HINT_BF16=YES, PERFORMANCE_HINT=LATENCY; max_batch_size 0, the "
+                 "batch a -1 dimension (this runner takes only batch max_batch_size otherwise), so Triton does not "
+                 "batch requests: send batches of 1 to 8")
+    assert result.output == said + "\n"
 
 
 def test_options_and_refusals(engine, tmp_path):
     repo = tmp_path / "repo"
     folder = export_triton(engine.path, repo, max_batch_size=4, dynamic_batching=False)
     config = parse(folder)
-    assert folder.name == engine.path.name and config.max_batch_size == 4
+    assert folder.name == engine.path.name and config.max_batch_size == batched(engine.manifest, 4)[0]
     assert not config.HasField("dynamic_batching")
     with pytest.raises(DenseNetTRTError, match="exists; pass force=True"):
         export_triton(engine.path, repo)
-    assert parse(export_triton(engine.path, repo, max_batch_size=2, force=True)).max_batch_size == 2
+    assert parse(export_triton(engine.path, repo, max_batch_size=2, force=True)).max_batch_size == batched(
+        engine.manifest, 2)[0]
     with pytest.raises(DenseNetTRTError, match="max batch size 9 is outside this engine's batch range 1:4:8"):
         export_triton(engine.path, repo, model_name="other", max_batch_size=9)
     assert sorted(p.name for p in repo.iterdir()) == [engine.path.name]

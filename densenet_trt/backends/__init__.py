@@ -13,6 +13,7 @@ from .inductor import InductorBackend
 from .onnxruntime import OnnxRuntimeBackend
 from .openvino import OpenVinoBackend
 from .tensorrt import TensorRTBackend
+from ._trt_api import check_dla_batch
 from .tensorrt_onnx import OnnxTensorRTBackend
 from .torchscript import TorchScriptBackend
 
@@ -72,4 +73,4 @@ def choose_backend(precision: str | Precision) -> tuple[Backend, str, str]:
     )
 
 
-__all__ = ["Availability", "BACKENDS", "Backend", "choose_backend", "get_backend"]
+__all__ = ["Availability", "BACKENDS", "Backend", "check_dla_batch", "choose_backend", "get_backend"]

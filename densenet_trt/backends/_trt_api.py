@@ -7,6 +7,8 @@ parsers/pyOnnx.cpp); not run here (no GPU was lent).
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,17 @@ from ..errors import DenseNetTRTError
 from ..reading import input_file
 from ..spec import BatchRange, BuildSpec
 
-# TensorRT DataType member names -> torch dtypes, for the bindings this backend builds.
-TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
+# TensorRT DataType member names -> torch dtypes, for the bindings of the plans run here (bf16:
+# backend tensorrt's). Read directly: TensorRT 11.1's ``trt.nptype`` raises TypeError on BF16.
+TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16}
+
+
+def torch_dtype(trt_name: str) -> torch.dtype:
+    """The torch dtype of a binding whose TensorRT DataType member is named ``trt_name``."""
+    if trt_name not in TORCH_DTYPES:
+        raise DenseNetTRTError(f"the plan has a binding of TensorRT type {trt_name}, not one of "
+                               f"{', '.join(TORCH_DTYPES)}; rebuild the engine")
+    return TORCH_DTYPES[trt_name]
 
 
 def profile_shapes(batch: BatchRange, in_channels: int, image_size: int) -> tuple[tuple[int, ...], ...]:
@@ -38,16 +49,20 @@ def check_dla(dla_core: int | None, cores: int) -> None:
 
 def make_logger(trt) -> Any:
     """A TensorRT logger that keeps the messages of errors for one-line reports (TensorRT's own
-    Logger prints them and keeps nothing)."""
+    Logger prints them and keeps nothing), and the builder's placement lines (``placement``)."""
 
     class Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
+            self.placed: list[str] = []  # the builder's [DlaLayer] and [GpuLayer] lines
 
         def log(self, severity, msg) -> None:
+            line = " ".join(str(msg).split())
             if severity <= trt.ILogger.ERROR:
-                self.errors.append(" ".join(str(msg).split()))
+                self.errors.append(line)
+            elif line.startswith(PLACED):
+                self.placed.append(line)
 
         def last(self) -> str:
             return self.errors[-1] if self.errors else "TensorRT gave no reason"
@@ -57,8 +72,8 @@ def make_logger(trt) -> Any:
 
 def build_plan(trt, onnx_bytes: bytes, spec: BuildSpec, settings, recipe, cache: Path | None) -> tuple[bytes, dict]:
     """The serialized plan of the ONNX model ``onnx_bytes`` built as ``recipe`` says, and where
-    its layers run (``layers_on_dla``, ``layers_on_gpu``); reads and writes the timing cache
-    file ``cache`` (None: no cache kept)."""
+    the builder put its layers (``placement``); reads and writes the timing cache file ``cache``
+    (None: no cache kept)."""
     logger = make_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch: the only kind in 10 and 11
@@ -79,15 +94,29 @@ def build_plan(trt, onnx_bytes: bytes, spec: BuildSpec, settings, recipe, cache:
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, *profile_shapes(spec.batch, spec.in_channels, spec.image_size))
     config.add_optimization_profile(profile)
-    placement = _dla(trt, builder, network, config, settings, spec)
-    _read_cache(config, cache)
+    _dla(trt, builder, network, config, settings)
+    kept = _read_cache(config, cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise DenseNetTRTError(f"TensorRT {trt.__version__} could not build the plan: {logger.last()}")
-    if cache is not None:
+    if kept:
         with atomic_path(cache, force=True) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized), placement
+    return bytes(serialized), placement(logger.placed)
+
+
+PLACED = ("[DlaLayer]", "[GpuLayer]")
+
+
+def placement(lines: list[str]) -> dict[str, int | None]:
+    """Where the builder put the network, from the lines it logs once it has placed it (TensorRT
+    10 and 11, at INFO, under "Layers Running on DLA" and "... on GPU"): each ``[DlaLayer]``
+    line is one subgraph DLA runs (``{ForeignNode[first...last]}``), each ``[GpuLayer]`` line
+    one layer the GPU runs. None: the builder logged no placement."""
+    if not lines:
+        return {"dla_subgraphs": None, "gpu_layers": None}
+    return {"dla_subgraphs": sum(line.startswith(PLACED[0]) for line in lines),
+            "gpu_layers": sum(line.startswith(PLACED[1]) for line in lines)}
 
 
 def _io(trt, network, half: bool) -> None:
@@ -103,37 +132,57 @@ def _io(trt, network, half: bool) -> None:
             tensor.dtype = trt.float16
 
 
-def _dla(trt, builder, network, config, settings, spec: BuildSpec) -> dict[str, int]:
-    """DLA core ``settings.dla_core`` as the default device (checked against this board); the
-    count of layers it takes and of those left to the GPU (all of them without DLA)."""
-    layers = network.num_layers
+def _dla(trt, builder, network, config, settings) -> None:
+    """DLA core ``settings.dla_core`` as the default device (checked against this board);
+    without GPU fallback, refused before the build where DLA cannot run a layer."""
     if settings.dla_core is None:
-        return {"layers_on_dla": 0, "layers_on_gpu": layers}
+        return
     check_dla(settings.dla_core, builder.num_DLA_cores)
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = settings.dla_core
+    layers = network.num_layers
     on_dla = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(layers))
     if on_dla < layers and not settings.gpu_fallback:
         raise DenseNetTRTError(f"DLA cannot run {layers - on_dla} of the {layers} layers and gpu_fallback=False; "
                                "allow GPU fallback or build without dla_core")
-    return {"layers_on_dla": on_dla, "layers_on_gpu": layers - on_dla}
 
 
-def _read_cache(config, cache: Path | None) -> None:
+def check_dla_batch(options: dict[str, Any], batch: BatchRange) -> None:
+    """Refuse DLA (option ``dla_core``) with a dynamic batch: "DLA does not support dynamic
+    dimensions, so the profile's min, max, and opt values must be equal" (TensorRT's DLA layer
+    restrictions); TensorRT would put every layer on the GPU, or fail without GPU fallback."""
+    if options.get("dla_core") is not None and batch.min != batch.max:
+        raise DenseNetTRTError(f"dla_core={options['dla_core']} needs a fixed batch (DLA runs only optimization "
+                               f"profiles with min = opt = max), not {batch}: give one batch size, e.g. batch={batch.opt}")
+
+
+def _read_cache(config, cache: Path | None) -> bool:
     """Start from the timing cache file where there is one (an unreadable one, e.g. from
-    another TensorRT release, is started afresh and overwritten)."""
+    another TensorRT release, is started afresh and overwritten); whether one is attached, to
+    be written after the build."""
     if cache is None:
-        return
+        return False
     data = input_file(cache, "timing cache").read_bytes() if cache.exists() else b""
     timing = config.create_timing_cache(data)
     if timing is None:
         timing = config.create_timing_cache(b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    return kept_cache(config.set_timing_cache(timing, ignore_mismatch=False), cache)
+
+
+def kept_cache(attached: bool, cache: Path) -> bool:
+    """``attached``: what ``IBuilderConfig.set_timing_cache`` answered. False where the cache
+    was measured on another GPU (a shared ``timing_cache_path`` or engines folder): the build
+    goes on without one, says so in one line, and leaves the file as it is."""
+    if not attached:
+        warnings.warn(f"TensorRT refused the timing cache {cache} (measured on another GPU); building without "
+                      "it and leaving it unchanged: give this GPU its own timing_cache_path", stacklevel=2)
+    return attached
 
 
 class PlanRunner:
-    """A deserialized plan and one execution context: float32 (N, C, H, W) in, logits out, on
-    the GPU, each call on torch's current CUDA stream (so CUDA events and graphs see it)."""
+    """A deserialized plan: float32 (N, C, H, W) in, logits out, on the GPU, through one
+    execution context (``PlanContext``); ``contexts`` gives one per CUDA stream for requests in
+    flight, where the plan allows it."""
 
     def __init__(self, trt, plan: bytes, where: str, dla_core: int | None, input_dtype: str, output_dtype: str):
         self.logger = make_logger(trt)
@@ -153,17 +202,54 @@ class PlanRunner:
             raise DenseNetTRTError(f"{where} has bindings {found}, not the manifest's {expected}; rebuild the engine")
         self.input_dtype = TORCH_DTYPES[expected[INPUT_NAME][1]]
         self.output_dtype = TORCH_DTYPES[expected[OUTPUT_NAME][1]]
-        self.context = self.engine.create_execution_context()
+        self.first = PlanContext(self)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to("cuda", self.input_dtype).contiguous()
-        if not self.context.set_input_shape(INPUT_NAME, tuple(x.shape)):
-            raise DenseNetTRTError(f"TensorRT refuses input of shape {tuple(x.shape)}: {self.logger.last()}")
-        out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT_NAME)), dtype=self.output_dtype, device="cuda")
-        self.context.set_tensor_address(INPUT_NAME, x.data_ptr())
-        self.context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
-        if not self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise DenseNetTRTError(f"TensorRT inference failed: {self.logger.last()}")
+        return self.first(x)
+
+    def contexts(self, n: int) -> list[PlanContext]:
+        """``n`` execution contexts, each with its CUDA stream, for ``n`` requests in flight: a
+        plan of one fixed shape only (``in_flight_refusal``), all on its one optimization profile."""
+        return [self.first] + [PlanContext(self) for _ in range(n - 1)]
+
+
+def in_flight_refusal(batch: BatchRange) -> str:
+    """Why a plan of ``batch`` runs one request at a time ("" where it can run several): with a
+    dynamic shape, each execution context in concurrent use needs an optimization profile of its
+    own (NvInferRuntime.h, IExecutionContext, 10.3 and 11.1), and these plans have one."""
+    if batch.min == batch.max:
+        return ""
+    return (f"TensorRT plan of batch {batch}: one request in flight (concurrent execution contexts of a dynamic "
+            "shape need one optimization profile each, and the plan has one); a fixed batch (batch N) runs several")
+
+
+class PlanContext:
+    """One execution context of a plan and a CUDA stream of its own: not the legacy default
+    stream, where TensorRT synchronizes the whole device, and ordered after the caller's current
+    stream and before it (``wait_stream`` both ways), so CUDA events and graphs see its work.
+    Calls from several threads take turns; its stream keeps their GPU work in order."""
+
+    def __init__(self, runner: PlanRunner):
+        self.runner = runner
+        self.context = runner.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        self.lock = threading.Lock()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        runner, context = self.runner, self.context
+        with self.lock:
+            caller = torch.cuda.current_stream()
+            x = x.to("cuda", runner.input_dtype).contiguous()
+            if not context.set_input_shape(INPUT_NAME, tuple(x.shape)):
+                raise DenseNetTRTError(f"TensorRT refuses input of shape {tuple(x.shape)}: {runner.logger.last()}")
+            out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), dtype=runner.output_dtype, device="cuda")
+            context.set_tensor_address(INPUT_NAME, x.data_ptr())
+            context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
+            self.stream.wait_stream(caller)
+            enqueued = context.execute_async_v3(self.stream.cuda_stream)
+            caller.wait_stream(self.stream)
+        if not enqueued:
+            raise DenseNetTRTError(f"TensorRT inference failed: {runner.logger.last()}")
         return out
 
 
@@ -171,5 +257,7 @@ def _trt_name(dtype_name: str) -> str:
     """The TensorRT DataType member name of the manifest's dtype name (``float16`` -> ``HALF``)."""
     found = [name for name, dtype in TORCH_DTYPES.items() if str(dtype).removeprefix("torch.") == dtype_name]
     if not found:
-        raise DenseNetTRTError(f"the manifest's binding dtype {dtype_name} is not float32 or float16; rebuild the engine")
+        raise DenseNetTRTError(f"the manifest's binding dtype {dtype_name} is not one of "
+                               f"{', '.join(str(d).removeprefix('torch.') for d in TORCH_DTYPES.values())}; "
+                               "rebuild the engine")
     return found[0]

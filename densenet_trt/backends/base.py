@@ -59,17 +59,28 @@ def check_same_torch(manifest: EngineManifest, what: str) -> None:
                                "rebuild it here")
 
 
+def no_triton_parameters(manifest: EngineManifest) -> dict[str, str]:
+    """A runner that needs no parameters in config.pbtxt."""
+    return {}
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonTarget:
     """How Triton runs one kind of engine: ``setting`` is ("platform", NAME) or ("backend", NAME);
     ``files`` maps each engine file to its name in the model's version folder; ``kind`` is the
-    instance kind, KIND_GPU or KIND_CPU."""
+    instance kind, KIND_GPU or KIND_CPU. ``batched``: the runner takes Triton's batching
+    (max_batch_size N, dims without the batch); False: max_batch_size 0 and the batch an explicit
+    -1 dimension. ``parameters``: the config's parameters for the engine a manifest describes, its
+    precision and thread count carried over; raises DenseNetTRTError, with the reason, where the
+    runner cannot run that engine as it was verified."""
 
     setting: tuple[str, str]
     files: dict[str, str]
     input_name: str
     output_name: str
     kind: str
+    batched: bool = True
+    parameters: Callable[[EngineManifest], dict[str, str]] = no_triton_parameters
 
 
 def triton_libtorch(file: str, kind: str) -> TritonTarget:
@@ -99,8 +110,14 @@ class Runtime:
     def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
         """Several requests on ``x`` in flight on the CPU (``requests``: how many, default the
         runtime's choice; ``threads``: the CPU threads to share), or why the runtime offers none.
-        CUDA streams, which any GPU engine has, are ``throughput``'s."""
+        CUDA streams are ``throughput``'s, each with a runner from ``streams``."""
         return f"{self.manifest.backend} on the CPU: one request at a time (each call uses every CPU thread)"
+
+    def streams(self, n: int) -> list[Callable[[torch.Tensor], torch.Tensor]] | str:
+        """``n`` runners, one per CUDA stream and thread, for ``n`` requests in flight on the GPU,
+        or why the runtime runs one at a time. Here ``run`` itself, ``n`` times: a torch module
+        may run on several streams from several threads at once."""
+        return [self.run] * n
 
     def layer_times(self, x: torch.Tensor, threads: int) -> tuple[str, dict[tuple[str, str], float]] | str:
         """Per-layer times on ``x`` (``threads``: the CPU threads to use): the profiler's name and

@@ -18,7 +18,7 @@ from torch import nn
 from ..capture import capture_exported_program
 from ..progress import library_chatter, say, step
 from ..spec import BuildSpec
-from ._torch import TorchBackendBase, apply_threads, torch_device
+from ._torch import TorchBackendBase, apply_float32, apply_threads, torch_device
 from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, check_same_torch, no_triton_runner
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class InductorBackend(TorchBackendBase):
         device = torch_device(manifest.device.type)
         dtype = manifest.precision.dtype
         apply_threads(manifest)
+        apply_float32(manifest)
         with library_chatter():
             runner = torch._inductor.aoti_load_package(str(folder / self.file))
 

@@ -120,8 +120,18 @@ class OnnxRuntimeBackend:
             )
 
     def triton_target(self, fmt: str) -> TritonTarget | str:
-        """``model.onnx`` runs on Triton's ONNX Runtime runner, with the graph's tensor names."""
-        return TritonTarget(("platform", "onnxruntime_onnx"), {FILE: FILE}, INPUT_NAME, OUTPUT_NAME, "KIND_CPU")
+        """``model.onnx`` runs on Triton's ONNX Runtime runner, with the graph's tensor names and
+        the engine's thread count."""
+        return TritonTarget(("platform", "onnxruntime_onnx"), {FILE: FILE}, INPUT_NAME, OUTPUT_NAME, "KIND_CPU",
+                            parameters=_triton_parameters)
+
+
+def _triton_parameters(manifest: EngineManifest) -> dict[str, str]:
+    """The engine's intra-op threads as Triton's onnxruntime backend parameter
+    ``intra_op_thread_count`` (none recorded: ONNX Runtime's choice, as the engine runs). Like the
+    engine's session, Triton's runs sequentially (its execution_mode 0), which ignores
+    ``inter_op_thread_count``: not set."""
+    return {"intra_op_thread_count": str(manifest.threads)} if manifest.threads else {}
 
 
 class OnnxRuntimeRuntime(Runtime):

@@ -21,10 +21,13 @@ Precision (``recipe``)
     takes), TensorRT 11 reads the precision from the Q/DQ nodes. bf16 is not offered.
 
 DLA (``dla_core``, ``gpu_fallback``)
-    Orin's Deep Learning Accelerators run fp16 and int8 engines only. ``dla_core=N`` makes DLA
-    core N the default device; with ``gpu_fallback`` (default) the layers DLA cannot run go to
-    the GPU, and the manifest records how many layers went where; without it a layer DLA cannot
-    run fails the build. A board without DLA (Thor, desktop GPUs) refuses ``dla_core``.
+    Orin's Deep Learning Accelerators run fp16 and int8 engines only, of one fixed batch (DLA
+    takes only profiles with min = opt = max: a batch range is refused before any work,
+    ``_trt_api.check_dla_batch``). ``dla_core=N`` makes DLA core N the default device; with
+    ``gpu_fallback`` (default) the layers DLA cannot run go to the GPU; without it a layer DLA
+    cannot run fails the build. The manifest records where the builder put the network, as its
+    log says (``dla_subgraphs``, ``gpu_layers``). A board without DLA (Thor, desktop GPUs)
+    refuses ``dla_core``.
 
 Settings (``BuildSpec.options``)
     ``workspace_size`` (bytes), ``optimization_level`` (0-5), ``timing_cache_path`` (default
@@ -54,6 +57,7 @@ from torch import nn
 from ..capture import capture_onnx, capture_qdq_onnx
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
+from ._tensorrt_runtime import PlanRunnerRuntime
 from ._trt_api import PlanRunner, build_plan
 from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
 from .tensorrt import TRITON_PLAN, release
@@ -273,8 +277,8 @@ class OnnxTensorRTBackend:
         self.check_compatible(manifest)
         trt = self._import()
         path = Path(folder) / FILE
-        return Runtime(folder, manifest, PlanRunner(trt, path.read_bytes(), str(path), recorded_dla(manifest),
-                                                    manifest.input.dtype, manifest.output.dtype))
+        return PlanRunnerRuntime(folder, manifest, PlanRunner(trt, path.read_bytes(), str(path), recorded_dla(manifest),
+                                                              manifest.input.dtype, manifest.output.dtype))
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         state = self.available()

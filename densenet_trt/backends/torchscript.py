@@ -18,7 +18,7 @@ from ..artifact import save_via_memory
 from ..capture import capture_torchscript
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
-from ._torch import TorchBackendBase, apply_threads, torch_device
+from ._torch import TorchBackendBase, apply_float32, apply_threads, torch_device
 from .base import Runtime, TritonTarget, triton_libtorch
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class TorchScriptBackend(TorchBackendBase):
         if not isinstance(optimize, bool):
             raise DenseNetTRTError(f"the manifest's backend_settings.{OPTIMIZE} must be true or false; rebuild the engine")
         apply_threads(manifest)
+        apply_float32(manifest)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             module = torch.jit.load(str(folder / self.file), map_location=device)

@@ -22,6 +22,7 @@ from ..errors import DenseNetTRTError
 from ..version import __version__
 from .engines import build, export, info, models, verify
 from .int8 import compare, sensitivity
+from .serve import loadtest, serve
 from .use import calibrate, export_triton, predict, profile
 
 # Library parameter names that the command line spells another way.
@@ -206,5 +207,5 @@ def main(debug: bool) -> None:
     _catch_signals(click.get_current_context())
 
 
-for _command in (models, export, build, info, verify, calibrate, sensitivity, compare, profile, export_triton, predict):
+for _command in (models, export, build, info, verify, calibrate, sensitivity, compare, profile, export_triton, predict, serve, loadtest):
     main.add_command(_command)

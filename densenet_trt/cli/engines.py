@@ -167,6 +167,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
     from ..build import build as build_engine
+    from ..manifest import SYNTHETIC_CALIBRATION
 
     watch = Stopwatch()
     options = {}
@@ -200,17 +201,26 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     acc = m.accuracy
     reference = "eager PyTorch" if m.precision is not Precision.INT8 else "eager float32 within the calibration's tolerance"
     check = "not verified (--no-verify)" if not acc.verified else f"matches {reference}: " + "; ".join(
-        f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} top-1 {r['top1_agreement']:.0%}"
-        for r in acc.results
-    )
+        _gate_result(r) for r in acc.results)
+    synthetic = f"; {SYNTHETIC_CALIBRATION}" if m.calibration is not None and m.calibration.synthetic else ""
     click.echo(f"built {artifact.file} ({m.backend}, {m.precision}, batch {m.batch}, {m.image_size}x{m.image_size}) "
-               f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}")
+               f"in {seconds(watch.seconds())} (compiling {seconds(m.build.seconds)}): {check}{synthetic}")
     if m.precision is Precision.INT8:
         click.echo(f"int8 layers: {_layer_precisions(artifact.path)}")
     if m.int8_speed is not None:
         from ..int8_speed import speed_text
 
         click.echo(f"int8 speed: {speed_text(m.int8_speed)}")
+
+
+def _gate_result(r: dict) -> str:
+    """A gate result in brief: its batch, distance, cosine and top-1 on the decisive samples (or
+    not checked where none was), and whether its inputs were repeated to fill the batch."""
+    top1 = (f"top-1 not checked (0 of {r['samples']} samples decisive)" if not r["decisive"]
+            else f"top-1 {r['decisive_top1']:.0%} of {r['decisive']} decisive")
+    distinct = r.get("distinct_inputs")
+    repeated = f" ({distinct} distinct inputs, repeated)" if distinct is not None and distinct < r["samples"] else ""
+    return f"batch {r['batch']} max abs {r['max_abs']:.2g} cos {r['cosine']:.5f} {top1}{repeated}"
 
 
 def _layer_precisions(folder: Path) -> str:
@@ -250,6 +260,7 @@ def info(engine, as_json):
 def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
     """``info``'s table: a label and a value per line."""
     from ..int8_speed import speed_text
+    from ..manifest import SYNTHETIC_CALIBRATION
 
     gpu = m.device.gpu
     where = f"{gpu.name} (compute {gpu.compute_capability}, driver {gpu.driver})" if gpu else m.device.cpu
@@ -268,15 +279,35 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
         ("built for", f"{m.device.type}: {where}"),
         ("built", f"{m.build.time_utc} in {m.build.seconds:.1f} s"),
         ("versions", ", ".join(f"{k} {v}" for k, v in m.versions.items())),
-        ("accuracy", "passed the gate" if m.accuracy.passed else m.accuracy.reason or "failed"),
+        ("accuracy", accuracy_text(m)),
         *([("int8 speed", speed_text(m.int8_speed))] if m.int8_speed else []),
-        *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")")),
+        *([("calibration", f"{cal.path} ({cal.method}" + (f", float: {', '.join(cal.exclude)})" if cal.exclude else ")")
+            + (f"; {SYNTHETIC_CALIBRATION}" if cal.synthetic else "")),
            ("quantizer", m.backend_settings.get("quantizer", "ModelOpt's Q/DQ (nvidia-modelopt), as calibrated"))]
           if cal else []),
         ("labels", "none recorded: predict shows class indices (or give --labels)" if m.labels is None
          else f"{len(m.labels)} class names ({', '.join(m.labels[:3])}, ...)"),
         ("runs here", "yes" if problem is None else f"no: {problem}"),
     ]
+
+
+def accuracy_text(m) -> str:
+    """``info``'s accuracy line: the gate's verdict, the batches where top-1 was not checked
+    (no sample decisive) and, for an int8 engine from random images, that it is not fit for
+    accuracy whatever the gate said."""
+    from ..manifest import SYNTHETIC_CALIBRATION
+
+    acc = m.accuracy
+    if not acc.passed:
+        return acc.reason or "failed"
+    unchecked = [r for r in acc.results if not r["decisive"]]
+    text = "passed the gate"
+    if unchecked:
+        text += (f"; top-1 not checked at batch {', '.join(str(r['batch']) for r in unchecked)} "
+                 f"(0 of {', '.join(str(r['samples']) for r in unchecked)} samples decisive)")
+    if m.calibration is not None and m.calibration.synthetic:
+        text += f"; {SYNTHETIC_CALIBRATION}"
+    return text
 
 
 @command()

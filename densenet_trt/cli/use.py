@@ -89,6 +89,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
       densenet-trt calibrate --model densenet121 --data calib.npz --eval-data holdout.npz --max-drop 0.5
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
+    from ..calibration import layer_counts
     from ..quantize import calibrate as run_calibration
 
     if (data is None) == (not synthetic):
@@ -124,7 +125,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
                      f"float, kept in float: {', '.join(r['budget']['floating']) or 'nothing'}")
     fit = "" if r["data"]["fit_for_accuracy"] else " (synthetic data: not fit for accuracy)"
     click.echo(f"calibration {cal.path}: {r['method']} on {r['data']['used']} samples, "
-               f"{len(r['layers']['quantized'])} layers int8, {len(r['layers']['float'])} float{accuracy}{fit}")
+               f"{layer_counts(r['layers']['quantized'], r['layers']['float'], r['amax'])}{accuracy}{fit}")
 
 
 def _batch_list(ctx, param, value: str | None) -> list[int] | None:
@@ -239,27 +240,32 @@ def profile(engines, batch_size, mode, duration, iterations, warmup_iterations, 
               help="Model name in the repository (letters, digits, '_', '-', '.'; not starting with "
                    "'.' or '-'); default: the engine folder's name.")
 @click.option("--max-batch-size", type=int, default=None,
-              help="Largest batch Triton forms; default and limit: the engine's max batch.")
+              help="Largest batch Triton forms; default and limit: the engine's max batch. (OpenVINO "
+                   "configs have max_batch_size 0 and a -1 batch dimension: see docs/deploy.md.)")
 @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
               help="Model instances (instance_group count).")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
-              help="Let Triton combine requests into batches.")
+              help="Let Triton combine requests into batches (not for OpenVINO, whose configs have "
+                   "max_batch_size 0).")
 @click.option("--force", is_flag=True, help="Replace an existing model of the same name.")
 def export_triton(engine, repository, model_name, max_batch_size, instances, dynamic_batching, force):
     """Write a built engine into a Triton Inference Server model repository: the model file in
     NAME/1/ and NAME/config.pbtxt (tensorrt_plan for a raw TensorRT plan, onnxruntime_onnx,
-    openvino, pytorch_libtorch for TorchScript).
+    openvino, pytorch_libtorch for TorchScript), with the engine's thread count; it prints the
+    precision and parameters Triton runs it with, and refuses an engine Triton's runner cannot run
+    at its precision (OpenVINO fp32 and int8: the openvino backend pins only bf16).
 
     \b
     Example:
       densenet-trt export-triton engines/densenet121-onnxruntime-fp32-b1-8-32-224 \\
           --repository models --model-name densenet121 --instances 2
     """
-    from ..triton import export_triton as run_export
+    from ..manifest import read_manifest
+    from ..triton import export_triton as run_export, summary
 
     folder = run_export(engine, repository, model_name=model_name, max_batch_size=max_batch_size,
                         instances=instances, dynamic_batching=dynamic_batching, force=force)
-    click.echo(f"wrote {folder} (config.pbtxt, 1/)")
+    click.echo(f"wrote {folder} (config.pbtxt, 1/): {summary(read_manifest(engine)[1])}")
 
 
 @command()

@@ -15,8 +15,10 @@
 #include <iterator>
 #include <numeric>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "npy.h"
@@ -168,7 +170,12 @@ class Manifest {
 public:
     // The manifest in the folder of `engine`, if there is one.
     static std::optional<Manifest> beside(const std::string& engine) {
-        const auto path = std::filesystem::path(engine).parent_path() / "manifest.json";
+        return in(std::filesystem::path(engine).parent_path().string());
+    }
+
+    // The manifest in `folder`, if there is one.
+    static std::optional<Manifest> in(const std::string& folder) {
+        const auto path = std::filesystem::path(folder) / "manifest.json";
         if (!std::filesystem::is_regular_file(path)) {
             return std::nullopt;
         }
@@ -177,13 +184,7 @@ public:
 
     // The value at `keys`, e.g. {"batch", "min"}: a number, true/false, or a string's characters.
     std::optional<std::string> value(std::initializer_list<const char*> keys) const {
-        size_t at = text_.find('{');
-        for (const char* key : keys) {
-            if (at == std::string::npos || text_[at] != '{') {
-                return std::nullopt;
-            }
-            at = member(at, key);
-        }
+        const size_t at = find(keys);
         if (at == std::string::npos) {
             return std::nullopt;
         }
@@ -197,11 +198,27 @@ public:
         if (auto found = value(keys)) {
             return *found;
         }
-        std::string name;
-        for (const char* key : keys) {
-            name += name.empty() ? key : std::string(".") + key;
+        throw std::runtime_error(path_ + " has no " + name(keys) + "; is it a densenet-trt engine manifest?");
+    }
+
+    // The array of numbers at `keys`, e.g. {"preprocessing", "mean"}.
+    std::vector<double> numbers(std::initializer_list<const char*> keys) const {
+        const size_t at = find(keys);
+        const size_t end = at == std::string::npos ? at : text_.find(']', at);
+        if (end == std::string::npos || text_[at] != '[') {
+            throw std::runtime_error(path_ + " has no list " + name(keys) + "; is it a densenet-trt engine manifest?");
         }
-        throw std::runtime_error(path_ + " has no " + name + "; is it a densenet-trt engine manifest?");
+        std::vector<double> values;
+        std::istringstream items(text_.substr(at + 1, end - at - 1));
+        std::string item;
+        while (std::getline(items, item, ',')) {
+            try {
+                values.push_back(std::stod(item));
+            } catch (const std::exception&) {
+                throw std::runtime_error(path_ + ": " + name(keys) + " holds " + item + ", not a number");
+            }
+        }
+        return values;
     }
 
     int64_t integer(std::initializer_list<const char*> keys) const {
@@ -213,6 +230,12 @@ public:
         }
     }
 
+    // A count such as "threads": 0 where the manifest records none (null).
+    int64_t optional_integer(std::initializer_list<const char*> keys) const {
+        const auto found = value(keys);
+        return !found || *found == "null" ? 0 : integer(keys);
+    }
+
     // (batch min..max, channels, size, size)
     ShapeRange input_range() const {
         const int64_t channels = integer({"in_channels"});
@@ -222,6 +245,26 @@ public:
 
 private:
     Manifest(std::string path, std::string text) : path_(std::move(path)), text_(std::move(text)) {}
+
+    static std::string name(std::initializer_list<const char*> keys) {
+        std::string text;
+        for (const char* key : keys) {
+            text += text.empty() ? key : std::string(".") + key;
+        }
+        return text;
+    }
+
+    // Where the value at `keys` starts, or npos.
+    size_t find(std::initializer_list<const char*> keys) const {
+        size_t at = text_.find('{');
+        for (const char* key : keys) {
+            if (at == std::string::npos || text_[at] != '{') {
+                return std::string::npos;
+            }
+            at = member(at, key);
+        }
+        return at;
+    }
 
     // Where the value of `key` starts, among the members of the object whose '{' is at `object`.
     size_t member(size_t object, const std::string& key) const {
@@ -251,6 +294,76 @@ private:
     std::string path_;
     std::string text_;
 };
+
+// The engine an ENGINE argument names, with its manifest: a file, with the manifest.json beside
+// it, or the engine's folder, whose manifest names its main file. These programs' engines need
+// their manifest (the settings the engine was built and verified with).
+inline std::pair<std::string, Manifest> engine_with_manifest(const std::string& engine, const std::string& program) {
+    const bool folder = std::filesystem::is_directory(engine);
+    if (!folder) {
+        require_file(engine, "engine");
+    }
+    auto manifest = folder ? Manifest::in(engine) : Manifest::beside(engine);
+    if (!manifest) {
+        throw std::runtime_error("no manifest.json " + std::string(folder ? "in " : "beside ") + engine + ": " +
+                                 program + " reads the engine's settings from it; keep the engine folder that "
+                                 "densenet-trt build wrote together");
+    }
+    std::string file = engine;
+    if (folder) {
+        file = (std::filesystem::path(engine) / manifest->required({"main_file"})).string();
+        require_file(file, "engine");
+    }
+    return {file, *manifest};
+}
+
+// The usage both CPU runners (infer_onnxruntime, infer_openvino) share: their input and options.
+inline const std::string kCpuRunnerUsage =
+    "on the CPU and prints the top K classes of each image (default 5) with their softmax\n"
+    "probabilities. The images: float32 (N, C, H, W) as the engine takes them, or uint8\n"
+    "(N, H, W, C) (or (N, H, W) for one channel) resized and center-cropped as the manifest's\n"
+    "preprocessing says, which are scaled and normalized with its mean and std here.\n"
+    "\n"
+    "  --output LOGITS.npy  also write the logits (N, classes) as float32 .npy\n"
+    "  --top-k K            how many classes to print per image\n"
+    "\n";
+
+// The input of a program that reads the engine's manifest: float32 images (N, C, H, W) as the
+// engine takes them, or uint8 images (N, H, W, C), (N, H, W) for one channel, already resized and
+// center-cropped as the manifest's preprocessing says, which are scaled to [0, 1] and normalized
+// with its mean and std here, in float32, as densenet_trt.data.Preprocessing does.
+inline npy::Array read_input(const std::string& path, const Manifest& manifest) {
+    require_file(path, "input");
+    const npy::Raw raw = npy::read_raw(path);
+    if (raw.descr != "'|u1'") {
+        return read_images(path);
+    }
+    const std::vector<double> mean = manifest.numbers({"preprocessing", "mean"});
+    const std::vector<double> stdev = manifest.numbers({"preprocessing", "std"});
+    const auto channels = static_cast<int64_t>(mean.size());
+    const int64_t crop = manifest.integer({"preprocessing", "crop"});
+    const auto& s = raw.shape;
+    const bool fits = s.size() == 4 ? s[3] == channels : s.size() == 3 && channels == 1;
+    if (!fits || s[1] != crop || s[2] != crop || stdev.size() != mean.size()) {
+        throw std::runtime_error(path + " holds uint8 images of shape " + npy::shape_text(s) + "; this engine takes (N, " +
+                                 std::to_string(crop) + ", " + std::to_string(crop) + ", " + std::to_string(channels) +
+                                 "): resized and center-cropped as its manifest's preprocessing says");
+    }
+    const size_t count = npy::checked_count(raw, 1, path);
+    const int64_t pixels = crop * crop;
+    npy::Array images;
+    images.shape = {s[0], channels, crop, crop};
+    images.data.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+        const int64_t c = static_cast<int64_t>(i) % channels;
+        const int64_t pixel = static_cast<int64_t>(i) / channels % pixels;
+        const int64_t n = static_cast<int64_t>(i) / channels / pixels;
+        const float value = static_cast<float>(static_cast<unsigned char>(raw.data[i])) / 255.0f;
+        images.data[(n * channels + c) * pixels + pixel] =
+            (value - static_cast<float>(mean[c])) / static_cast<float>(stdev[c]);
+    }
+    return images;
+}
 
 // Prints the top-k classes of each sample with their softmax probabilities and writes the
 // logits (N, classes) to options.output if given.

@@ -28,7 +28,9 @@ const char* const kUsage =
     "\n"
     "The input's shape must lie within the engine's optimization profile; fp16 and bf16 engines\n"
     "get it converted to their type. A plan runs only with the TensorRT release that built it and\n"
-    "on the GPU architecture it was built for (unless built version- or hardware-compatible).\n";
+    "on the GPU architecture it was built for (unless built version- or hardware-compatible).\n"
+    "A DLA plan (densenet-trt build --dla-core N) runs on the DLA core that the manifest.json\n"
+    "beside it records.\n";
 
 // Keeps TensorRT's last error for the one-line message; prints its warnings.
 class Logger : public nvinfer1::ILogger {
@@ -128,6 +130,16 @@ std::vector<int64_t> dims_vector(const nvinfer1::Dims& dims) {
     return std::vector<int64_t>(dims.d, dims.d + std::max(dims.nbDims, 0));
 }
 
+// The DLA core the plan was built for: backend_settings.dla_core of the manifest.json beside
+// it (tensorrt-onnx records it; null or absent: a GPU plan), else -1, IRuntime's default (no DLA).
+int32_t recorded_dla_core(const std::string& engine) {
+    const auto manifest = example::Manifest::beside(engine);
+    if (!manifest || manifest->value({"backend_settings", "dla_core"}).value_or("null") == "null") {
+        return -1;
+    }
+    return static_cast<int32_t>(manifest->integer({"backend_settings", "dla_core"}));
+}
+
 void infer(const example::Options& options) {
     const std::string plan = example::read_file(options.engine, "engine");
     npy::Array images = example::read_images(options.input);
@@ -140,6 +152,16 @@ void infer(const example::Options& options) {
     const std::unique_ptr<nvinfer1::IRuntime> runtime{nvinfer1::createInferRuntime(logger)};
     if (!runtime) {
         throw std::runtime_error("cannot create TensorRT's runtime: " + logger.last_error);
+    }
+    // A DLA plan's layers run on the core set here, before deserializing.
+    const int32_t dla_core = recorded_dla_core(options.engine);
+    if (dla_core >= 0) {
+        if (dla_core >= runtime->getNbDLACores()) {
+            throw std::runtime_error(options.engine + " was built for DLA core " + std::to_string(dla_core) +
+                                     "; this device has " + std::to_string(runtime->getNbDLACores()) +
+                                     " DLA cores: run it on the board it was built for");
+        }
+        runtime->setDLACore(dla_core);
     }
     const std::unique_ptr<nvinfer1::ICudaEngine> engine{runtime->deserializeCudaEngine(plan.data(), plan.size())};
     if (!engine) {

@@ -66,14 +66,16 @@ inline std::vector<int64_t> parse_shape(const std::string& tuple, const std::str
     return shape;
 }
 
-// A float32 array from `path`; std::runtime_error naming the file if it cannot be read, is not
-// a .npy file, not little-endian float32, in Fortran order, or not as long as its header says.
-inline Array read(const std::string& path) {
-    std::ifstream file(path, std::ios::binary);
-    if (!file) {
-        throw std::runtime_error(path + " cannot be read");
-    }
-    const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+// A .npy file's array as stored: its dtype descr ('<f4', '|u1', ...), its shape and its data's
+// bytes; read_raw throws std::runtime_error naming the file if it cannot be read, is not a .npy
+// file or is in Fortran order.
+struct Raw {
+    std::string descr;
+    std::vector<int64_t> shape;
+    std::string data;
+};
+
+inline std::string read_header(const std::string& path, const std::string& bytes, size_t& data_start) {
     const std::string magic = "\x93NUMPY";
     if (bytes.size() < 10 || bytes.compare(0, magic.size(), magic) != 0) {
         throw std::runtime_error(path + " is not a .npy file (write it with numpy.save)");
@@ -88,31 +90,54 @@ inline Array read(const std::string& path) {
     for (size_t i = 0; i < length_size; ++i) {
         header_length |= byte(8 + i) << (8 * i);
     }
-    const size_t data_start = 8 + length_size + header_length;
+    data_start = 8 + length_size + header_length;
     if (bytes.size() < data_start) {
         throw std::runtime_error(path + " is truncated: its header is cut off");
     }
-    const std::string header = bytes.substr(8 + length_size, header_length);
+    return bytes.substr(8 + length_size, header_length);
+}
 
-    const std::string descr = header_value(header, "descr", path);
-    if (descr != "'<f4'") {
-        throw std::runtime_error(path + " holds dtype " + descr + ", not float32 ('<f4'); save x.astype(numpy.float32)");
+inline Raw read_raw(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+        throw std::runtime_error(path + " cannot be read");
     }
+    const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    size_t data_start = 0;
+    const std::string header = read_header(path, bytes, data_start);
+    Raw raw;
+    raw.descr = header_value(header, "descr", path);
     if (header_value(header, "fortran_order", path) != "False") {
         throw std::runtime_error(path + " is in Fortran order; save numpy.ascontiguousarray(x)");
     }
-    Array array;
-    array.shape = parse_shape(header_value(header, "shape", path), path);
+    raw.shape = parse_shape(header_value(header, "shape", path), path);
+    raw.data = bytes.substr(data_start);
+    return raw;
+}
+
+// The count of elements of `raw`, checked against its data's length at `item_size` bytes each.
+inline size_t checked_count(const Raw& raw, size_t item_size, const std::string& path) {
     size_t count = 1;
-    for (int64_t d : array.shape) {
+    for (int64_t d : raw.shape) {
         count *= static_cast<size_t>(d);
     }
-    if (bytes.size() - data_start != count * sizeof(float)) {
-        throw std::runtime_error(path + " holds " + std::to_string(bytes.size() - data_start) + " bytes of data; shape " +
-                                 shape_text(array.shape) + " needs " + std::to_string(count * sizeof(float)));
+    if (raw.data.size() != count * item_size) {
+        throw std::runtime_error(path + " holds " + std::to_string(raw.data.size()) + " bytes of data; shape " +
+                                 shape_text(raw.shape) + " needs " + std::to_string(count * item_size));
     }
-    array.data.resize(count);
-    std::memcpy(array.data.data(), bytes.data() + data_start, count * sizeof(float));
+    return count;
+}
+
+// A float32 array from `path`: read_raw's errors, and one for any other dtype.
+inline Array read(const std::string& path) {
+    const Raw raw = read_raw(path);
+    if (raw.descr != "'<f4'") {
+        throw std::runtime_error(path + " holds dtype " + raw.descr + ", not float32 ('<f4'); save x.astype(numpy.float32)");
+    }
+    Array array;
+    array.shape = raw.shape;
+    array.data.resize(checked_count(raw, sizeof(float), path));
+    std::memcpy(array.data.data(), raw.data.data(), raw.data.size());
     return array;
 }
 
