@@ -473,7 +473,7 @@ def test_a_fixed_batch_plan_runs_an_execution_context_per_stream_and_times_its_l
     expected = engine.run(x).float().cpu()
     for runner in runners:
         assert torch.equal(runner(x).float().cpu(), expected)
-    report = profile([artifact.path], batches=[2], mode="throughput", requests=3, duration=0.5, vs="none", layers=5)
+    report = profile([artifact.path], batch_size=[2], mode="throughput", requests=3, duration=0.5, vs="none", layers=5)
     assert [r.how for r in report.rows if r.requests == 3] == ["3 CUDA streams, one thread each"]
     assert report.layers[0].source == "TensorRT IProfiler" and report.layers[0].layers
 
