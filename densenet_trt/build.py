@@ -22,6 +22,7 @@ import torch
 from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
 from .machine import check_images_memory, device_info, torch_threads
 from .backends import BACKENDS, Backend, choose_backend, get_backend
+from .backends.base import Int8Placement
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
 from .engine import Engine, engine_reference, load
@@ -80,6 +81,7 @@ class Plan:
     preprocessing: Preprocessing | None
     calibration: Calibration | None
     quantized: torch.nn.Module | None  # the fake-quantized model, for int8
+    placement: Int8Placement  # whose Q/DQ an int8 engine runs: the backend's, read here only
 
 
 def build(
@@ -169,7 +171,8 @@ def plan_build(
     net = reference_model(model, checkpoint, num_classes, seed, overrides)
     record = model_record(model, net, checkpoint, seed, overrides)
     cal, quantized = _calibration(calibration, record, size, net, progress)
-    ranges = None if cal is None or chosen.int8_placement is None else Int8Ranges(
+    placement = chosen.int8_placement
+    ranges = None if cal is None or not placement.own else Int8Ranges(
         cal.onnxruntime_ranges(), cal.float_layers, str(cal.path.resolve()))
     steps = _preprocessing(info, size, net.in_channels, preprocess, cal)
     out_dir = writable_folder(output, "give another output=DIR")
@@ -180,7 +183,7 @@ def plan_build(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels, device=device,
         format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}), int8_ranges=ranges,
     )
-    return Plan(chosen, spec, net, record, target, steps, cal, quantized)
+    return Plan(chosen, spec, net, record, target, steps, cal, quantized, placement)
 
 
 def _choose_backend(name: str, precision: Precision, device: str | None, progress: Progress) -> tuple[Backend, str]:
@@ -282,7 +285,7 @@ def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManife
              f"batch {spec.batch}, {spec.image_size}x{spec.image_size}, {spec.device})")
     with step(progress, doing, "built the engine") as took, reporting(progress):
         # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        own = plan.quantized is None or plan.backend.int8_placement is not None  # the float model
+        own = plan.quantized is None or plan.placement.own  # the float model
         settings = plan.backend.build(copy.deepcopy(plan.net if own else plan.quantized), spec, folder)
     files = hash_files(folder, but=MANIFEST)
     expected = plan.backend.files(spec.format)
@@ -330,7 +333,8 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
         checks = [("eager PyTorch", f"the {engine.precision}{' TF32' * engine.manifest.tf32} tolerance", "", results)]
         simulated = None
     else:
-        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, progress)
+        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, plan.placement,
+                                       progress)
         checks = [
             ("ModelOpt's fake-quantized model", "the int8 tolerance",
              f"; {engine.backend} does not reproduce the calibrated INT8 arithmetic (keeping the layer "
@@ -374,12 +378,12 @@ def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], toler
 
 
 def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int],
-              calibration: Calibration, progress: Progress = quiet) -> tuple[Results, Results]:
+              calibration: Calibration, placement: Int8Placement,
+              progress: Progress = quiet) -> tuple[Results, Results]:
     """An int8 engine on the calibration's gate inputs (real images where it had them), at each
     batch size: against ModelOpt's fake-quantized model (what the INT8 kernels must reproduce,
     within the int8 tolerance) and against eager float32 (within the calibration's tolerance);
-    an engine whose backend placed its own Q/DQ only against float32, within that placement's."""
-    placement = engine.manifest.backend_settings.get("int8_placement")
+    an engine whose backend placed its own Q/DQ (``placement``) only against float32, within that placement's."""
     tolerance = calibration.tolerance_for(placement)
     inputs = calibration.gate_inputs()
     simulated, floating = [], []
@@ -388,7 +392,7 @@ def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, 
         x = inputs.repeat((n + len(inputs) - 1) // len(inputs), 1, 1, 1)[:n]
         out = engine(x)
         with torch.no_grad():
-            ref, fake = net(x), None if placement else quantized(x)
+            ref, fake = net(x), None if placement.own else quantized(x)
         faked = {} if fake is None else {"ModelOpt's fake-quantized model": fake}
         check_finite({"the int8 engine": out, **faked, "eager float32 PyTorch": ref}, n,
                      f"gate inputs of {calibration.path}")
@@ -448,7 +452,8 @@ def verify_engine(
     if tolerance is None:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
-        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, progress)
+        placement = get_backend(engine.backend).int8_placement
+        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, placement, progress)
         distinct = min(len(cal.gate_inputs()), sum(sizes))
         return Verification(simulated + floating, distinct, f"the calibration's {distinct} gate inputs")
     seed = secrets.randbelow(2**31) if seed is None else check_seed(seed)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .artifact import atomic_dir, check_files, sha256_file
+from .backends.base import Int8Placement
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .manifest import CALIBRATION, DIGEST, ModelRecord, check_digest, digest, dumps, parse, read_document
@@ -137,10 +138,10 @@ class Calibration:
             )
         return ranges
 
-    def tolerance_for(self, placement: str | None) -> Tolerance:
+    def tolerance_for(self, placement: Int8Placement) -> Tolerance:
         """The gate tolerance against eager float32 of an engine whose Q/DQ ``placement`` placed
-        ("onnxruntime": ONNX Runtime's own; None: ModelOpt's, as calibrated)."""
-        if placement is None:
+        (ModelOpt's, as calibrated, or the onnxruntime backend's own)."""
+        if not placement.own:
             return self.tolerance
         return Tolerance(**self.onnxruntime_record()["gate"]["tolerance"])
 

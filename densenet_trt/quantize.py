@@ -20,7 +20,7 @@ amax, layers kept in float, and float against fake-quantized accuracy).
 
 Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO,
 and through ``torch.export`` under ``export_torch_mode()`` for TensorRT. ONNX Runtime places its
-own Q/DQ (ort_quantize.py) from ranges its calibrator records here, on the same batches
+own Q/DQ (backends/onnxruntime_int8.py) from ranges its calibrator records here, on the same batches
 (``onnxruntime_ranges.json``), with its own gate distance and held-out top-1 in the report.
 """
 
@@ -47,11 +47,12 @@ from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance,
                           write_calibration)
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
 from .errors import DenseNetTRTError
-from .ort_quantize import (ORT_METHODS, PLACEMENT, QUANTIZER, QDQEvaluator, calibrate_ranges, prepared_model,
-                           qdq_model, run_qdq)
+from .backends.base import MODELOPT
+from .backends.onnxruntime_int8 import (ORT_METHODS, PLACEMENT, QUANTIZER, calibrate_ranges, prepared_model,
+                                        qdq_model, run_qdq)
 from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
-from .sensitivity import Budget, Evaluator, Worst, check_budget, fit_budget
+from .sensitivity import Budget, Evaluator, QDQEvaluator, Worst, check_budget, fit_budget
 from .spec import BatchRange, Precision, check_image_size
 from .verify import compare
 from .version import __version__
@@ -252,7 +253,7 @@ def calibrate_model(
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
         "preprocessing": data.source.get("preprocessing"),  # None for .npz/.npy/synthetic; build records it
         **method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
-        "budget": budget.as_dict() if budget else None, "onnxruntime": ort_record,
+        "budget": budget.as_dict() if budget else None, PLACEMENT.name: ort_record,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
@@ -299,7 +300,7 @@ def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantiz
         budget = fit_budget(evaluator, max_drop, max_float, progress)
         evaluator.keep_float(budget.floating)
     else:
-        worst = Worst({"modelopt": evaluator, PLACEMENT: QDQEvaluator(
+        worst = Worst({MODELOPT.name: evaluator, PLACEMENT.name: QDQEvaluator(
             *ort, list(evaluator.layers), evaluator.reference, eval_data, batch_size)})
         budget = fit_budget(worst, max_drop, max_float, progress)
         budget = dataclasses.replace(budget, placements=worst.drops(budget.floating))
@@ -436,7 +437,7 @@ def _missing_onnx() -> list[str]:
 def _onnxruntime_ranges(net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
                         batch_size: int, progress: Callable[[str], None]) -> tuple[Any, dict[str, list[float]]] | None:
     """ONNX Runtime's prepared float model and its calibrator's ranges on the same batches of
-    ``data`` (ort_quantize.py); None where onnxruntime is not installed."""
+    ``data`` (backends/onnxruntime_int8.py); None where onnxruntime is not installed."""
     if _missing_onnx():
         return None
     with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):

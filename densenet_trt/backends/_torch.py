@@ -8,7 +8,7 @@ import torch
 
 from ..errors import DenseNetTRTError
 from ..spec import Precision
-from .base import Availability
+from .base import MODELOPT, Availability
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -60,7 +60,7 @@ class TorchBackendBase:
 
     extra = ""
     option_names: tuple[str, ...] = ()
-    int8_placement: str | None = None
+    int8_placement = MODELOPT
 
     @property
     def devices(self) -> tuple[str, ...]:

@@ -3,7 +3,7 @@ with all graph optimizations, or its CUDA provider where onnxruntime-gpu is inst
 
 The artifact is a plain `model.onnx` (input ``input``, output ``logits``, dynamic batch) that
 any ONNX runtime can load. INT8 engines are the float capture with Q/DQ placed by ONNX Runtime's
-own quantizer (QDQ U8S8 per-channel, ort_quantize.py) from the calibration's ONNX Runtime ranges,
+own quantizer (QDQ U8S8 per-channel, onnxruntime_int8.py) from the calibration's ONNX Runtime ranges,
 run by its integer kernels (QLinearConv, QLinearConcat, ...): ModelOpt's Q/DQ ONNX left almost
 every convolution in float here.
 """
@@ -26,10 +26,10 @@ from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
 from ..graph_parts import LOGITS, exposing, stage_tensors
 from ..int8_report import LayerPrecisions, onnxruntime_precisions
 from ..layers import CALLS, WARMUP_CALLS
-from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Threads
-from .base import Availability, Runtime, TritonTarget
+from .base import Availability, Int8Placement, Runtime, TritonTarget
+from .onnxruntime_int8 import PLACEMENT, prepared_model, qdq_model, quantizer
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -50,7 +50,7 @@ class OnnxRuntimeBackend:
     formats = ("onnx",)
     extra = "onnx"
     option_names: tuple[str, ...] = ()
-    int8_placement: str | None = PLACEMENT
+    int8_placement: Int8Placement = PLACEMENT
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -91,7 +91,7 @@ class OnnxRuntimeBackend:
                 raise DenseNetTRTError("an onnxruntime int8 build needs the calibration's ONNX Runtime ranges")
             prepared = prepared_model(model, spec.batch, spec.image_size)
             proto = qdq_model(prepared, quant.ranges, quant.float_layers, quant.calibration)
-            settings.update(placement_settings(quant.calibration))
+            settings.update(int8_placement=PLACEMENT.name, quantizer=quantizer(quant.calibration))
         else:
             dtype = spec.precision.dtype
             proto = capture_onnx(model.to(dtype=dtype), spec.batch, spec.image_size, dtype=dtype)

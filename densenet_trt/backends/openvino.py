@@ -27,7 +27,7 @@ from ..int8_report import LayerPrecisions, openvino_precisions
 from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
-from .base import Availability, Runtime, TritonTarget
+from .base import MODELOPT, Availability, Runtime, TritonTarget
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -47,7 +47,7 @@ class OpenVinoBackend:
     formats = ("openvino-ir",)
     extra = "openvino"
     option_names: tuple[str, ...] = ()
-    int8_placement: str | None = None
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]

@@ -107,7 +107,7 @@ from ..capture import (
 )
 from ..spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRuntime, TorchTensorRTRuntime
-from .base import Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
+from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -374,7 +374,7 @@ class TensorRTBackend:
     formats = tuple(FILES)
     extra = "tensorrt"
     option_names = tuple(TensorRTSettings.names())
-    int8_placement: str | None = None
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         version = _package_version("torch-tensorrt")

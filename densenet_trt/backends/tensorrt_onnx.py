@@ -55,7 +55,7 @@ from ..capture import capture_onnx, capture_qdq_onnx
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._trt_api import PlanRunner, build_plan
-from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
+from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
 from .tensorrt import TRITON_PLAN, release
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class OnnxTensorRTBackend:
     formats = (FORMAT,)
     extra = "onnx"
     option_names = OnnxTensorRTSettings.names()
-    int8_placement: str | None = None
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
