@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import functools
 import os
 import secrets
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
+from .artifact import atomic_dir, entry_path, hash_files, writable_folder
 from .machine import check_images_memory, device_info, torch_threads
 from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .backends.base import Int8Placement
@@ -41,7 +42,7 @@ from .manifest import (
     write_manifest,
 )
 from .models import DenseNet
-from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration
+from .calibration import Calibration, check_calibration_precision, engine_calibration, load_calibration
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import ModelInfo, get_model_info, model_config, model_record, reference_model, weights_path
@@ -136,7 +137,7 @@ def build(
         manifest = compile_engine(plan, folder, progress)
         engine = Engine(folder, manifest, plan.backend.load(folder, manifest)) if verify or timed else None
         accuracy = gate_engine(plan, engine, progress) if verify else AccuracyRecord.skipped("built with verify=False")
-        speed = check_int8_speed(plan.backend, plan.spec, plan.net, engine, progress) if timed else None
+        speed = check_int8_speed(engine, functools.partial(float32_engine, plan), progress) if timed else None
         manifest = dataclasses.replace(manifest, accuracy=accuracy, int8_speed=speed)
         write_manifest(folder, manifest)
     progress(f"wrote {plan.target}")
@@ -294,6 +295,15 @@ def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManife
             f"backend {plan.backend.name} wrote {sorted(files)}, not its files {list(expected)}"
         )
     return _manifest(plan, settings, round(took.seconds, 3), files, expected[0])
+
+
+def float32_engine(plan: Plan, folder: Path) -> Engine:
+    """The same build at fp32 (the float32 model, no calibration), compiled into ``folder`` and
+    loaded: what an int8 engine is timed against."""
+    spec = dataclasses.replace(plan.spec, precision=Precision.FP32, int8_ranges=None)
+    float32 = dataclasses.replace(plan, spec=spec, calibration=None, quantized=None)
+    manifest = compile_engine(float32, folder, quiet)
+    return Engine(folder, manifest, plan.backend.load(folder, manifest))
 
 
 def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[str, str], main: str) -> EngineManifest:
@@ -462,19 +472,6 @@ def verify_engine(
     inputs = list(torch.split(everything, sizes))
     results = gate(net, engine, inputs, tolerance, progress)
     return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
-
-
-def engine_calibration(engine: Engine) -> Calibration:
-    """The calibration an int8 engine was built from, checked against its manifest."""
-    record = engine.manifest.calibration
-    if record is None:
-        raise DenseNetTRTError(f"the int8 engine {engine.path} records no calibration; rebuild the engine")
-    cal = load_calibration(record.path)
-    if sha256_file(cal.path / REPORT_FILE) != record.report_sha256:
-        raise DenseNetTRTError(
-            f"{cal.path} is not the calibration {engine.path} was built from (its report differs)"
-        )
-    return cal
 
 
 def _chunks(samples: int, smallest: int, preferred: int) -> list[int]:

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .build import engine_calibration
+from .calibration import engine_calibration
 from .capture import example_input
 from .engine import Engine, engine_reference, load
 from .errors import DenseNetTRTError
