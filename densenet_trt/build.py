@@ -26,6 +26,7 @@ from .backends import BACKENDS, Backend, choose_backend, get_backend
 from .backends.base import Int8Placement
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
+from .defaults import BACKEND, BATCH, ENGINES, MODEL, PRECISION, RANDOM_SEED, VERIFY_SAMPLES
 from .engine import Engine, engine_reference, load
 from .int8_speed import check_int8_speed
 from .errors import DenseNetTRTError
@@ -86,23 +87,23 @@ class Plan:
 
 
 def build(
-    model: str = "densenet121",
+    model: str = MODEL,
     *,
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
-    precision: str | Precision = Precision.FP32,
-    backend: str = "auto",
+    precision: str | Precision = PRECISION,
+    backend: str = BACKEND,
     device: str | None = None,
-    batch: str | int | BatchRange = 1,
+    batch: str | int | BatchRange = BATCH,
     image_size: int | None = None,
-    output: str | os.PathLike = "engines",
+    output: str | os.PathLike = ENGINES,
     name: str | None = None,
     format: str | None = None,
     threads: int | None = None,
     options: dict[str, Any] | None = None,
     force: bool = False,
     verify: bool = True,
-    seed: int = 0,
+    seed: int = RANDOM_SEED,
     overrides: dict[str, Any] | None = None,
     calibration: str | os.PathLike | None = None,
     preprocess: Preprocessing | None = None,
@@ -441,7 +442,7 @@ class Verification:
 
 def verify_engine(
     path: str | os.PathLike,
-    samples: int = 16,
+    samples: int = VERIFY_SAMPLES,
     *,
     weights: str | os.PathLike | None = None,
     seed: int | None = None,

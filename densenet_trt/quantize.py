@@ -46,6 +46,8 @@ from .artifact import entry_path, writable_folder
 from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, method_record, modelopt_modules,
                           write_calibration)
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
+from .defaults import (CALIBRATION_BATCH_SIZE, CALIBRATION_METHOD, CALIBRATION_SAMPLES, CALIBRATIONS, MODEL, PERCENTILE,
+                       RANDOM_SEED)
 from .errors import DenseNetTRTError
 from .backends.base import MODELOPT
 from .backends.onnxruntime_int8 import (ORT_METHODS, PLACEMENT, QUANTIZER, calibrate_ranges, prepared_model,
@@ -60,9 +62,6 @@ from .version import __version__
 METHODS = ("max", "entropy", "percentile", "mse")
 HISTOGRAM_METHODS = ("entropy", "percentile")
 GATE_SAMPLES = 8
-DEFAULT_SAMPLES = 512
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_PERCENTILE = 99.99
 
 
 def check_method(method: str, percentile: float) -> None:
@@ -139,7 +138,7 @@ def _forward_all(batches: Callable[[], Iterator[torch.Tensor]]) -> Callable[[nn.
 
 def quantize_model(
     net: nn.Module, method: str, exclude_layers: list[str], batches: Callable[[], Iterator[torch.Tensor]],
-    percentile: float = DEFAULT_PERCENTILE,
+    percentile: float = PERCENTILE,
     progress: Callable[[str], None] = lambda message: None,
 ) -> nn.Module:
     """A fake-quantized copy of ``net``, calibrated on ``batches()``."""
@@ -213,10 +212,10 @@ def calibrate_model(
     output: str | os.PathLike,
     *,
     image_size: int,
-    method: str = "max",
-    percentile: float = DEFAULT_PERCENTILE,
+    method: str = CALIBRATION_METHOD,
+    percentile: float = PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = CALIBRATION_BATCH_SIZE,
     eval_data: Dataset | None = None,
     max_drop: float | None = None, max_float: int | None = None,
     onnxruntime: bool = True, force: bool = False,
@@ -332,24 +331,24 @@ def _warn_on_accuracy(report: dict[str, Any], progress: Callable[[str], None]) -
 
 
 def calibrate(
-    model: str = "densenet121",
+    model: str = MODEL,
     *,
     data: str | os.PathLike | Dataset,
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
     image_size: int | None = None,
     preprocess: Preprocessing | None = None,
-    samples: int | None = DEFAULT_SAMPLES,
+    samples: int | None = CALIBRATION_SAMPLES,
     eval_data: str | os.PathLike | Dataset | None = None, eval_samples: int | None = None,
     skip_bad: bool = False,
-    seed: int = 0,
-    method: str = "max",
-    percentile: float = DEFAULT_PERCENTILE,
+    seed: int = RANDOM_SEED,
+    method: str = CALIBRATION_METHOD,
+    percentile: float = PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = CALIBRATION_BATCH_SIZE,
     max_drop: float | None = None, max_float: int | None = None,
     onnxruntime: bool = True,
-    output: str | os.PathLike = "calibration",
+    output: str | os.PathLike = CALIBRATIONS,
     name: str | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
@@ -400,7 +399,7 @@ def _dataset(source, count: int | None, seed: int, what: str, shape: tuple[int, 
     if isinstance(source, Dataset):
         return source
     if str(source) == "synthetic":
-        return synthetic(count or DEFAULT_SAMPLES, shape[0], shape[1], seed)
+        return synthetic(count or CALIBRATION_SAMPLES, shape[0], shape[1], seed)
     progress(f"reading {what} {source}")
     dataset = load_data(source, preprocess=preprocess, samples=count, seed=seed, skip_bad=skip_bad, progress=progress)
     if count is not None and len(dataset) < count:

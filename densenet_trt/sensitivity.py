@@ -33,6 +33,7 @@ from .artifact import atomic_path, sha256_file
 from .backends.onnxruntime_int8 import qdq_model, run_qdq
 from .calibration import Calibration, load_calibration, modelopt_modules
 from .data import Dataset, Preprocessing, load_data, preprocessing
+from .defaults import SENSITIVITY_BATCH_SIZE, SENSITIVITY_SEED
 from .errors import DenseNetTRTError
 from .progress import quiet, reporting
 from .registry import get_model_info, model_record, reference_model
@@ -423,8 +424,8 @@ def sensitivity(
     *,
     weights: str | os.PathLike | None = None,
     eval_samples: int | None = None,
-    seed: int = 1,
-    batch_size: int = 32,
+    seed: int = SENSITIVITY_SEED,
+    batch_size: int = SENSITIVITY_BATCH_SIZE,
     layers: list[str] | None = None,
     preprocess: Preprocessing | None = None,
     progress: Progress = lambda message: None,

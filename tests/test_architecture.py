@@ -60,6 +60,20 @@ def test_no_module_imports_from_the_package_init():
                     assert node.module, f"{path.name} imports from the package __init__"
 
 
+def test_the_command_line_takes_its_defaults_from_the_defaults_module():
+    """A number or a name written as an option's default in cli/ restates a library default
+    (defaults.py holds them, read by the library and the command line alike); flags' True and
+    False and None (no value) are no defaults of the library's."""
+    restated = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and _called(node) in ("option", "argument"):
+                restated += [f"{path.name}:{node.lineno}: {ast.unparse(node.args[0])} {k.arg}={k.value.value!r}"
+                             for k in node.keywords if k.arg in ("default", "flag_value")
+                             and isinstance(k.value, ast.Constant) and k.value.value not in (None, True, False)]
+    assert restated == [], "defaults written in cli/ instead of read from defaults.py:\n" + "\n".join(restated)
+
+
 def test_functions_and_files_are_short():
     for path in SOURCES:
         source = path.read_text()

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import DenseNetTRTError
-from ..capture import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from ..capture import MAX_OPSET, MIN_OPSET
+from ..defaults import BACKEND, ENGINES, OPSET, PRECISION, VERIFY_SAMPLES
 from ..export import FORMATS
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
@@ -67,7 +68,7 @@ def models(as_json: bool) -> None:
                    "or exported-program (torch.export .pt2).")
 @click.option("--output", "-o", required=True, type=OutputFile(),
               help="File to write; - for standard output (then the summary goes to stderr).")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+@click.option("--opset", type=int, default=OPSET, show_default=True,
               help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (what this torch's exporter writes).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
@@ -103,17 +104,17 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 
 @command()
 @model_options
-@click.option("--precision", type=click.Choice(PRECISIONS), default=Precision.FP32.value,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISION,
               show_default=True, help="Engine precision; never changed silently: a backend that "
                                       "cannot do it here is an error naming what it can do.")
-@click.option("--backend", default="auto", show_default=True,
+@click.option("--backend", default=BACKEND, show_default=True,
               help="auto, tensorrt, tensorrt-onnx, onnxruntime, openvino, inductor or torchscript. "
                    "auto: TensorRT where an NVIDIA GPU and torch-tensorrt (else TensorRT's Python "
                    "API: tensorrt-onnx) are present, else the fastest CPU backend installed; it "
                    "prints which and why.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where the engine runs; default: the backend's preferred device here.")
-@click.option("--output", "-o", default="engines", show_default=True,
+@click.option("--output", "-o", default=ENGINES, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder the engine folder goes in.")
 @click.option("--name", default=None,
               help="Engine folder name; default MODEL-BACKEND-PRECISION-bBATCH-SIZE.")
@@ -280,7 +281,7 @@ def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
 
 @command()
 @click.argument("engine", type=click.Path(path_type=Path))
-@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=VERIFY_SAMPLES, show_default=True,
               help="Fresh random inputs to compare, in batches within the engine's range.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The checkpoint the engine was built from, where it has moved since.")

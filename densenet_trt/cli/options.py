@@ -10,6 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..data import PRESETS
+from ..defaults import BATCH, MODEL
 from ..errors import DenseNetTRTError
 from ..machine import MAX_THREADS
 from ..spec import MAX_SEED
@@ -74,7 +75,7 @@ def command(*args, **kwargs):
     return click.command(*args, cls=Command, **kwargs)
 
 MODEL_OPTIONS = [
-    click.option("--model", "model_name", default="densenet121", show_default=True,
+    click.option("--model", "model_name", default=MODEL, show_default=True,
                  help="Preset name (see `densenet-trt models`)."),
     click.option("--weights", type=str, default=None,
                  help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
@@ -83,7 +84,7 @@ MODEL_OPTIONS = [
     click.option("--num-classes", type=click.IntRange(min=1), default=None,
                  help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
                       "number re-initialises the classifier (for fine-tuning)."),
-    click.option("--batch", default="1", show_default=True,
+    click.option("--batch", default=BATCH, show_default=True,
                  help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32."),
     click.option("--image-size", type=int, default=None,
                  help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR)."),
