@@ -223,17 +223,19 @@ def _other_backends_hint(precision: Precision, current: str) -> str:
 
 def _check_backend_settings(chosen: Backend, fmt: str | None, options: dict[str, Any] | None) -> str:
     """The artifact format (default: the backend's first), after checking it and the options."""
-    unknown = sorted(set(options or {}) - set(chosen.option_names))
+    names = chosen.settings.names()
+    unknown = sorted(set(options or {}) - set(names))
     if unknown:
-        owners = [b.name for b in BACKENDS.values() if set(unknown) & set(b.option_names)]
+        owners = [b.name for b in BACKENDS.values() if set(unknown) & set(b.settings.names())]
         whose = f"options of backend {', '.join(owners)}" if owners else "no backend's options"
         raise DenseNetTRTError(
             f"backend {chosen.name} takes no option {', '.join(unknown)} ({whose}; it takes "
-            f"{', '.join(chosen.option_names) or 'none'})"
+            f"{', '.join(names) or 'none'})"
         )
     fmt = fmt or chosen.formats[0]
     if fmt not in chosen.formats:
         raise DenseNetTRTError(f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}")
+    chosen.settings.from_options(dict(options or {}))  # the values, checked before any work
     return fmt
 
 

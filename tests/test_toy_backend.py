@@ -18,6 +18,7 @@ from conftest import SMALL
 from densenet_trt import DenseNetTRTError, load
 from densenet_trt.backends import BACKENDS
 from densenet_trt.backends.base import MODELOPT, Availability, Runtime, no_triton_runner, triton_libtorch
+from densenet_trt.backends.settings import Settings
 from densenet_trt.build import build
 from densenet_trt.capture import capture_torchscript
 from densenet_trt.cli import main
@@ -35,7 +36,7 @@ class ToyBackend:
     devices = ("cpu",)
     formats = tuple(FILES)
     extra = ""
-    option_names: tuple[str, ...] = ()
+    settings = Settings
     int8_placement = MODELOPT
 
     def available(self) -> Availability:

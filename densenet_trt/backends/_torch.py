@@ -9,6 +9,7 @@ import torch
 from ..errors import DenseNetTRTError
 from ..spec import Precision
 from .base import MODELOPT, Availability
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -59,7 +60,7 @@ class TorchBackendBase:
     """Devices, precisions and checks of a backend whose engines PyTorch itself runs."""
 
     extra = ""
-    option_names: tuple[str, ...] = ()
+    settings: type[Settings] = Settings
     int8_placement = MODELOPT
 
     @property

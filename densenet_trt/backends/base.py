@@ -12,6 +12,7 @@ from torch import nn
 from ..machine import platform_name
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..int8_report import LayerPrecisions
@@ -149,7 +150,7 @@ class Backend(Protocol):
     devices: tuple[str, ...]  # "cpu", "cuda": where its engines can run, preferred first
     formats: tuple[str, ...]  # artifact formats; the first is the default
     extra: str  # the pip extra that installs it
-    option_names: tuple[str, ...]  # the BuildSpec.options it reads
+    settings: type[Settings]  # its BuildSpec.options as a typed record, and the flags it offers for them
     int8_placement: Int8Placement  # whose Q/DQ its int8 engines run: MODELOPT, or its own
 
     def available(self) -> Availability:

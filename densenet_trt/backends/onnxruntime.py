@@ -30,6 +30,7 @@ from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Threads
 from .base import Availability, Int8Placement, Runtime, TritonTarget
 from .onnxruntime_int8 import PLACEMENT, prepared_model, qdq_model, quantizer
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -49,7 +50,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     formats = ("onnx",)
     extra = "onnx"
-    option_names: tuple[str, ...] = ()
+    settings: type[Settings] = Settings
     int8_placement: Int8Placement = PLACEMENT
 
     @property

@@ -28,6 +28,7 @@ from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
 from .base import MODELOPT, Availability, Runtime, TritonTarget
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -46,7 +47,7 @@ class OpenVinoBackend:
     devices = ("cpu",)
     formats = ("openvino-ir",)
     extra = "openvino"
-    option_names: tuple[str, ...] = ()
+    settings: type[Settings] = Settings
     int8_placement = MODELOPT
 
     def available(self) -> Availability:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from ..data import PRESETS
 from ..defaults import BATCH, MODEL
+from ..backends.settings import Flag
 from ..errors import DenseNetTRTError
 from ..machine import MAX_THREADS
 from ..spec import MAX_SEED
@@ -123,6 +125,44 @@ def preprocess_options(f):
     for option in reversed(PREPROCESS_OPTIONS):
         f = option(f)
     return f
+
+
+def backend_flags() -> list[tuple[str, Flag]]:
+    """The flags the backends declare for their settings (``Backend.settings``), each with the
+    setting it sets, in the registry's order; a flag two backends share (TensorRT's builder
+    settings) once, declared alike by both."""
+    from ..backends import BACKENDS
+
+    flags: dict[str, tuple[str, Flag]] = {}
+    for backend in BACKENDS.values():
+        for name, flag in backend.settings.flags().items():
+            if flags.setdefault(flag.flag, (name, flag)) != (name, flag):
+                raise AssertionError(f"backends declare {flag.flag} differently")
+    return list(flags.values())
+
+
+def _click_option(flag: Flag):
+    if flag.type is bool:
+        return click.option(flag.flag, is_flag=True, help=flag.help)
+    kinds = {int: lambda: click.IntRange(flag.low, flag.high), float: lambda: Finite(flag.low, flag.high, min_open=flag.low_open),
+             Path: lambda: click.Path(dir_okay=False, path_type=Path)}
+    return click.option(flag.flag, type=kinds[flag.type](), default=None, help=flag.help)
+
+
+def backend_options(f):
+    """The backends' flags (``backend_flags``), given to the command as one ``options`` dict
+    (``BuildSpec.options``) holding the settings of the flags given."""
+    flags = backend_flags()
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        given = [(name, flag, kwargs.pop(flag.parameter)) for name, flag in flags]
+        options = {name: flag.value(value) for name, flag, value in given if value is not None and value is not False}
+        return f(*args, options=options, **kwargs)
+
+    for _, flag in reversed(flags):
+        command = _click_option(flag)(command)
+    return command
 
 
 def preprocessing_option(model_name: str, image_size: int | None, preset, mean, std):
