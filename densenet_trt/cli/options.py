@@ -144,9 +144,11 @@ def backend_flags() -> list[tuple[str, Flag]]:
 def _click_option(flag: Flag):
     if flag.type is bool:
         return click.option(flag.flag, is_flag=True, help=flag.help)
-    kinds = {int: lambda: click.IntRange(flag.low, flag.high), float: lambda: Finite(flag.low, flag.high, min_open=flag.low_open),
-             Path: lambda: click.Path(dir_okay=False, path_type=Path)}
-    return click.option(flag.flag, type=kinds[flag.type](), default=None, help=flag.help)
+    if flag.type is float:
+        kind = Finite(flag.low, flag.high, min_open=flag.low_open)
+    else:
+        kind = click.IntRange(flag.low, flag.high) if flag.type is int else click.Path(dir_okay=False, path_type=Path)
+    return click.option(flag.flag, type=kind, default=None, help=flag.help)
 
 
 def backend_options(f):
