@@ -83,7 +83,7 @@ class Plan:
     preprocessing: Preprocessing | None
     calibration: Calibration | None
     quantized: torch.nn.Module | None  # the fake-quantized model, for int8
-    placement: Int8Placement  # whose Q/DQ an int8 engine runs: the backend's, read here only
+    placement: Int8Placement  # whose Q/DQ an int8 engine runs (the backend's), for compile and the gate
 
 
 def build(
