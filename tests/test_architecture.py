@@ -74,6 +74,15 @@ def test_the_command_line_takes_its_defaults_from_the_defaults_module():
     assert restated == [], "defaults written in cli/ instead of read from defaults.py:\n" + "\n".join(restated)
 
 
+def test_backends_that_share_a_flag_declare_it_alike():
+    """The command line offers a flag once (``cli.options.backend_flags``): each backend that
+    declares it must set the same setting, with the same type, bounds and help."""
+    declared = {}
+    for backend in BACKENDS.values():
+        for name, flag in backend.settings.flags().items():
+            assert declared.setdefault(flag.flag, (name, flag)) == (name, flag), (backend.name, flag.flag)
+
+
 def test_functions_and_files_are_short():
     for path in SOURCES:
         source = path.read_text()
