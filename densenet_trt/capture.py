@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .defaults import OPSET
 from .errors import DenseNetTRTError
 from .machine import check_images_memory
 from .progress import say, step
@@ -23,7 +24,6 @@ from .spec import BatchRange
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM_NAME = "batch"
-DEFAULT_OPSET = 18
 # The opsets verified to come out as asked: tried 16 to 29 and 99 with torch 2.14.1, onnxscript
 # 0.7.2, onnx 1.23.2 (onnx.defs.onnx_opset_version() == 28) and onnxruntime 1.32.0. torch's
 # dynamo exporter writes 18 and converts it: 18 to 28 came out as asked and ran in ONNX Runtime
@@ -98,7 +98,7 @@ def capture_onnx(
     model: nn.Module,
     batch: BatchRange,
     image_size: int,
-    opset: int = DEFAULT_OPSET,
+    opset: int = OPSET,
     dtype: torch.dtype = torch.float32,
 ):
     """``model`` as an ONNX ModelProto with input ``input``, output ``logits`` and, for a
@@ -124,7 +124,7 @@ def check_opset(opset: int) -> None:
     """Refuse an ONNX opset outside MIN_OPSET..MAX_OPSET."""
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise DenseNetTRTError(
-            f"ONNX opset {opset!r} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})"
+            f"ONNX opset {opset!r} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default {OPSET})"
         )
 
 

@@ -15,7 +15,6 @@ from torch import nn
 
 from .artifact import atomic_path, save_via_memory
 from .capture import (
-    DEFAULT_OPSET,
     INPUT_NAME,
     OUTPUT_NAME,
     capture_exported_program,
@@ -26,6 +25,7 @@ from .capture import (
     in_channels_of,
     require_onnx,
 )
+from .defaults import BATCH, OPSET
 from .errors import DenseNetTRTError
 from .progress import library_chatter
 from .spec import BatchRange
@@ -89,9 +89,9 @@ def export_model(
     model: nn.Module,
     fmt: str,
     output: str | os.PathLike,
-    batch: BatchRange | str = "1",
+    batch: BatchRange | str = BATCH,
     image_size: int = 224,
-    opset: int = DEFAULT_OPSET,
+    opset: int = OPSET,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[int, Comparison]:

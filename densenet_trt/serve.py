@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data import decode_image
+from .defaults import SERVE_HOST, SERVE_PORTS, SERVE_QUEUE_DELAY_US
 from .engine import Engine, load
 from .errors import DenseNetTRTError
 from .predict import engine_preprocessing
@@ -35,9 +36,6 @@ from .triton import check_model_name
 
 TENSOR_INPUT, IMAGE_INPUT, OUTPUT = "input", "image", "logits"
 IMAGE_SUFFIX = "_image"
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # Triton's own defaults
-DEFAULT_QUEUE_DELAY_US = 100  # as export-triton's dynamic_batching
 # PyTriton locks these endpoints behind a token by default; statistics is opened, for the load
 # sweep's server-side queue and compute times. Model loading, shared memory, trace and logging
 # stay locked.
@@ -157,9 +155,9 @@ def _pytriton() -> Any:
     return triton
 
 
-def serve(engine: str | os.PathLike | Engine, *, host: str = DEFAULT_HOST, http_port: int = DEFAULT_PORTS["http"],
-          grpc_port: int = DEFAULT_PORTS["grpc"], metrics_port: int = DEFAULT_PORTS["metrics"],
-          model_name: str | None = None, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+def serve(engine: str | os.PathLike | Engine, *, host: str = SERVE_HOST, http_port: int = SERVE_PORTS["http"],
+          grpc_port: int = SERVE_PORTS["grpc"], metrics_port: int = SERVE_PORTS["metrics"],
+          model_name: str | None = None, queue_delay_us: int = SERVE_QUEUE_DELAY_US,
           threads: int | None = None, ready: Callable[[Served], None] = lambda served: None) -> None:
     """Serve ``engine`` (a built engine's path, or one loaded) with a real Triton server on
     ``host`` until the server stops or a signal (KeyboardInterrupt) ends the wait; the server

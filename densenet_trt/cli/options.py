@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
 from ..data import PRESETS
+from ..defaults import BATCH, MODEL
+from ..backends.settings import Flag
 from ..errors import DenseNetTRTError
 from ..machine import MAX_THREADS
 from ..spec import MAX_SEED
@@ -74,7 +77,7 @@ def command(*args, **kwargs):
     return click.command(*args, cls=Command, **kwargs)
 
 MODEL_OPTIONS = [
-    click.option("--model", "model_name", default="densenet121", show_default=True,
+    click.option("--model", "model_name", default=MODEL, show_default=True,
                  help="Preset name (see `densenet-trt models`)."),
     click.option("--weights", type=str, default=None,
                  help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
@@ -83,7 +86,7 @@ MODEL_OPTIONS = [
     click.option("--num-classes", type=click.IntRange(min=1), default=None,
                  help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
                       "number re-initialises the classifier (for fine-tuning)."),
-    click.option("--batch", default="1", show_default=True,
+    click.option("--batch", default=BATCH, show_default=True,
                  help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32."),
     click.option("--image-size", type=int, default=None,
                  help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR)."),
@@ -122,6 +125,45 @@ def preprocess_options(f):
     for option in reversed(PREPROCESS_OPTIONS):
         f = option(f)
     return f
+
+
+def backend_flags() -> list[tuple[str, Flag]]:
+    """The flags the backends declare for their settings (``Backend.settings``), each with the
+    setting it sets, in the registry's order; a flag two backends share (TensorRT's builder
+    settings) once (``tests/test_architecture.py`` checks that they declare it alike)."""
+    from ..backends import BACKENDS
+
+    flags: dict[str, tuple[str, Flag]] = {}
+    for backend in BACKENDS.values():
+        for name, flag in backend.settings.flags().items():
+            flags.setdefault(flag.flag, (name, flag))
+    return list(flags.values())
+
+
+def _click_option(flag: Flag):
+    if flag.type is bool:
+        return click.option(flag.flag, is_flag=True, help=flag.help)
+    if flag.type is float:
+        kind = Finite(flag.low, flag.high, min_open=flag.low_open)
+    else:
+        kind = click.IntRange(flag.low, flag.high) if flag.type is int else click.Path(dir_okay=False, path_type=Path)
+    return click.option(flag.flag, type=kind, default=None, help=flag.help)
+
+
+def backend_options(f):
+    """The backends' flags (``backend_flags``), given to the command as one ``options`` dict
+    (``BuildSpec.options``) holding the settings of the flags given."""
+    flags = backend_flags()
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        given = [(name, flag, kwargs.pop(flag.parameter)) for name, flag in flags]
+        options = {name: flag.value(value) for name, flag, value in given if value is not None and value is not False}
+        return f(*args, options=options, **kwargs)
+
+    for _, flag in reversed(flags):
+        command = _click_option(flag)(command)
+    return command
 
 
 def preprocessing_option(model_name: str, image_size: int | None, preset, mean, std):
