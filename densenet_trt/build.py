@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import functools
 import os
 import secrets
 import time
@@ -19,11 +20,13 @@ from typing import Any
 
 import torch
 
-from .artifact import atomic_dir, entry_path, hash_files, sha256_file, writable_folder
+from .artifact import atomic_dir, entry_path, hash_files, writable_folder
 from .machine import check_images_memory, device_info, torch_threads
 from .backends import BACKENDS, Backend, check_dla_batch, choose_backend, get_backend
+from .backends.base import Int8Placement
 from .capture import INPUT_NAME, OUTPUT_NAME, example_input
 from .data import Preprocessing
+from .defaults import BACKEND, BATCH, ENGINES, MODEL, PRECISION, RANDOM_SEED, VERIFY_SAMPLES
 from .engine import Engine, engine_reference, load
 from .int8_speed import check_int8_speed
 from .errors import DenseNetTRTError
@@ -41,7 +44,7 @@ from .manifest import (
     write_manifest,
 )
 from .models import DenseNet
-from .calibration import REPORT_FILE, Calibration, check_calibration_precision, load_calibration
+from .calibration import Calibration, check_calibration_precision, engine_calibration, load_calibration
 from .memory import check_build_memory
 from .progress import Progress, quiet, reporting, seconds, step
 from .registry import (ModelInfo, checkpoint_labels, get_model_info, model_config, model_record, reference_model,
@@ -82,26 +85,27 @@ class Plan:
     preprocessing: Preprocessing | None
     calibration: Calibration | None
     quantized: torch.nn.Module | None  # the fake-quantized model, for int8
+    placement: Int8Placement  # whose Q/DQ an int8 engine runs (the backend's), for compile and the gate
 
 
 def build(
-    model: str = "densenet121",
+    model: str = MODEL,
     *,
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
-    precision: str | Precision = Precision.FP32,
-    backend: str = "auto",
+    precision: str | Precision = PRECISION,
+    backend: str = BACKEND,
     device: str | None = None,
-    batch: str | int | BatchRange = 1,
+    batch: str | int | BatchRange = BATCH,
     image_size: int | None = None,
-    output: str | os.PathLike = "engines",
+    output: str | os.PathLike = ENGINES,
     name: str | None = None,
     format: str | None = None,
     threads: int | None = None,
     options: dict[str, Any] | None = None,
     force: bool = False,
     verify: bool = True,
-    seed: int = 0,
+    seed: int = RANDOM_SEED,
     overrides: dict[str, Any] | None = None,
     calibration: str | os.PathLike | None = None,
     preprocess: Preprocessing | None = None,
@@ -136,7 +140,7 @@ def build(
         manifest = compile_engine(plan, folder, progress)
         engine = Engine(folder, manifest, plan.backend.load(folder, manifest)) if verify or timed else None
         accuracy = gate_engine(plan, engine, progress) if verify else AccuracyRecord.skipped("built with verify=False")
-        speed = check_int8_speed(plan.backend, plan.spec, plan.net, engine, progress) if timed else None
+        speed = check_int8_speed(engine, functools.partial(float32_engine, plan), progress) if timed else None
         manifest = dataclasses.replace(manifest, accuracy=accuracy, int8_speed=speed)
         write_manifest(folder, manifest)
     progress(f"wrote {plan.target}")
@@ -172,7 +176,8 @@ def plan_build(
     net = reference_model(model, checkpoint, num_classes, seed, overrides)
     record = model_record(model, net, checkpoint, seed, overrides)
     cal, quantized = _calibration(calibration, record, size, net, progress)
-    ranges = None if cal is None or chosen.int8_placement is None else Int8Ranges(
+    placement = chosen.int8_placement
+    ranges = None if cal is None or not placement.own else Int8Ranges(
         cal.onnxruntime_ranges(), cal.float_layers, str(cal.path.resolve()))
     steps = _preprocessing(info, size, net.in_channels, preprocess, cal)
     out_dir = writable_folder(output, "give another output=DIR")
@@ -183,7 +188,7 @@ def plan_build(
         precision=precision, batch=batch, image_size=size, in_channels=net.in_channels, device=device,
         format=fmt, threads=threads, cache_dir=str(out_dir), options=dict(options or {}), int8_ranges=ranges,
     )
-    return Plan(chosen, spec, net, record, target, steps, cal, quantized)
+    return Plan(chosen, spec, net, record, target, steps, cal, quantized, placement)
 
 
 def _choose_backend(name: str, precision: Precision, device: str | None, progress: Progress) -> tuple[Backend, str]:
@@ -221,17 +226,19 @@ def _other_backends_hint(precision: Precision, current: str) -> str:
 
 def _check_backend_settings(chosen: Backend, fmt: str | None, options: dict[str, Any] | None) -> str:
     """The artifact format (default: the backend's first), after checking it and the options."""
-    unknown = sorted(set(options or {}) - set(chosen.option_names))
+    names = chosen.settings.names()
+    unknown = sorted(set(options or {}) - set(names))
     if unknown:
-        owners = [b.name for b in BACKENDS.values() if set(unknown) & set(b.option_names)]
+        owners = [b.name for b in BACKENDS.values() if set(unknown) & set(b.settings.names())]
         whose = f"options of backend {', '.join(owners)}" if owners else "no backend's options"
         raise DenseNetTRTError(
             f"backend {chosen.name} takes no option {', '.join(unknown)} ({whose}; it takes "
-            f"{', '.join(chosen.option_names) or 'none'})"
+            f"{', '.join(names) or 'none'})"
         )
     fmt = fmt or chosen.formats[0]
     if fmt not in chosen.formats:
         raise DenseNetTRTError(f"backend {chosen.name} has no format {fmt!r}; it writes {', '.join(chosen.formats)}")
+    chosen.settings.from_options(dict(options or {}))  # the values, checked before any work
     return fmt
 
 
@@ -285,7 +292,7 @@ def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManife
              f"batch {spec.batch}, {spec.image_size}x{spec.image_size}, {spec.device})")
     with step(progress, doing, "built the engine") as took, reporting(progress):
         # Backends cast and move the model they get; the eager reference stays float32 on the CPU.
-        own = plan.quantized is None or plan.backend.int8_placement is not None  # the float model
+        own = plan.quantized is None or plan.placement.own  # the float model
         settings = plan.backend.build(copy.deepcopy(plan.net if own else plan.quantized), spec, folder)
     files = hash_files(folder, but=MANIFEST)
     expected = plan.backend.files(spec.format)
@@ -294,6 +301,15 @@ def compile_engine(plan: Plan, folder: Path, progress: Progress) -> EngineManife
             f"backend {plan.backend.name} wrote {sorted(files)}, not its files {list(expected)}"
         )
     return _manifest(plan, settings, round(took.seconds, 3), files, expected[0])
+
+
+def float32_engine(plan: Plan, folder: Path) -> Engine:
+    """The same build at fp32 (the float32 model, no calibration), compiled into ``folder`` and
+    loaded: what an int8 engine is timed against."""
+    spec = dataclasses.replace(plan.spec, precision=Precision.FP32, int8_ranges=None)
+    float32 = dataclasses.replace(plan, spec=spec, calibration=None, quantized=None)
+    manifest = compile_engine(float32, folder, quiet)
+    return Engine(folder, manifest, plan.backend.load(folder, manifest))
 
 
 def _manifest(plan: Plan, settings: dict[str, Any], seconds: float, files: dict[str, str], main: str) -> EngineManifest:
@@ -334,7 +350,8 @@ def gate_engine(plan: Plan, engine: Engine, progress: Progress) -> AccuracyRecor
         checks = [("eager PyTorch", f"the {engine.precision}{' TF32' * engine.manifest.tf32} tolerance", "", results)]
         simulated = None
     else:
-        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, progress)
+        simulated, results = int8_gate(plan.net, plan.quantized, engine, sizes, plan.calibration, plan.placement,
+                                       progress)
         checks = [
             ("ModelOpt's fake-quantized model", "the int8 tolerance",
              f"; {engine.backend} does not reproduce the calibrated INT8 arithmetic (keeping the layer "
@@ -378,12 +395,13 @@ def gate(net: torch.nn.Module, engine: Engine, inputs: list[torch.Tensor], toler
 
 
 def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, sizes: list[int],
-              calibration: Calibration, progress: Progress = quiet) -> tuple[Results, Results]:
+              calibration: Calibration, placement: Int8Placement,
+              progress: Progress = quiet) -> tuple[Results, Results]:
     """An int8 engine on the calibration's gate inputs (real images where it had them; repeated,
     and said to be, to fill a batch larger than they are many), at each batch size: against
-    ModelOpt's fake-quantized model (what the INT8 kernels must reproduce, within the int8 tolerance) and against eager float32 (within the calibration's tolerance);
-    an engine whose backend placed its own Q/DQ only against float32, within that placement's."""
-    placement = engine.manifest.backend_settings.get("int8_placement")
+    ModelOpt's fake-quantized model (what the INT8 kernels must reproduce, within the int8
+    tolerance) and against eager float32 (within the calibration's tolerance); an engine whose
+    backend placed its own Q/DQ (``placement``) only against float32, within that placement's."""
     tolerance = calibration.tolerance_for(placement)
     inputs = calibration.gate_inputs()
     simulated, floating = [], []
@@ -393,7 +411,7 @@ def int8_gate(net: torch.nn.Module, quantized: torch.nn.Module, engine: Engine, 
         distinct = min(n, len(inputs))
         out = engine(x)
         with torch.no_grad():
-            ref, fake = net(x), None if placement else quantized(x)
+            ref, fake = net(x), None if placement.own else quantized(x)
         faked = {} if fake is None else {"ModelOpt's fake-quantized model": fake}
         check_finite({"the int8 engine": out, **faked, "eager float32 PyTorch": ref}, n,
                      f"gate inputs of {calibration.path}")
@@ -432,7 +450,7 @@ class Verification:
 
 def verify_engine(
     path: str | os.PathLike,
-    samples: int = 16,
+    samples: int = VERIFY_SAMPLES,
     *,
     weights: str | os.PathLike | None = None,
     seed: int | None = None,
@@ -453,7 +471,8 @@ def verify_engine(
     if tolerance is None:
         cal = engine_calibration(engine)
         progress("comparing on the calibration's gate inputs with fake-quantized and float32 PyTorch")
-        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal)
+        placement = get_backend(engine.backend).int8_placement
+        simulated, floating = int8_gate(net, cal.quantized_model(net), engine, sizes, cal, placement)
         for line in by_batch_size(simulated, " against fake-quantized") + by_batch_size(floating, " against float32"):
             progress(line)
         distinct = min(len(cal.gate_inputs()), sum(sizes))
@@ -466,19 +485,6 @@ def verify_engine(
     for line in by_batch_size(results):
         progress(line)
     return Verification(results, sum(sizes), f"{sum(sizes)} distinct random inputs (seed {seed})")
-
-
-def engine_calibration(engine: Engine) -> Calibration:
-    """The calibration an int8 engine was built from, checked against its manifest."""
-    record = engine.manifest.calibration
-    if record is None:
-        raise DenseNetTRTError(f"the int8 engine {engine.path} records no calibration; rebuild the engine")
-    cal = load_calibration(record.path)
-    if sha256_file(cal.path / REPORT_FILE) != record.report_sha256:
-        raise DenseNetTRTError(
-            f"{cal.path} is not the calibration {engine.path} was built from (its report differs)"
-        )
-    return cal
 
 
 def _chunks(samples: int, smallest: int, preferred: int) -> list[int]:

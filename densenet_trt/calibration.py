@@ -24,13 +24,14 @@ import os
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .artifact import atomic_dir, check_files, sha256_file
+from .backends.base import Int8Placement
 from .data import Preprocessing
 from .errors import DenseNetTRTError
 from .manifest import CALIBRATION, DIGEST, ModelRecord, check_digest, digest, dumps, parse, read_document
@@ -38,6 +39,9 @@ from .progress import library_chatter
 from .reading import read_npz, read_text
 from .spec import Precision
 from .verify import Tolerance
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 QUANTIZERS_FILE = "quantizers.pt"
 GATE_FILE = "gate.npz"
@@ -137,10 +141,10 @@ class Calibration:
             )
         return ranges
 
-    def tolerance_for(self, placement: str | None) -> Tolerance:
+    def tolerance_for(self, placement: Int8Placement) -> Tolerance:
         """The gate tolerance against eager float32 of an engine whose Q/DQ ``placement`` placed
-        ("onnxruntime": ONNX Runtime's own; None: ModelOpt's, as calibrated)."""
-        if placement is None:
+        (ModelOpt's, as calibrated, or the onnxruntime backend's own)."""
+        if not placement.own:
             return self.tolerance
         return Tolerance(**self.onnxruntime_record()["gate"]["tolerance"])
 
@@ -279,6 +283,19 @@ def load_calibration(path: str | os.PathLike) -> Calibration:
     calibration = Calibration(folder, report)
     _check_gate_inputs(calibration, checked)
     return calibration
+
+
+def engine_calibration(engine: Engine) -> Calibration:
+    """The calibration an int8 engine was built from, checked against its manifest."""
+    record = engine.manifest.calibration
+    if record is None:
+        raise DenseNetTRTError(f"the int8 engine {engine.path} records no calibration; rebuild the engine")
+    cal = load_calibration(record.path)
+    if sha256_file(cal.path / REPORT_FILE) != record.report_sha256:
+        raise DenseNetTRTError(
+            f"{cal.path} is not the calibration {engine.path} was built from (its report differs)"
+        )
+    return cal
 
 
 def _check_consistent(path: Path, checked: ReportFields, report: dict[str, Any]) -> None:

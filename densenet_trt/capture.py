@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .choices import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .choices import MAX_OPSET, MIN_OPSET
+from .defaults import OPSET
 from .errors import DenseNetTRTError
 from .machine import check_images_memory
 from .progress import say, step
@@ -89,7 +90,7 @@ def capture_onnx(
     model: nn.Module,
     batch: BatchRange,
     image_size: int,
-    opset: int = DEFAULT_OPSET,
+    opset: int = OPSET,
     dtype: torch.dtype = torch.float32,
 ):
     """``model`` as an ONNX ModelProto with input ``input``, output ``logits`` and, for a
@@ -115,7 +116,7 @@ def check_opset(opset: int) -> None:
     """Refuse an ONNX opset outside MIN_OPSET..MAX_OPSET."""
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise DenseNetTRTError(
-            f"ONNX opset {opset!r} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})"
+            f"ONNX opset {opset!r} is not supported; use {MIN_OPSET} to {MAX_OPSET} (default {OPSET})"
         )
 
 

@@ -1,14 +1,14 @@
-"""What the command line offers before torch loads: export formats, ONNX opsets, calibration
-methods and the server's address, with their defaults. Each is defined here once and read by the
-module that acts on it (``capture.py``, ``export.py``, ``quantize.py``, ``serve.py``), so that
-``densenet-trt --help`` and every command's ``--help`` import no torch."""
+"""What the command line offers before torch loads that is not a default (``defaults.py`` holds
+those): export formats, the ONNX opsets this install writes, calibration methods. Each is
+defined here once and read by the module that acts on it (``capture.py``, ``export.py``,
+``quantize.py``), so that ``densenet-trt --help`` and every command's ``--help`` import no
+torch."""
 
 from __future__ import annotations
 
 # export's formats and their file suffixes.
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
 
-DEFAULT_OPSET = 18
 # The opsets verified to come out as asked: tried 16 to 29 and 99 with torch 2.14.1, onnxscript
 # 0.7.2, onnx 1.23.2 (onnx.defs.onnx_opset_version() == 28) and onnxruntime 1.32.0. torch's
 # dynamo exporter writes 18 and converts it: 18 to 28 came out as asked and ran in ONNX Runtime
@@ -19,13 +19,5 @@ DEFAULT_OPSET = 18
 MIN_OPSET = 18
 MAX_OPSET = 28
 
-# calibrate's methods and defaults.
+# calibrate's methods (the first is the default, defaults.CALIBRATION_METHOD).
 METHODS = ("max", "entropy", "percentile", "mse")
-DEFAULT_SAMPLES = 512
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_PERCENTILE = 99.99
-
-# serve's address and batching.
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # Triton's own defaults
-DEFAULT_QUEUE_DELAY_US = 100  # as export-triton's dynamic_batching

@@ -27,9 +27,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .build import engine_calibration
+from .calibration import engine_calibration
 from .capture import example_input
 from .engine import Engine, engine_reference, load
+from .defaults import COMPARE_SAMPLES, RANDOM_SEED
 from .errors import DenseNetTRTError
 from .graph_parts import LOGITS
 from .spec import Precision
@@ -140,8 +141,8 @@ def compare_engine(
     path: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
-    samples: int = 8,
-    seed: int = 0,
+    samples: int = COMPARE_SAMPLES,
+    seed: int = RANDOM_SEED,
     weights: str | os.PathLike | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> Comparison:

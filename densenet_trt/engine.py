@@ -139,7 +139,7 @@ def runnable_backend(folder: Path, manifest: EngineManifest) -> Backend:
             f"{folder}: the manifest lists files {sorted(manifest.files)} (main {manifest.main_file}), but a "
             f"{backend.name} {manifest.format} engine is {', '.join(expected)}; rebuild the engine"
         )
-    if manifest.tf32 and "allow_tf32" not in backend.option_names:
+    if manifest.tf32 and "allow_tf32" not in backend.settings.names():
         raise DenseNetTRTError(f"{folder}: the manifest says tf32, which backend {backend.name} never builds "
                                "(a looser gate tolerance); rebuild the engine")
     check_files(folder, manifest.files, "rebuild the engine", "engine file")

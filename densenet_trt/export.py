@@ -25,7 +25,8 @@ from .capture import (
     in_channels_of,
     require_onnx,
 )
-from .choices import DEFAULT_OPSET, EXPORT_FORMATS as FORMATS
+from .choices import EXPORT_FORMATS as FORMATS
+from .defaults import BATCH, OPSET
 from .errors import DenseNetTRTError
 from .progress import library_chatter
 from .spec import BatchRange
@@ -87,9 +88,9 @@ def export_model(
     model: nn.Module,
     fmt: str,
     output: str | os.PathLike,
-    batch: BatchRange | str = "1",
+    batch: BatchRange | str = BATCH,
     image_size: int = 224,
-    opset: int = DEFAULT_OPSET,
+    opset: int = OPSET,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[int, Comparison]:

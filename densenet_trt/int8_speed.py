@@ -1,6 +1,7 @@
 """Does int8 pay off? ``build`` times an int8 engine against the same backend's float32 engine,
-built by that backend from the same float32 model for the same batch range, threads and device
-in a temporary folder (removed after; nothing is added to the engine folder), both timed
+built by the same plan at fp32 (``build``'s compile step: the same float32 model, batch range,
+threads, device and options) in a temporary folder (removed after; nothing is added to the
+engine folder), both timed
 interleaved at the engine's opt batch: ``WARMUP`` calls each discarded, then the median of
 ``CALLS`` each. Where int8 is not faster it warns (``Int8NotFaster``) and says by how much;
 the manifest records both medians (``int8_speed``) and ``info`` shows them.
@@ -11,22 +12,19 @@ measures properly).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import statistics
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from .backends import Backend
 from .capture import example_input
 from .engine import Engine
 from .manifest import Int8SpeedRecord
 from .progress import Progress, step
-from .spec import BuildSpec, Precision
 from .timing import Timer, cpu_timer, cuda_timer, interleave
 
 WARMUP = 3
@@ -37,21 +35,15 @@ class Int8NotFaster(UserWarning):
     """An int8 engine no faster than its backend's float32 engine, as timed at the build."""
 
 
-def check_int8_speed(backend: Backend, spec: BuildSpec, net: torch.nn.Module, engine: Engine,
-                     progress: Progress) -> Int8SpeedRecord:
-    """Time the int8 ``engine`` against ``backend``'s float32 engine of ``net`` (built for
-    ``spec`` at fp32); warn where int8 is not faster. Returns both medians."""
-    n = spec.batch.opt
-    float_spec = dataclasses.replace(spec, precision=Precision.FP32)
-    doing = (f"timing int8 against {backend.name}'s float32 engine (built in a temporary folder; "
+def check_int8_speed(engine: Engine, float32_engine: Callable[[Path], Engine], progress: Progress) -> Int8SpeedRecord:
+    """Time the int8 ``engine`` against its backend's float32 engine, which ``float32_engine``
+    builds into the folder it is given and loads; warn where int8 is not faster. Returns both medians."""
+    n = engine.batch.opt
+    doing = (f"timing int8 against {engine.backend}'s float32 engine (built in a temporary folder; "
              f"{WARMUP} + {CALLS} calls each at batch {n})")
     with step(progress, doing, "timed int8 against float32"), tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        settings = backend.build(copy.deepcopy(net), float_spec, folder)
-        manifest = dataclasses.replace(engine.manifest, precision=Precision.FP32, tf32=float_spec.tf32,
-                                       backend_settings=settings, calibration=None)
-        float32 = Engine(folder, manifest, backend.load(folder, manifest))
-        x = example_input(n, spec.image_size, spec.in_channels)
+        float32 = float32_engine(Path(tmp))
+        x = example_input(n, engine.image_size, engine.in_channels)
         int8_ms, float32_ms = (statistics.median(s["latency"] for s in samples) for samples in
                                interleave([_timer(engine, x), _timer(float32, x)], warmup=WARMUP, iterations=CALLS))
     record = Int8SpeedRecord(n, CALLS, round(int8_ms, 3), round(float32_ms, 3))

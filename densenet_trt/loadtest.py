@@ -24,17 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .defaults import LOADTEST_CONCURRENCIES, LOADTEST_DURATION, LOADTEST_WAIT, LOADTEST_WARMUP
 from .errors import DenseNetTRTError
 from .progress import Progress, quiet
 from .stats import Stats, summarize
 
-if TYPE_CHECKING:  # the command line reads this module's defaults before torch loads
+if TYPE_CHECKING:  # the command line reads this module's names before torch loads
     from .engine import Engine
-
-DEFAULT_CONCURRENCIES = (1, 2, 4, 8)
-DEFAULT_DURATION = 10.0
-DEFAULT_WARMUP = 2.0
-DEFAULT_WAIT = 120.0  # seconds for the server and the model to be ready
 MAX_CONCURRENCY = 256
 SERVER, IN_PROCESS = "server", "in-process"
 
@@ -131,7 +127,7 @@ class Client:
     """A served model over HTTP or gRPC (``url``: http://HOST:PORT or grpc://HOST:PORT) through
     tritonclient: its one input read from the model's metadata, a client per thread."""
 
-    def __init__(self, url: str, model: str, wait: float = DEFAULT_WAIT):
+    def __init__(self, url: str, model: str, wait: float = LOADTEST_WAIT):
         scheme, sep, address = url.partition("://")
         if not sep or scheme not in ("http", "grpc") or not address:
             raise DenseNetTRTError(f"server URL {url!r} is not http://HOST:PORT or grpc://HOST:PORT")
@@ -200,8 +196,8 @@ class Client:
                                    "densenet-trt serve opens them") from None
 
 
-def sweep(client: Client, engine: Engine | None, *, concurrencies: tuple[int, ...] = DEFAULT_CONCURRENCIES,
-          batch: int = 1, duration: float = DEFAULT_DURATION, warmup: float = DEFAULT_WARMUP, seed: int = 0,
+def sweep(client: Client, engine: Engine | None, *, concurrencies: tuple[int, ...] = LOADTEST_CONCURRENCIES,
+          batch: int = 1, duration: float = LOADTEST_DURATION, warmup: float = LOADTEST_WARMUP, seed: int = 0,
           progress: Progress = quiet) -> list[LoadRow]:
     """The served model at each concurrency, then ``engine`` in-process at each (where given)."""
     check_sweep(concurrencies, batch, duration, warmup)

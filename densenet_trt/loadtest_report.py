@@ -31,7 +31,8 @@ from typing import Any
 
 from .artifact import atomic_path
 from .engine import load
-from .loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WAIT, DEFAULT_WARMUP, Client, LoadRow, sweep
+from .defaults import LOADTEST_CONCURRENCIES, LOADTEST_DURATION, LOADTEST_WAIT, LOADTEST_WARMUP
+from .loadtest import Client, LoadRow, sweep
 from .machine import cpu_name
 from .progress import Progress, quiet
 from .report_text import save_png, style_pair, two_axes
@@ -43,9 +44,9 @@ LOADTEST = Document("densenet-trt/loadtest", 1, "run loadtest again")
 
 
 def loadtest(url: str, model: str, engine: str | os.PathLike | None = None, *,
-             concurrencies: tuple[int, ...] = DEFAULT_CONCURRENCIES, batch: int = 1,
-             duration: float = DEFAULT_DURATION, warmup: float = DEFAULT_WARMUP, seed: int = 0,
-             threads: int | None = None, wait: float = DEFAULT_WAIT, progress: Progress = quiet) -> LoadReport:
+             concurrencies: tuple[int, ...] = LOADTEST_CONCURRENCIES, batch: int = 1,
+             duration: float = LOADTEST_DURATION, warmup: float = LOADTEST_WARMUP, seed: int = 0,
+             threads: int | None = None, wait: float = LOADTEST_WAIT, progress: Progress = quiet) -> LoadReport:
     """The load sweep (``loadtest.sweep``) of ``model`` served at ``url``, and of ``engine`` (a
     built engine's path) in-process where given, as a report; ``wait``: seconds to wait for the
     model to be ready."""

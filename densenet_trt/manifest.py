@@ -263,7 +263,7 @@ class EngineManifest:
         """The tolerance of a float engine's accuracy gate: the one recorded when it was built,
         which may be no looser than its precision's (TF32's where ``tf32``): an edit that
         weakens it is refused (the digest alone does not stop a deliberate one). Int8 engines
-        meet their calibration's instead (``build.engine_calibration``)."""
+        meet their calibration's instead (``calibration.engine_calibration``)."""
         allowed = self.precision.gate_tolerance(self.tf32)
         recorded = self.accuracy.tolerance
         if recorded is None:

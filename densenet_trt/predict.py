@@ -15,6 +15,7 @@ import torch
 from .progress import Progress, quiet
 from .engine import Engine, load
 from .data import Preprocessing, find_images, read_image
+from .defaults import TOP_K
 from .errors import DenseNetTRTError
 from .reading import read_text
 from .verify import check_finite
@@ -87,7 +88,7 @@ def expand_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def classify(
     engine: str | os.PathLike | Engine,
     paths: Iterable[str | os.PathLike],
-    top_k: int = 5,
+    top_k: int = TOP_K,
     labels: str | os.PathLike | Sequence[str] | None = None,
     batch_size: int | None = None,
     progress: Progress = quiet,

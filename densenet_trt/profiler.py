@@ -45,14 +45,13 @@ from .machine import check_threads, torch_threads
 from .progress import Progress, quiet
 from .capture import example_input
 from .engine import Engine, engine_reference, load
+from .defaults import (PROFILE_BATCH_SIZE, PROFILE_DURATION, PROFILE_GAP, PROFILE_LAYERS, PROFILE_MODE, PROFILE_VS,
+                       PROFILE_WARMUP)
 from .errors import DenseNetTRTError
 from .manifest import SYNTHETIC_CALIBRATION
 from .measure import Group, measure_cell
 from .spec import Precision
 from .report import (
-    DEFAULT_DURATION,
-    DEFAULT_GAP,
-    DEFAULT_WARMUP,
     MAX_GAP,
     MAX_REQUESTS,
     MAX_ROUNDS,
@@ -73,11 +72,11 @@ OUTPUT_SUFFIXES = (".json", ".csv", ".md", ".png")
 def profile(
     engines: Sequence[str | os.PathLike],
     *,
-    batch_size: int | Iterable[int] = 1, iterations: int | None = None, duration: float | None = None,
-    warmup_iterations: int | None = None, warmup_duration: float | None = None,
-    vs: str = "eager", threads: int | None = None,
-    cuda_graphs: bool = False, include_transfers: bool = False, gap: float = DEFAULT_GAP,
-    mode: str = "both", requests: int | None = None, layers: int = 0,
+    batch_size: int | Iterable[int] = PROFILE_BATCH_SIZE, iterations: int | None = None,
+    duration: float | None = None, warmup_iterations: int | None = None, warmup_duration: float | None = None,
+    vs: str = PROFILE_VS, threads: int | None = None,
+    cuda_graphs: bool = False, include_transfers: bool = False, gap: float = PROFILE_GAP,
+    mode: str = PROFILE_MODE, requests: int | None = None, layers: int = PROFILE_LAYERS,
     outputs: Sequence[str | os.PathLike] = (), force: bool = False,
     progress: Progress = quiet,
     **old_names: Any,
@@ -161,10 +160,10 @@ def _settings(
     _check_modes(mode, requests, layers)
     return Settings(
         batches=tuple(sorted(set(batches))),
-        warmup=DEFAULT_WARMUP if warmup is None and warmup_time is None else warmup,
+        warmup=PROFILE_WARMUP if warmup is None and warmup_time is None else warmup,
         warmup_time=warmup_time,
         iterations=iterations,
-        duration=DEFAULT_DURATION if iterations is None and duration is None else duration,
+        duration=PROFILE_DURATION if iterations is None and duration is None else duration,
         vs=vs,
         threads=threads or torch.get_num_threads(),
         cuda_graphs=cuda_graphs,

@@ -20,7 +20,7 @@ amax, layers kept in float, and float against fake-quantized accuracy).
 
 Engines: the quantized model is captured as Q/DQ ONNX (ModelOpt's ONNX export) for OpenVINO,
 and through ``torch.export`` under ``export_torch_mode()`` for TensorRT. ONNX Runtime places its
-own Q/DQ (ort_quantize.py) from ranges its calibrator records here, on the same batches
+own Q/DQ (backends/onnxruntime_int8.py) from ranges its calibrator records here, on the same batches
 (``onnxruntime_ranges.json``), with its own gate distance and held-out top-1 in the report.
 """
 
@@ -45,14 +45,17 @@ from torch import nn
 from .artifact import entry_path, writable_folder
 from .calibration import (ALIASES, ORT_RANGES_FILE, Calibration, gate_tolerance, layer_counts, method_record,
                           modelopt_modules, write_calibration)
-from .choices import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
+from .choices import METHODS
 from .data import Dataset, Preprocessing, load_data, preprocessing, synthetic
+from .defaults import (CALIBRATION_BATCH_SIZE, CALIBRATION_METHOD, CALIBRATION_SAMPLES, CALIBRATIONS, MODEL, PERCENTILE,
+                       RANDOM_SEED)
 from .errors import DenseNetTRTError
-from .ort_quantize import (ORT_METHODS, PLACEMENT, QUANTIZER, QDQEvaluator, calibrate_ranges, prepared_model,
-                           qdq_model, run_qdq)
+from .backends.base import MODELOPT
+from .backends.onnxruntime_int8 import (ORT_METHODS, PLACEMENT, QUANTIZER, calibrate_ranges, prepared_model,
+                                        qdq_model, run_qdq)
 from .progress import step
 from .registry import get_model_info, model_record, reference_model, weights_path
-from .sensitivity import Budget, Evaluator, Worst, check_budget, fit_budget
+from .sensitivity import Budget, Evaluator, QDQEvaluator, Worst, check_budget, fit_budget
 from .spec import BatchRange, Precision, check_image_size
 from .verify import Comparison, compare, top1_text
 from .version import __version__
@@ -135,7 +138,7 @@ def _forward_all(batches: Callable[[], Iterator[torch.Tensor]]) -> Callable[[nn.
 
 def quantize_model(
     net: nn.Module, method: str, exclude_layers: list[str], batches: Callable[[], Iterator[torch.Tensor]],
-    percentile: float = DEFAULT_PERCENTILE,
+    percentile: float = PERCENTILE,
     progress: Callable[[str], None] = lambda message: None,
 ) -> nn.Module:
     """A fake-quantized copy of ``net``, calibrated on ``batches()``."""
@@ -209,10 +212,10 @@ def calibrate_model(
     output: str | os.PathLike,
     *,
     image_size: int,
-    method: str = "max",
-    percentile: float = DEFAULT_PERCENTILE,
+    method: str = CALIBRATION_METHOD,
+    percentile: float = PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = CALIBRATION_BATCH_SIZE,
     eval_data: Dataset | None = None,
     max_drop: float | None = None, max_float: int | None = None,
     onnxruntime: bool = True, force: bool = False,
@@ -249,7 +252,7 @@ def calibrate_model(
         "model": model_record, "image_size": image_size, "in_channels": net.in_channels,
         "preprocessing": data.source.get("preprocessing"),  # None for .npz/.npy/synthetic; build records it
         **method_record(method, percentile), "exclude": list(exclude) + (budget.floating if budget else []),
-        "budget": budget.as_dict() if budget else None, "onnxruntime": ort_record,
+        "budget": budget.as_dict() if budget else None, PLACEMENT.name: ort_record,
         "data": {**data.record(), "batch_size": batch_size, "used": len(data),
                  "fit_for_accuracy": data.source.get("kind") != "synthetic"},
         "layers": {"quantized": layers["quantized"], "float": layers["float"]}, "amax": layers["amax"],
@@ -317,7 +320,7 @@ def _keep_within(max_drop: float, max_float: int | None, net: nn.Module, quantiz
         budget = fit_budget(evaluator, max_drop, max_float, progress)
         evaluator.keep_float(budget.floating)
     else:
-        worst = Worst({"modelopt": evaluator, PLACEMENT: QDQEvaluator(
+        worst = Worst({MODELOPT.name: evaluator, PLACEMENT.name: QDQEvaluator(
             *ort, list(evaluator.layers), evaluator.reference, eval_data, batch_size)})
         budget = fit_budget(worst, max_drop, max_float, progress)
         budget = dataclasses.replace(budget, placements=worst.drops(budget.floating))
@@ -349,24 +352,24 @@ def _warn_on_accuracy(report: dict[str, Any], progress: Callable[[str], None]) -
 
 
 def calibrate(
-    model: str = "densenet121",
+    model: str = MODEL,
     *,
     data: str | os.PathLike | Dataset,
     weights: str | os.PathLike | None = None,
     num_classes: int | None = None,
     image_size: int | None = None,
     preprocess: Preprocessing | None = None,
-    samples: int | None = DEFAULT_SAMPLES,
+    samples: int | None = CALIBRATION_SAMPLES,
     eval_data: str | os.PathLike | Dataset | None = None, eval_samples: int | None = None,
     skip_bad: bool = False,
-    seed: int = 0,
-    method: str = "max",
-    percentile: float = DEFAULT_PERCENTILE,
+    seed: int = RANDOM_SEED,
+    method: str = CALIBRATION_METHOD,
+    percentile: float = PERCENTILE,
     exclude: tuple[str, ...] | list[str] = (),
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int = CALIBRATION_BATCH_SIZE,
     max_drop: float | None = None, max_float: int | None = None,
     onnxruntime: bool = True,
-    output: str | os.PathLike = "calibration",
+    output: str | os.PathLike = CALIBRATIONS,
     name: str | None = None,
     force: bool = False,
     progress: Callable[[str], None] = lambda message: None,
@@ -417,7 +420,7 @@ def _dataset(source, count: int | None, seed: int, what: str, shape: tuple[int, 
     if isinstance(source, Dataset):
         return source
     if str(source) == "synthetic":
-        return synthetic(count or DEFAULT_SAMPLES, shape[0], shape[1], seed)
+        return synthetic(count or CALIBRATION_SAMPLES, shape[0], shape[1], seed)
     progress(f"reading {what} {source}")
     dataset = load_data(source, preprocess=preprocess, samples=count, seed=seed, skip_bad=skip_bad, progress=progress)
     if count is not None and len(dataset) < count:
@@ -454,7 +457,7 @@ def _missing_onnx() -> list[str]:
 def _onnxruntime_ranges(net: nn.Module, data: Dataset, method: str, percentile: float, image_size: int,
                         batch_size: int, progress: Callable[[str], None]) -> tuple[Any, dict[str, list[float]]] | None:
     """ONNX Runtime's prepared float model and its calibrator's ranges on the same batches of
-    ``data`` (ort_quantize.py); None where onnxruntime is not installed."""
+    ``data`` (backends/onnxruntime_int8.py); None where onnxruntime is not installed."""
     if _missing_onnx():
         return None
     with step(progress, "calibrating ONNX Runtime's own Q/DQ placement on the same batches", "calibrated"):

@@ -83,14 +83,13 @@ import os
 from typing import Any, Mapping
 
 from .artifact import atomic_path
+from .defaults import (PROFILE_BATCH_SIZE, PROFILE_DURATION, PROFILE_GAP, PROFILE_LAYERS, PROFILE_MODE, PROFILE_VS,
+                       PROFILE_WARMUP)
 from .errors import DenseNetTRTError
 from .manifest import PROFILE, write_document
 from .report_text import plot, report_text
 from .stats import Stats
 
-DEFAULT_WARMUP = 3
-DEFAULT_DURATION = 5.0
-DEFAULT_GAP = 0.2
 MODES = ("both", "latency", "throughput")
 # Bounds of a profile run: rounds (warmup, iterations), seconds (warmup_time, duration) and the
 # pause before each timed CPU call (gap). Beyond them a run would not end in any useful time.
@@ -112,20 +111,20 @@ def _derived(stats: Stats) -> dict[str, Any]:
 class Settings:
     """What ``profile`` was asked, validated, defaults resolved."""
 
-    batches: tuple[int, ...] = (1,)
-    warmup: int | None = DEFAULT_WARMUP
+    batches: tuple[int, ...] = (PROFILE_BATCH_SIZE,)
+    warmup: int | None = PROFILE_WARMUP
     warmup_time: float | None = None
     iterations: int | None = None
-    duration: float | None = DEFAULT_DURATION
-    vs: str = "eager"
+    duration: float | None = PROFILE_DURATION
+    vs: str = PROFILE_VS
     threads: int = 1
     cuda_graphs: bool = False
     include_transfers: bool = False
-    gap: float = DEFAULT_GAP
+    gap: float = PROFILE_GAP
     seed: int = 0
-    mode: str = "both"
+    mode: str = PROFILE_MODE
     requests: int | None = None
-    layers: int = 0
+    layers: int = PROFILE_LAYERS
 
     @property
     def amount(self) -> str:

@@ -30,9 +30,12 @@ import torch
 from torch import nn
 
 from .artifact import atomic_path, sha256_file
+from .backends.onnxruntime_int8 import qdq_model, run_qdq
 from .calibration import Calibration, load_calibration, modelopt_modules
 from .data import Dataset, Preprocessing, load_data, preprocessing
+from .defaults import SENSITIVITY_BATCH_SIZE, SENSITIVITY_SEED
 from .errors import DenseNetTRTError
+from .progress import quiet, reporting
 from .registry import get_model_info, model_record, reference_model
 
 Progress = Callable[[str], None]
@@ -123,6 +126,33 @@ class Evaluator:
         for layer in layers:
             for quantizer in self.layers.pop(layer):
                 quantizer.disable()
+
+
+class QDQEvaluator:
+    """ORT's QDQ model of the prepared ``model`` from ``ranges`` scored on held-out ``data``
+    against eager float32's logits ``reference``, with any set of ``layers`` in float: the
+    interface of ``Evaluator``, for the onnxruntime backend's own placement."""
+
+    def __init__(self, model, ranges: dict[str, list[float]], layers: list[str], reference: torch.Tensor,
+                 data: Dataset, batch_size: int):
+        self.model, self.ranges, self.reference, self.data, self.batch_size = model, ranges, reference, data, batch_size
+        self.layers = list(layers)
+        self.kept: list[str] = []  # in float for good
+        self.float = score(reference, reference, data.labels)
+        self.runs = 0
+
+    def score(self, floating) -> Score:
+        self.runs += 1
+        with reporting(quiet):
+            proto = qdq_model(self.model, self.ranges, [*self.kept, *floating], "being made")
+        return score(run_qdq(proto, self.data.images, self.batch_size), self.reference, self.data.labels)
+
+    def drop(self, result: Score) -> float:
+        return points_below(self.float, result)
+
+    def keep_float(self, layers) -> None:
+        self.kept += [layer for layer in layers if layer not in self.kept]
+        self.layers = [layer for layer in self.layers if layer not in self.kept]
 
 
 class Worst:
@@ -394,8 +424,8 @@ def sensitivity(
     *,
     weights: str | os.PathLike | None = None,
     eval_samples: int | None = None,
-    seed: int = 1,
-    batch_size: int = 32,
+    seed: int = SENSITIVITY_SEED,
+    batch_size: int = SENSITIVITY_BATCH_SIZE,
     layers: list[str] | None = None,
     preprocess: Preprocessing | None = None,
     progress: Progress = lambda message: None,

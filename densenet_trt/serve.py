@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .choices import DEFAULT_HOST, DEFAULT_PORTS, DEFAULT_QUEUE_DELAY_US
 from .data import decode_image
+from .defaults import SERVE_HOST, SERVE_PORTS, SERVE_QUEUE_DELAY_US
 from .engine import Engine, load
 from .errors import DenseNetTRTError
 from .predict import engine_preprocessing
@@ -155,9 +155,9 @@ def _pytriton() -> Any:
     return triton
 
 
-def serve(engine: str | os.PathLike | Engine, *, host: str = DEFAULT_HOST, http_port: int = DEFAULT_PORTS["http"],
-          grpc_port: int = DEFAULT_PORTS["grpc"], metrics_port: int = DEFAULT_PORTS["metrics"],
-          model_name: str | None = None, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+def serve(engine: str | os.PathLike | Engine, *, host: str = SERVE_HOST, http_port: int = SERVE_PORTS["http"],
+          grpc_port: int = SERVE_PORTS["grpc"], metrics_port: int = SERVE_PORTS["metrics"],
+          model_name: str | None = None, queue_delay_us: int = SERVE_QUEUE_DELAY_US,
           threads: int | None = None, ready: Callable[[Served], None] = lambda served: None) -> None:
     """Serve ``engine`` (a built engine's path, or one loaded) with a real Triton server on
     ``host`` until the server stops or a signal (KeyboardInterrupt) ends the wait; the server

@@ -20,6 +20,7 @@ from pathlib import Path
 from .artifact import atomic_dir, check_files, entry_path, writable_folder
 from .backends import BACKENDS, Backend, get_backend
 from .backends.base import TritonTarget, no_triton_runner
+from .defaults import TRITON_INSTANCES
 from .errors import DenseNetTRTError
 from .manifest import EngineManifest, read_manifest
 from .spec import Precision
@@ -162,7 +163,7 @@ def export_triton(
     *,
     model_name: str | None = None,
     max_batch_size: int | None = None,
-    instances: int = 1,
+    instances: int = TRITON_INSTANCES,
     dynamic_batching: bool = True,
     force: bool = False,
 ) -> Path:

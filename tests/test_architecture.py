@@ -60,6 +60,29 @@ def test_no_module_imports_from_the_package_init():
                     assert node.module, f"{path.name} imports from the package __init__"
 
 
+def test_the_command_line_takes_its_defaults_from_the_defaults_module():
+    """A number or a name written as an option's default in cli/ restates a library default
+    (defaults.py holds them, read by the library and the command line alike); flags' True and
+    False and None (no value) are no defaults of the library's."""
+    restated = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and _called(node) in ("option", "argument"):
+                restated += [f"{path.name}:{node.lineno}: {ast.unparse(node.args[0])} {k.arg}={k.value.value!r}"
+                             for k in node.keywords if k.arg in ("default", "flag_value")
+                             and isinstance(k.value, ast.Constant) and k.value.value not in (None, True, False)]
+    assert restated == [], "defaults written in cli/ instead of read from defaults.py:\n" + "\n".join(restated)
+
+
+def test_backends_that_share_a_flag_declare_it_alike():
+    """The command line offers a flag once (``cli.options.backend_flags``): each backend that
+    declares it must set the same setting, with the same type, bounds and help."""
+    declared = {}
+    for backend in BACKENDS.values():
+        for name, flag in backend.settings.flags().items():
+            assert declared.setdefault(flag.flag, (name, flag)) == (name, flag), (backend.name, flag.flag)
+
+
 def test_functions_and_files_are_short():
     for path in SOURCES:
         source = path.read_text()
@@ -104,10 +127,6 @@ NOT_ABOUT_A_BACKEND = {
                                                  "load_capture), not the backend",
     ("choices.py", "backend name 'torchscript'"): "export's capture format torchscript (EXPORT_FORMATS), not the "
                                                   "backend",
-    ("quantize.py", "backend name 'onnxruntime'"): "the name of calibration.json's section that records ONNX "
-                                                   "Runtime's ranges, a field of the file format",
-    ("ort_quantize.py", "InferenceSession"): "ONNX Runtime's quantizer, used by the onnxruntime backend's int8 "
-                                             "build and by calibrate, runs its own QDQ model",
 }
 
 
@@ -188,10 +207,6 @@ compiled = openvino.Core().compile_model(openvino.Core().read_model(path), "CPU"
     assert sorted(set(lines)) == list(range(2, 10))
 
 
-# docs/architecture.md's one named exception to imports going down its table.
-UPWARD = {("densenet_trt.ort_quantize", "densenet_trt.sensitivity")}  # the evaluator, which issue 21 moves
-
-
 def documented_order() -> dict[str, int]:
     """Each module (or package: backends, cli) by its row in docs/architecture.md's table."""
     rows = [line for line in (PACKAGE.parent / "docs" / "architecture.md").read_text().splitlines()
@@ -209,6 +224,6 @@ def test_imports_go_down_the_documented_table():
         assert source.split(".")[1] in order, f"{source} is not in docs/architecture.md's table"
         for target in imports(path) - {"densenet_trt"}:
             here, there = order[source.split(".")[1]], order[target.split(".")[1]]
-            if there > here and (source, target) not in UPWARD:
+            if there > here:
                 up.append(f"{source} -> {target}")
     assert up == [], "imports up docs/architecture.md's table: " + ", ".join(up)

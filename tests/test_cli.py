@@ -158,6 +158,31 @@ def test_tensorrt_options_on_another_backend_are_refused(tmp_path):
     assert result.exit_code == 1 and "takes no option optimization_level (options of backend tensorrt, tensorrt-onnx; it takes none)" in result.stderr
 
 
+def test_the_backends_flags_reach_build_as_the_settings_they_declare(monkeypatch, tmp_path):
+    """Each flag a backend declares on its settings sets that setting, zero included (--opt-level
+    0, --dla-core 0); a flag left out sets nothing."""
+    import sys
+
+    from densenet_trt.errors import DenseNetTRTError
+
+    given = []
+
+    def build(*args, options, **kwargs):
+        given.append(options)
+        raise DenseNetTRTError("stopped before the build")
+
+    monkeypatch.setattr(sys.modules["densenet_trt.build"], "build", build)
+    result = run("build", "--workspace-gb", "0.5", "--opt-level", "0", "--timing-cache", tmp_path / "t.cache",
+                 "--hardware-compatible", "--version-compatible", "--allow-tf32", "--dla-core", "0",
+                 "--no-gpu-fallback")
+    assert result.exit_code == 1 and given == [{
+        "workspace_size": 1 << 29, "optimization_level": 0, "timing_cache_path": str(tmp_path / "t.cache"),
+        "hardware_compatible": True, "version_compatible": True, "allow_tf32": True, "dla_core": 0,
+        "gpu_fallback": False}]
+    run("build")
+    assert given[-1] == {}
+
+
 def test_missing_engine():
     result = run("info", "no/such/engine")
     assert result.exit_code == 1 and result.stderr == "error: engine 'no/such/engine' does not exist\n"
@@ -191,8 +216,9 @@ def test_package_import_and_help_load_no_heavy_or_device_bound_library():
     assert out.stdout.strip() == "[]"
 
 
-# Every command's --help, the group's, and `models` (its counts are recorded in the registry).
-NO_TORCH = [["--help"], ["models"], ["models", "--json"], *([name, "--help"] for name in main.commands)]
+# Every command's --help, the group's, and `models` (its counts are recorded in the registry); but
+# `build --help`, which lists the flags the backends declare, and the backends import torch.
+NO_TORCH = [["--help"], ["models"], ["models", "--json"], *([name, "--help"] for name in main.commands if name != "build")]
 
 
 def test_help_and_models_answer_without_importing_torch():

@@ -92,7 +92,7 @@ def test_grayscale_engine_records_its_preprocessing(tmp_path):
     assert manifest["preprocessing"] == {"resize": 32, "crop": 32, "mean": [MEAN], "std": [STD]}
 
 
-# ONNX Runtime's own Q/DQ placement (densenet_trt/ort_quantize.py): the run's small int8 engines, and the
+# ONNX Runtime's own Q/DQ placement (densenet_trt/backends/onnxruntime_int8.py): the run's small int8 engines, and the
 # digits calibration's ONNX Runtime record.
 
 
@@ -199,7 +199,7 @@ def test_a_calibration_missing_its_ranges_file_is_refused_in_one_line(calibratio
 def test_a_float_layer_without_an_onnx_node_is_one_line():
     from onnx import helper
 
-    from densenet_trt.ort_quantize import layer_nodes
+    from densenet_trt.backends.onnxruntime_int8 import layer_nodes
 
     node = helper.make_node("Conv", ["x", "features.conv0.weight"], ["y"], name="conv")
     model = helper.make_model(helper.make_graph([node], "g", [], []))
@@ -219,8 +219,8 @@ def test_onnx_runtimes_placement_cuts_and_keeps_in_float_what_modelopts_does(cap
     94.25%); every layer in float 95.25% before, 98.5% now. Here: 50 images, the placement."""
     import torch
 
-    from densenet_trt.ort_quantize import (calibrate_ranges, layer_inputs, layer_nodes, prepared_model, qdq_model,
-                                           run_qdq)
+    from densenet_trt.backends.onnxruntime_int8 import (calibrate_ranges, layer_inputs, layer_nodes, prepared_model,
+                                                        qdq_model, run_qdq)
     from densenet_trt.registry import reference_model
     from densenet_trt.spec import BatchRange
 

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from conftest import SMALL
 from densenet_trt import DenseNetTRTError, load
 from densenet_trt.backends import BACKENDS
-from densenet_trt.backends.base import Availability, Runtime, no_triton_runner, triton_libtorch
+from densenet_trt.backends.base import MODELOPT, Availability, Runtime, no_triton_runner, triton_libtorch
+from densenet_trt.backends.settings import Settings
 from densenet_trt.build import build
 from densenet_trt.capture import capture_torchscript
 from densenet_trt.cli import main
@@ -35,8 +36,8 @@ class ToyBackend:
     devices = ("cpu",)
     formats = tuple(FILES)
     extra = ""
-    option_names: tuple[str, ...] = ()
-    int8_placement = None
+    settings = Settings
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         return Availability(True)

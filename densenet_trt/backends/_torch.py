@@ -8,7 +8,8 @@ import torch
 
 from ..errors import DenseNetTRTError
 from ..spec import Precision
-from .base import Availability
+from .base import MODELOPT, Availability
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -69,8 +70,8 @@ class TorchBackendBase:
     """Devices, precisions and checks of a backend whose engines PyTorch itself runs."""
 
     extra = ""
-    option_names: tuple[str, ...] = ()
-    int8_placement: str | None = None
+    settings: type[Settings] = Settings
+    int8_placement = MODELOPT
 
     @property
     def devices(self) -> tuple[str, ...]:

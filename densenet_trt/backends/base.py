@@ -12,6 +12,7 @@ from torch import nn
 from ..machine import platform_name
 from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..int8_report import LayerPrecisions
@@ -93,6 +94,23 @@ def no_triton_runner(backend: str, fmt: str) -> str:
     return f"Triton cannot serve the {fmt} format of backend {backend}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Int8Placement:
+    """Who places an int8 engine's Q/DQ pairs, which decides what the backend builds from and
+    what the engine is gated against. ``MODELOPT`` (``own`` False): ModelOpt's, as calibrated;
+    the backend compiles the fake-quantized model, and the engine is gated against it and
+    against eager float32 within the calibration's tolerance. A backend's own (``own`` True):
+    it places them in the float model from ``BuildSpec.int8_ranges``, and the engine is gated
+    against eager float32 only, within the tolerance the calibration report records for it in
+    its section ``name``."""
+
+    name: str
+    own: bool
+
+
+MODELOPT = Int8Placement("modelopt", own=False)
+
+
 class Runtime:
     """A loaded engine as its backend runs it: ``run`` (a float32 (N, C, H, W) tensor in, on the
     CPU or already on the engine's device; logits out, on any device, in any float dtype) and
@@ -149,10 +167,8 @@ class Backend(Protocol):
     devices: tuple[str, ...]  # "cpu", "cuda": where its engines can run, preferred first
     formats: tuple[str, ...]  # artifact formats; the first is the default
     extra: str  # the pip extra that installs it
-    option_names: tuple[str, ...]  # the BuildSpec.options it reads
-    # int8: None builds from ModelOpt's fake-quantized model (its Q/DQ); a quantizer's name
-    # (ort_quantize.PLACEMENT) places its own Q/DQ in the float model from BuildSpec.int8_ranges.
-    int8_placement: str | None
+    settings: type[Settings]  # its BuildSpec.options as a typed record, and the flags it offers for them
+    int8_placement: Int8Placement  # whose Q/DQ its int8 engines run: MODELOPT, or its own
 
     def available(self) -> Availability:
         """Installed, and one of its devices present?"""

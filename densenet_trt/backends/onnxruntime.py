@@ -3,13 +3,14 @@ with all graph optimizations, or its CUDA provider where onnxruntime-gpu is inst
 
 The artifact is a plain `model.onnx` (input ``input``, output ``logits``, dynamic batch) that
 any ONNX runtime can load. INT8 engines are the float capture with Q/DQ placed by ONNX Runtime's
-own quantizer (QDQ U8S8 per-channel, ort_quantize.py) from the calibration's ONNX Runtime ranges,
+own quantizer (QDQ U8S8 per-channel, onnxruntime_int8.py) from the calibration's ONNX Runtime ranges,
 run by its integer kernels (QLinearConv, QLinearConcat, ...): ModelOpt's Q/DQ ONNX left almost
 every convolution in float here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -26,10 +27,11 @@ from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
 from ..graph_parts import LOGITS, exposing, stage_tensors
 from ..int8_report import LayerPrecisions, onnxruntime_precisions
 from ..layers import CALLS, WARMUP_CALLS
-from ..ort_quantize import PLACEMENT, prepared_model, qdq_model, settings as placement_settings
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Threads
-from .base import Availability, Runtime, TritonTarget
+from .base import Availability, Int8Placement, Runtime, TritonTarget
+from .onnxruntime_int8 import PLACEMENT, prepared_model, qdq_model, quantizer
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -37,6 +39,36 @@ if TYPE_CHECKING:
 FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 OPTIMIZATION = "ORT_ENABLE_ALL"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """What an onnxruntime engine's manifest records (``backend_settings``): ``build`` writes it,
+    ``load`` reads it once and its runtime's sessions are made with it."""
+
+    provider: str
+    graph_optimization_level: str
+    int8_placement: str | None = None  # PLACEMENT's name, for int8 engines
+    quantizer: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def read(cls, manifest: EngineManifest) -> Recorded:
+        """The manifest's record, checked against its device (fields of older versions it lacks are left out)."""
+        import onnxruntime
+
+        settings = manifest.backend_settings
+        provider, level = settings.get("provider"), settings.get("graph_optimization_level")
+        if provider != _PROVIDERS[manifest.device.type] or not isinstance(level, str) or not hasattr(
+            onnxruntime.GraphOptimizationLevel, level
+        ):
+            raise DenseNetTRTError(
+                f"the manifest's backend_settings (provider {provider!r}, graph_optimization_level "
+                f"{level!r}) are not ONNX Runtime's for a {manifest.device.type} engine; rebuild the engine"
+            )
+        return cls(provider, level, settings.get("int8_placement"), settings.get("quantizer"))
 
 
 def _providers() -> list[str]:
@@ -49,8 +81,8 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     formats = ("onnx",)
     extra = "onnx"
-    option_names: tuple[str, ...] = ()
-    int8_placement: str | None = PLACEMENT
+    settings: type[Settings] = Settings
+    int8_placement: Int8Placement = PLACEMENT
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -84,33 +116,23 @@ class OnnxRuntimeBackend:
     def build(self, model: nn.Module, spec: BuildSpec, folder: Path) -> dict[str, Any]:
         import onnx
 
-        settings = {"provider": _PROVIDERS[spec.device], "graph_optimization_level": OPTIMIZATION}
+        recorded = Recorded(_PROVIDERS[spec.device], OPTIMIZATION)
         if spec.precision is Precision.INT8:
             quant = spec.int8_ranges
             if quant is None:
                 raise DenseNetTRTError("an onnxruntime int8 build needs the calibration's ONNX Runtime ranges")
             prepared = prepared_model(model, spec.batch, spec.image_size)
             proto = qdq_model(prepared, quant.ranges, quant.float_layers, quant.calibration)
-            settings.update(placement_settings(quant.calibration))
+            recorded = dataclasses.replace(recorded, int8_placement=PLACEMENT.name,
+                                           quantizer=quantizer(quant.calibration))
         else:
             dtype = spec.precision.dtype
             proto = capture_onnx(model.to(dtype=dtype), spec.batch, spec.image_size, dtype=dtype)
         onnx.save(proto, str(folder / FILE))
-        return settings
+        return recorded.as_dict()
 
     def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
-        import onnxruntime
-
-        settings = manifest.backend_settings
-        provider, level = settings.get("provider"), settings.get("graph_optimization_level")
-        if provider != _PROVIDERS[manifest.device.type] or not isinstance(level, str) or not hasattr(
-            onnxruntime.GraphOptimizationLevel, level
-        ):
-            raise DenseNetTRTError(
-                f"the manifest's backend_settings (provider {provider!r}, graph_optimization_level "
-                f"{level!r}) are not ONNX Runtime's for a {manifest.device.type} engine; rebuild the engine"
-            )
-        return OnnxRuntimeRuntime(folder, manifest)
+        return OnnxRuntimeRuntime(folder, manifest, Recorded.read(manifest))
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         device = manifest.device.type
@@ -135,11 +157,12 @@ def _triton_parameters(manifest: EngineManifest) -> dict[str, str]:
 
 
 class OnnxRuntimeRuntime(Runtime):
-    """An ONNX Runtime session of ``model.onnx`` with the recorded settings; the sessions its
+    """An ONNX Runtime session of ``model.onnx`` with the ``recorded`` settings; the sessions its
     capabilities need (several in flight, profiling, extra outputs) come from ``session``."""
 
-    def __init__(self, folder: Path, manifest: EngineManifest):
+    def __init__(self, folder: Path, manifest: EngineManifest, recorded: Recorded):
         super().__init__(folder, manifest)
+        self.recorded = recorded
         self._session = self.session(manifest.threads)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,16 +175,15 @@ class OnnxRuntimeRuntime(Runtime):
         choice) and ``options`` set on its SessionOptions."""
         import onnxruntime
 
-        settings = self.manifest.backend_settings
         session_options = onnxruntime.SessionOptions()
         session_options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel,
-                                                           settings["graph_optimization_level"])
+                                                           self.recorded.graph_optimization_level)
         if threads:
             session_options.intra_op_num_threads = threads
         for name, value in options.items():
             setattr(session_options, name, value)
         source = str(self.folder / FILE) if model is None else model
-        return onnxruntime.InferenceSession(source, session_options, providers=[settings["provider"]])
+        return onnxruntime.InferenceSession(source, session_options, providers=[self.recorded.provider])
 
     def in_flight(self, x: torch.Tensor, requests: int | None, threads: int) -> Requests | str:
         """Several sessions of the same model, each in its own thread with its share of the CPU threads."""

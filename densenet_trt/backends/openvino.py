@@ -9,6 +9,7 @@ OpenVINO runs the quantized convolutions with INT8 kernels and everything else i
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 import time
@@ -27,12 +28,32 @@ from ..int8_report import LayerPrecisions, openvino_precisions
 from ..layers import CALLS, WARMUP_CALLS
 from ..spec import BuildSpec, Precision
 from ..throughput import Requests, Stop
-from .base import Availability, Runtime, TritonTarget
+from .base import MODELOPT, Availability, Runtime, TritonTarget
+from .settings import Settings
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
 
 FILES = ("model.xml", "model.bin")  # the IR's graph, which names its weights file
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """What an openvino engine's manifest records (``backend_settings``): the CPU plugin's
+    ``config``, which pins INFERENCE_PRECISION_HINT to the engine's precision; ``build`` writes
+    it, ``load`` reads it once and its runtime compiles the IR with it."""
+
+    config: dict[str, Any]
+
+    @classmethod
+    def read(cls, manifest: EngineManifest) -> Recorded:
+        config = manifest.backend_settings.get("config")
+        if not isinstance(config, dict) or config.get("INFERENCE_PRECISION_HINT") != manifest.precision.openvino:
+            raise DenseNetTRTError(
+                f"the manifest's backend_settings.config does not pin INFERENCE_PRECISION_HINT to "
+                f"{manifest.precision.openvino} for a {manifest.precision} engine; rebuild the engine"
+            )
+        return cls(config)
 
 
 def _capabilities() -> list[str]:
@@ -46,8 +67,8 @@ class OpenVinoBackend:
     devices = ("cpu",)
     formats = ("openvino-ir",)
     extra = "openvino"
-    option_names: tuple[str, ...] = ()
-    int8_placement: str | None = None
+    settings: type[Settings] = Settings
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         missing = [m for m in ("openvino", "onnx", "onnxscript") if importlib.util.find_spec(m) is None]
@@ -91,20 +112,14 @@ class OpenVinoBackend:
                  spec.image_size, spec.image_size]
         ov_model.reshape({ov_model.input(0): openvino.PartialShape(shape)})
         openvino.save_model(ov_model, str(folder / FILES[0]), compress_to_fp16=False)
-        return {"config": {
+        return dataclasses.asdict(Recorded({
             "INFERENCE_PRECISION_HINT": spec.precision.openvino,
             "PERFORMANCE_HINT": "LATENCY",
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
-        }}
+        }))
 
     def load(self, folder: Path, manifest: EngineManifest) -> Runtime:
-        config = manifest.backend_settings.get("config")
-        if not isinstance(config, dict) or config.get("INFERENCE_PRECISION_HINT") != manifest.precision.openvino:
-            raise DenseNetTRTError(
-                f"the manifest's backend_settings.config does not pin INFERENCE_PRECISION_HINT to "
-                f"{manifest.precision.openvino} for a {manifest.precision} engine; rebuild the engine"
-            )
-        return OpenVinoRuntime(folder, manifest)
+        return OpenVinoRuntime(folder, manifest, Recorded.read(manifest))
 
     def check_compatible(self, manifest: EngineManifest) -> None:
         precision = manifest.precision
@@ -149,11 +164,12 @@ def _triton_parameters(manifest: EngineManifest) -> dict[str, str]:
 
 
 class OpenVinoRuntime(Runtime):
-    """The IR compiled for the CPU plugin with the recorded config; the compiled models its
+    """The IR compiled for the CPU plugin with the ``recorded`` config; the compiled models its
     capabilities need (a throughput hint, performance counters, extra outputs) come from ``compile``."""
 
-    def __init__(self, folder: Path, manifest: EngineManifest):
+    def __init__(self, folder: Path, manifest: EngineManifest, recorded: Recorded):
         super().__init__(folder, manifest)
+        self.recorded = recorded
         self._request = self.compile(threads=manifest.threads).create_infer_request()
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +181,7 @@ class OpenVinoRuntime(Runtime):
         recorded config, ``threads`` inference threads (None: OpenVINO's choice) and ``config``."""
         import openvino
 
-        recorded = {**self.manifest.backend_settings["config"], **config}
+        recorded = {**self.recorded.config, **config}
         if threads:
             recorded["INFERENCE_NUM_THREADS"] = threads
         return openvino.Core().compile_model(str(self.folder / FILES[0]) if model is None else model, "CPU", recorded)
@@ -179,7 +195,7 @@ class OpenVinoRuntime(Runtime):
         compiled = self.compile(threads=threads, PERFORMANCE_HINT="THROUGHPUT", **extra)
         n = requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         streams = compiled.get_property("NUM_STREAMS")
-        hint = self.manifest.backend_settings["config"].get("PERFORMANCE_HINT")
+        hint = self.recorded.config.get("PERFORMANCE_HINT")
         queue = _Queue(openvino.AsyncInferQueue(compiled, n), np.ascontiguousarray(x.numpy()), n,
                        f"OpenVINO AsyncInferQueue, THROUGHPUT hint, {streams} streams")
         if hint != "THROUGHPUT":

@@ -91,7 +91,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -107,7 +107,8 @@ from ..capture import (
 )
 from ..spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRuntime, TorchTensorRTRuntime
-from .base import Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
+from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
+from .settings import BOOLEAN, INTEGER, PATH, Flag, Settings, setting
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -180,50 +181,40 @@ def artifact_format(fmt: str | None) -> str:
     return fmt
 
 
-def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < minimum
-        or (maximum is not None and value > maximum)
-    ):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise DenseNetTRTError(f"TensorRT option {name} must be an integer {bounds}, got {value!r}")
+def allow_tf32() -> dataclasses.Field:
+    """The ``allow_tf32`` setting both TensorRT backends take, with its flag."""
+    return setting(False, BOOLEAN, flag=Flag(
+        "--allow-tf32", "TensorRT: fp32 convolutions and matmuls may round to TF32 (Ampere+; faster, about 1e-3 "
+                        "relative error; the gate uses TF32's tolerance)."))
 
 
 @dataclasses.dataclass(frozen=True)
-class TensorRTSettings:
+class BuilderSettings(Settings):
+    """The settings of TensorRT's builder that both TensorRT backends take (None: TensorRT's own default)."""
+
+    workspace_size: int | None = setting(None, INTEGER, 1, flag=Flag(
+        "--workspace-gb", "TensorRT: builder workspace limit in GiB (above 0, at most 1024).", float, 0, 1024,
+        low_open=True, scale=1 << 30))
+    optimization_level: int | None = setting(None, INTEGER, 0, 5, flag=Flag(
+        "--opt-level", "TensorRT: builder optimization level 0-5 (higher: longer build, faster engine).", int, 0, 5))
+    timing_cache_path: str | None = setting(None, PATH, flag=Flag(
+        "--timing-cache", "TensorRT: timing cache file, reused across builds; default OUTPUT/timing.cache.", Path))
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRTSettings(BuilderSettings):
     """Build settings, with their defaults (None: the library's own); see the module docstring."""
 
-    workspace_size: int | None = None
-    optimization_level: int | None = None
-    timing_cache_path: str | None = None
-    min_block_size: int | None = None
-    require_full_compilation: bool = False
-    allow_tf32: bool = False
-    hardware_compatible: bool = False
-    version_compatible: bool = False
+    WHO: ClassVar[str] = "TensorRT"
 
-    def __post_init__(self) -> None:
-        _check_int("workspace_size", self.workspace_size, 1)
-        _check_int("optimization_level", self.optimization_level, 0, 5)
-        _check_int("min_block_size", self.min_block_size, 1)
-        if self.timing_cache_path is not None and (
-            not isinstance(self.timing_cache_path, str) or not self.timing_cache_path
-        ):
-            raise DenseNetTRTError(
-                f"TensorRT option timing_cache_path must be a file path, got {self.timing_cache_path!r}"
-            )
-        for field in ("require_full_compilation", "allow_tf32", "hardware_compatible", "version_compatible"):
-            value = getattr(self, field)
-            if not isinstance(value, bool):
-                raise DenseNetTRTError(f"TensorRT option {field} must be true or false, got {value!r}")
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [field.name for field in dataclasses.fields(cls)]
+    min_block_size: int | None = setting(None, INTEGER, 1)
+    require_full_compilation: bool = setting(False, BOOLEAN)
+    hardware_compatible: bool = setting(False, BOOLEAN, flag=Flag(
+        "--hardware-compatible", "TensorRT: engine runs on any Ampere or newer GPU (slower)."))
+    version_compatible: bool = setting(False, BOOLEAN, flag=Flag(
+        "--version-compatible", "TensorRT: a version-compatible plan (without the lean runtime: a later TensorRT "
+                                "runs it only where the app loads the building release's lean runtime)."))
+    allow_tf32: bool = allow_tf32()
 
     @classmethod
     def from_options(
@@ -231,13 +222,7 @@ class TensorRTSettings:
     ) -> TensorRTSettings:
         """Settings from ``BuildSpec.options``, checked; ``compute_capability`` (of the build
         GPU, when there is one) is checked against ``hardware_compatible``."""
-        unknown = sorted(set(options) - set(cls.names()))
-        if unknown:
-            raise DenseNetTRTError(
-                f"unknown TensorRT option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                f"known options: {', '.join(cls.names())}"
-            )
-        settings = cls(**options)
+        settings = super().from_options(options)
         if settings.hardware_compatible and compute_capability is not None and tuple(compute_capability) < AMPERE:
             raise DenseNetTRTError(
                 f"hardware_compatible engines need a GPU of compute capability 8.0 (Ampere) or newer "
@@ -373,8 +358,8 @@ class TensorRTBackend:
     devices = ("cuda",)
     formats = tuple(FILES)
     extra = "tensorrt"
-    option_names = tuple(TensorRTSettings.names())
-    int8_placement: str | None = None
+    settings = TensorRTSettings
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         version = _package_version("torch-tensorrt")

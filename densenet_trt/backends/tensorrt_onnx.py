@@ -49,7 +49,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -59,8 +59,9 @@ from ..errors import DenseNetTRTError
 from ..spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRunnerRuntime
 from ._trt_api import PlanRunner, build_plan
-from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
-from .tensorrt import TRITON_PLAN, release
+from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
+from .settings import BOOLEAN, INTEGER, Flag, setting
+from .tensorrt import TRITON_PLAN, BuilderSettings, allow_tf32, release
 
 if TYPE_CHECKING:
     from ..manifest import EngineManifest
@@ -121,51 +122,23 @@ def recipe(major: int, precision: Precision, allow_tf32: bool = False, dla: bool
                   half_io=not typed and precision is Precision.FP16)
 
 
-def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
-            maximum is not None and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise DenseNetTRTError(f"{NAME} option {name} must be an integer {bounds}, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
-class OnnxTensorRTSettings:
+class OnnxTensorRTSettings(BuilderSettings):
     """Build settings (None: TensorRT's own default); see the module docstring."""
 
-    workspace_size: int | None = None
-    optimization_level: int | None = None
-    timing_cache_path: str | None = None
-    allow_tf32: bool = False
-    dla_core: int | None = None
-    gpu_fallback: bool = True
+    WHO: ClassVar[str] = NAME
+
+    allow_tf32: bool = allow_tf32()
+    dla_core: int | None = setting(None, INTEGER, 0, flag=Flag(
+        "--dla-core", "tensorrt-onnx: build fp16/int8 for this DLA core (Jetson Orin).", int, 0))
+    gpu_fallback: bool = setting(True, BOOLEAN, flag=Flag(
+        "--no-gpu-fallback", "tensorrt-onnx with --dla-core: fail rather than run layers DLA cannot on the GPU.",
+        sets=False))
 
     def __post_init__(self) -> None:
-        _check_int("workspace_size", self.workspace_size, 1)
-        _check_int("optimization_level", self.optimization_level, 0, 5)
-        _check_int("dla_core", self.dla_core, 0)
-        if self.timing_cache_path is not None and (not isinstance(self.timing_cache_path, str)
-                                                   or not self.timing_cache_path):
-            raise DenseNetTRTError(f"{NAME} option timing_cache_path must be a file path, got "
-                                   f"{self.timing_cache_path!r}")
-        for field in ("allow_tf32", "gpu_fallback"):
-            if not isinstance(getattr(self, field), bool):
-                raise DenseNetTRTError(f"{NAME} option {field} must be true or false, got {getattr(self, field)!r}")
+        super().__post_init__()
         if not self.gpu_fallback and self.dla_core is None:
             raise DenseNetTRTError("gpu_fallback=False applies to DLA engines only; give dla_core=N too")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(field.name for field in dataclasses.fields(cls))
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> OnnxTensorRTSettings:
-        unknown = sorted(set(options) - set(cls.names()))
-        if unknown:
-            raise DenseNetTRTError(f"unknown {NAME} option {', '.join(map(repr, unknown))}; known options: "
-                                   f"{', '.join(cls.names())}")
-        return cls(**options)
 
 
 def timing_cache_file(spec: BuildSpec, settings: OnnxTensorRTSettings, major: int) -> Path | None:
@@ -224,8 +197,8 @@ class OnnxTensorRTBackend:
     devices = ("cuda",)
     formats = (FORMAT,)
     extra = "onnx"
-    option_names = OnnxTensorRTSettings.names()
-    int8_placement: str | None = None
+    settings = OnnxTensorRTSettings
+    int8_placement = MODELOPT
 
     def available(self) -> Availability:
         missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from ..errors import DenseNetTRTError
-from ..choices import DEFAULT_OPSET, EXPORT_FORMATS as FORMATS, MAX_OPSET, MIN_OPSET
+from ..choices import EXPORT_FORMATS as FORMATS, MAX_OPSET, MIN_OPSET
+from ..defaults import BACKEND, ENGINES, OPSET, PRECISION, VERIFY_SAMPLES
 from ..progress import Stopwatch, reporting, seconds
 from ..spec import PRECISIONS, Precision
-from .options import SEED, THREADS, Finite, OutputFile, command, model_options, preprocess_options, preprocessing_option, reporter
+from .options import SEED, THREADS, BackendFlagsCommand, OutputFile, backend_options, command, model_options, preprocess_options, preprocessing_option, reporter
 
 @command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
@@ -66,7 +67,7 @@ def models(as_json: bool) -> None:
                    "or exported-program (torch.export .pt2).")
 @click.option("--output", "-o", required=True, type=OutputFile(),
               help="File to write; - for standard output (then the summary goes to stderr).")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+@click.option("--opset", type=int, default=OPSET, show_default=True,
               help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (what this torch's exporter writes).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors.")
@@ -100,19 +101,19 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
     click.echo(f"wrote {where}, {fmt}, batch {batch_range}, {size}x{size}: matches eager PyTorch", err=output == "-")
 
 
-@command()
+@command(cls=BackendFlagsCommand)
 @model_options
-@click.option("--precision", type=click.Choice(PRECISIONS), default=Precision.FP32.value,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISION,
               show_default=True, help="Engine precision; never changed silently: a backend that "
                                       "cannot do it here is an error naming what it can do.")
-@click.option("--backend", default="auto", show_default=True,
+@click.option("--backend", default=BACKEND, show_default=True,
               help="auto, tensorrt, tensorrt-onnx, onnxruntime, openvino, inductor or torchscript. "
                    "auto: TensorRT where an NVIDIA GPU and torch-tensorrt (else TensorRT's Python "
                    "API: tensorrt-onnx) are present, else the fastest CPU backend installed; it "
                    "prints which and why.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Where the engine runs; default: the backend's preferred device here.")
-@click.option("--output", "-o", default="engines", show_default=True,
+@click.option("--output", "-o", default=ENGINES, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder the engine folder goes in.")
 @click.option("--name", default=None,
               help="Engine folder name; default MODEL-BACKEND-PRECISION-bBATCH-SIZE.")
@@ -124,24 +125,7 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
                    "torchscript: torchscript.")
 @click.option("--threads", type=THREADS, default=None,
               help="CPU threads for building and running; recorded in the manifest.")
-@click.option("--workspace-gb", type=Finite(0, 1024, min_open=True), default=None,
-              help="TensorRT: builder workspace limit in GiB (above 0, at most 1024).")
-@click.option("--opt-level", type=click.IntRange(0, 5), default=None,
-              help="TensorRT: builder optimization level 0-5 (higher: longer build, faster engine).")
-@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="TensorRT: timing cache file, reused across builds; default OUTPUT/timing.cache.")
-@click.option("--hardware-compatible", is_flag=True,
-              help="TensorRT: engine runs on any Ampere or newer GPU (slower).")
-@click.option("--version-compatible", is_flag=True,
-              help="TensorRT: a version-compatible plan (without the lean runtime: a later TensorRT "
-                   "runs it only where the app loads the building release's lean runtime).")
-@click.option("--allow-tf32", is_flag=True,
-              help="TensorRT: fp32 convolutions and matmuls may round to TF32 (Ampere+; faster, "
-                   "about 1e-3 relative error; the gate uses TF32's tolerance).")
-@click.option("--dla-core", type=click.IntRange(min=0), default=None,
-              help="tensorrt-onnx: build fp16/int8 for this DLA core (Jetson Orin).")
-@click.option("--no-gpu-fallback", is_flag=True,
-              help="tensorrt-onnx with --dla-core: fail rather than run layers DLA cannot on the GPU.")
+@backend_options
 @preprocess_options
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="int8: the folder `densenet-trt calibrate` wrote for this model, weights and "
@@ -154,8 +138,8 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON when done.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result.")
 def build(model_name, weights, num_classes, batch, image_size, precision, backend, device, output,
-          name, fmt, threads, workspace_gb, opt_level, timing_cache, hardware_compatible,
-          version_compatible, allow_tf32, dla_core, no_gpu_fallback, preprocess, mean, std, calibration, force, no_verify, no_speed_check, as_json, quiet):
+          name, fmt, threads, options, preprocess, mean, std, calibration, force, no_verify, no_speed_check, as_json,
+          quiet):
     """Compile a DenseNet into an engine, check it against eager float32 PyTorch, and write it
     with its manifest as a folder in OUTPUT.
 
@@ -170,23 +154,6 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     from ..manifest import SYNTHETIC_CALIBRATION
 
     watch = Stopwatch()
-    options = {}
-    if workspace_gb is not None:
-        options["workspace_size"] = int(workspace_gb * (1 << 30))
-    if opt_level is not None:
-        options["optimization_level"] = opt_level
-    if timing_cache is not None:
-        options["timing_cache_path"] = str(timing_cache)
-    if hardware_compatible:
-        options["hardware_compatible"] = True
-    if version_compatible:
-        options["version_compatible"] = True
-    if allow_tf32:
-        options["allow_tf32"] = True
-    if dla_core is not None:
-        options["dla_core"] = dla_core
-    if no_gpu_fallback:
-        options["gpu_fallback"] = False
     artifact = build_engine(
         model_name, weights=weights, num_classes=num_classes, precision=precision, backend=backend,
         device=device, batch=batch, image_size=image_size, output=output, name=name, format=fmt,
@@ -312,7 +279,7 @@ def accuracy_text(m) -> str:
 
 @command()
 @click.argument("engine", type=click.Path(path_type=Path))
-@click.option("--samples", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=VERIFY_SAMPLES, show_default=True,
               help="Fresh random inputs to compare, in batches within the engine's range.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The checkpoint the engine was built from, where it has moved since.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..defaults import COMPARE_SAMPLES, RANDOM_SEED, SENSITIVITY_BATCH_SIZE, SENSITIVITY_SEED
 from .options import SEED, OutputFile, command, preprocess_options, reporter
 
 
@@ -17,8 +18,8 @@ from .options import SEED, OutputFile, command, preprocess_options, reporter
                    "optional 'labels'): top-1 where it has labels, else agreement with float top-1.")
 @click.option("--eval-samples", type=click.IntRange(min=1), default=None,
               help="Held-out images to use, drawn with --seed [default: all].")
-@click.option("--seed", type=SEED, default=1, show_default=True, help="Seed of the sample draw.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seed", type=SEED, default=SENSITIVITY_SEED, show_default=True, help="Seed of the sample draw.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=SENSITIVITY_BATCH_SIZE, show_default=True)
 @click.option("--layers", multiple=True, help="Only layers matching this glob (repeatable); groups are always scored.")
 @click.option("--weights", type=str, default=None, help="The calibrated checkpoint, where it has moved since.")
 @preprocess_options
@@ -65,8 +66,9 @@ def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, 
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Inputs: a .npz/.npy of preprocessed images or an image folder (preprocessed as the "
                    "manifest says) [default: an int8 engine's calibration gate inputs, else random inputs].")
-@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Inputs to compare on.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs and of the draw.")
+@click.option("--samples", type=click.IntRange(min=1), default=COMPARE_SAMPLES, show_default=True,
+              help="Inputs to compare on.")
+@click.option("--seed", type=SEED, default=RANDOM_SEED, show_default=True, help="Seed of random inputs and of the draw.")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The checkpoint the engine was built from, where it has moved since.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")

@@ -5,14 +5,20 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from ..data import PRESETS
+from ..defaults import BATCH, MODEL
 from ..errors import DenseNetTRTError
 from ..machine import MAX_THREADS
 from ..spec import MAX_SEED
+
+if TYPE_CHECKING:  # the backends, which declare the flags, import torch: see BackendFlagsCommand
+    from ..backends.settings import Flag
 
 # The types of the numbers several commands take: bounded where they are parsed.
 THREADS = click.IntRange(1, MAX_THREADS)
@@ -69,12 +75,12 @@ def _paths(value) -> list[str]:
             if isinstance(v, (str, os.PathLike)) and os.fspath(v) not in ("", "-") and os.path.lexists(v)]
 
 
-def command(*args, **kwargs):
-    """``click.command`` with the ``Command`` class: every densenet-trt command is made so."""
-    return click.command(*args, cls=Command, **kwargs)
+def command(*args, cls: type[Command] = Command, **kwargs):
+    """``click.command`` with the ``Command`` class (or a subclass): every densenet-trt command is made so."""
+    return click.command(*args, cls=cls, **kwargs)
 
 MODEL_OPTIONS = [
-    click.option("--model", "model_name", default="densenet121", show_default=True,
+    click.option("--model", "model_name", default=MODEL, show_default=True,
                  help="Preset name (see `densenet-trt models`)."),
     click.option("--weights", type=str, default=None,
                  help="Checkpoint (.pth, .pt, .safetensors; torchvision's files and legacy keys "
@@ -83,7 +89,7 @@ MODEL_OPTIONS = [
     click.option("--num-classes", type=click.IntRange(min=1), default=None,
                  help="Classifier outputs; default: the checkpoint's, else the preset's. A different "
                       "number re-initialises the classifier (for fine-tuning)."),
-    click.option("--batch", default="1", show_default=True,
+    click.option("--batch", default=BATCH, show_default=True,
                  help="A fixed batch size N, or a range MIN:OPT:MAX such as 1:8:32."),
     click.option("--image-size", type=int, default=None,
                  help="Input side in pixels; default: the preset's (224 ImageNet, 32 CIFAR)."),
@@ -122,6 +128,55 @@ def preprocess_options(f):
     for option in reversed(PREPROCESS_OPTIONS):
         f = option(f)
     return f
+
+
+def backend_flags() -> list[tuple[str, Flag]]:
+    """The flags the backends declare for their settings (``Backend.settings``), each with the
+    setting it sets, in the registry's order; a flag two backends share (TensorRT's builder
+    settings) once (``tests/test_architecture.py`` checks that they declare it alike)."""
+    from ..backends import BACKENDS
+
+    flags: dict[str, tuple[str, Flag]] = {}
+    for backend in BACKENDS.values():
+        for name, flag in backend.settings.flags().items():
+            flags.setdefault(flag.flag, (name, flag))
+    return list(flags.values())
+
+
+def _click_option(flag: Flag) -> click.Option:
+    if flag.type is bool:
+        return click.Option([flag.flag], is_flag=True, help=flag.help)
+    if flag.type is float:
+        kind = Finite(flag.low, flag.high, min_open=flag.low_open)
+    else:
+        kind = click.IntRange(flag.low, flag.high) if flag.type is int else click.Path(dir_okay=False, path_type=Path)
+    return click.Option([flag.flag], type=kind, default=None, help=flag.help)
+
+
+class BackendFlagsCommand(Command):
+    """A command that takes the backends' flags (``backend_flags``): they are added when the
+    command first parses or shows its help, not when it is defined, because the backends that
+    declare them import torch: ``densenet-trt --help`` and the other commands load none."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not getattr(self, "_backend_flags", False):
+            self._backend_flags = True
+            self.params.extend(_click_option(flag) for _, flag in backend_flags())
+        return super().get_params(ctx)
+
+
+def backend_options(f):
+    """The backends' flags (``backend_flags``; the command is a ``BackendFlagsCommand``), given
+    to the command as one ``options`` dict (``BuildSpec.options``) holding the settings of the
+    flags given."""
+
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        given = [(name, flag, kwargs.pop(flag.parameter)) for name, flag in backend_flags()]
+        options = {name: flag.value(value) for name, flag, value in given if value is not None and value is not False}
+        return f(*args, options=options, **kwargs)
+
+    return command
 
 
 def preprocessing_option(model_name: str, image_size: int | None, preset, mean, std):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..loadtest import DEFAULT_CONCURRENCIES, DEFAULT_DURATION, DEFAULT_WAIT, DEFAULT_WARMUP, MAX_CONCURRENCY
+from ..defaults import (LOADTEST_CONCURRENCIES, LOADTEST_DURATION, LOADTEST_WAIT, LOADTEST_WARMUP, SERVE_HOST,
+                        SERVE_PORTS, SERVE_QUEUE_DELAY_US)
+from ..loadtest import MAX_CONCURRENCY
 from ..report import MAX_SECONDS
-from ..choices import DEFAULT_HOST, DEFAULT_PORTS, DEFAULT_QUEUE_DELAY_US
 from .options import THREADS, Finite, OutputFile, command, reporter
 
 PORT = click.IntRange(1, 65535)
@@ -17,15 +18,15 @@ PORT = click.IntRange(1, 65535)
 
 @command()
 @click.argument("engine", type=click.Path(path_type=Path))
-@click.option("--host", default=DEFAULT_HOST, show_default=True,
+@click.option("--host", default=SERVE_HOST, show_default=True,
               help="Address to listen on for HTTP, gRPC and metrics (0.0.0.0: every interface).")
-@click.option("--http-port", type=PORT, default=DEFAULT_PORTS["http"], show_default=True)
-@click.option("--grpc-port", type=PORT, default=DEFAULT_PORTS["grpc"], show_default=True)
-@click.option("--metrics-port", type=PORT, default=DEFAULT_PORTS["metrics"], show_default=True,
+@click.option("--http-port", type=PORT, default=SERVE_PORTS["http"], show_default=True)
+@click.option("--grpc-port", type=PORT, default=SERVE_PORTS["grpc"], show_default=True)
+@click.option("--metrics-port", type=PORT, default=SERVE_PORTS["metrics"], show_default=True,
               help="Prometheus metrics at /metrics.")
 @click.option("--model-name", default=None,
               help="The tensor model's name (the image model's is NAME_image) [default: the engine folder's name].")
-@click.option("--queue-delay-us", type=click.IntRange(min=0), default=DEFAULT_QUEUE_DELAY_US, show_default=True,
+@click.option("--queue-delay-us", type=click.IntRange(min=0), default=SERVE_QUEUE_DELAY_US, show_default=True,
               help="Dynamic batching: microseconds a request may wait for others to batch with.")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads of the engine [default: the engine's].")
 def serve(engine, host, http_port, grpc_port, metrics_port, model_name, queue_delay_us, threads):
@@ -71,16 +72,16 @@ def _concurrencies(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--model", "model", required=True, help="The served model's name (serve's: the engine folder's name).")
 @click.option("--engine", type=click.Path(path_type=Path), default=None,
               help="Also run this engine in-process, in the same run, at the same concurrencies.")
-@click.option("--concurrency", "concurrencies", default=",".join(map(str, DEFAULT_CONCURRENCIES)),
+@click.option("--concurrency", "concurrencies", default=",".join(map(str, LOADTEST_CONCURRENCIES)),
               show_default=True, callback=_concurrencies, help="Requests in flight, a step each.")
 @click.option("--batch-size", "batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images per request.")
-@click.option("--duration", type=Finite(0, MAX_SECONDS, min_open=True), default=DEFAULT_DURATION,
+@click.option("--duration", type=Finite(0, MAX_SECONDS, min_open=True), default=LOADTEST_DURATION,
               show_default=True, help="Seconds of each step.")
-@click.option("--warmup-duration", "warmup", type=Finite(0, MAX_SECONDS), default=DEFAULT_WARMUP,
+@click.option("--warmup-duration", "warmup", type=Finite(0, MAX_SECONDS), default=LOADTEST_WARMUP,
               show_default=True, help="Seconds of warm-up before each step, not timed.")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads of the in-process engine [default: the engine's].")
-@click.option("--wait", type=Finite(0, MAX_SECONDS), default=DEFAULT_WAIT, show_default=True,
+@click.option("--wait", type=Finite(0, MAX_SECONDS), default=LOADTEST_WAIT, show_default=True,
               help="Seconds to wait for the server and the model to be ready (a server just started loads it).")
 @click.option("--json", "json_path", type=OutputFile(), default=None,
               help="Write the results as JSON (schema in densenet_trt/loadtest_report.py); - for standard output.")

@@ -8,8 +8,11 @@ from pathlib import Path
 import click
 
 from ..errors import DenseNetTRTError
-from ..choices import DEFAULT_BATCH_SIZE, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
-from ..report import (DEFAULT_DURATION, DEFAULT_GAP, DEFAULT_WARMUP, MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
+from ..choices import METHODS
+from ..defaults import (CALIBRATION_BATCH_SIZE, CALIBRATION_METHOD, CALIBRATION_SAMPLES, CALIBRATIONS, PERCENTILE,
+                        PROFILE_BATCH_SIZE, PROFILE_DURATION, PROFILE_GAP, PROFILE_LAYERS, PROFILE_MODE, PROFILE_VS,
+                        PROFILE_WARMUP, RANDOM_SEED, SLOWEST_LAYERS, TOP_K, TRITON_INSTANCES)
+from ..report import (MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
 from ..stats import TAIL_SAMPLES
 from .options import (MODEL_OPTIONS, SEED, THREADS, Finite, OutputFile, command, deprecated, only_with,
@@ -32,19 +35,19 @@ from .options import (MODEL_OPTIONS, SEED, THREADS, Finite, OutputFile, command,
               help="Held-out data like --data; with labels, float and INT8 (fake-quantized) top-1 "
                    "are reported. Its first images also feed the build's accuracy gate.")
 @preprocess_options
-@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1), default=CALIBRATION_SAMPLES, show_default=True,
               help="Calibration images to use, drawn with --seed from the data.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=CALIBRATION_BATCH_SIZE, show_default=True,
               help="Images per calibration batch; the data must hold at least one batch.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=RANDOM_SEED, show_default=True,
               help="Seed of the sample draw: the same data and seed give the same calibration.")
-@click.option("--method", type=click.Choice(METHODS), default=METHODS[0],
+@click.option("--method", type=click.Choice(METHODS), default=CALIBRATION_METHOD,
               show_default=True,
               help="max: ModelOpt's INT8 default (per-channel weight and per-tensor activation "
                    "ranges from the largest values seen); entropy, percentile: activation ranges "
                    "cut from a histogram (KL divergence, --percentile); mse: ModelOpt's mse "
                    "algorithm (weight ranges searched for the least squared error).")
-@click.option("--percentile", type=Finite(0, 100, min_open=True), default=DEFAULT_PERCENTILE,
+@click.option("--percentile", type=Finite(0, 100, min_open=True), default=PERCENTILE,
               show_default=True, help="--method percentile: the percentile of |activation| kept.")
 @click.option("--exclude", multiple=True,
               help="Keep layers in float: a glob over layer names (features.denseblock1.*) or "
@@ -69,7 +72,7 @@ from .options import (MODEL_OPTIONS, SEED, THREADS, Finite, OutputFile, command,
 @click.option("--skip-bad", is_flag=True,
               help="Image folders: leave out files that cannot be read (counted in the report) "
                    "instead of failing.")
-@click.option("--output", "-o", default="calibration", show_default=True,
+@click.option("--output", "-o", default=CALIBRATIONS, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder the calibration folder goes in.")
 @click.option("--name", default=None, help="Calibration folder name; default MODEL-METHOD-SIZE.")
 @click.option("--force", is_flag=True, help="Replace an existing calibration folder of the same name.")
@@ -145,30 +148,30 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
 @click.option("--batch-size", default=None, callback=_batch_list,
               help="Images per request, as in predict and calibrate; several comma-separated (e.g. "
                    "1,8,32) are measured one after another; a size outside an engine's range is "
-                   "skipped with the reason. [default: 1]")
-@click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
+                   f"skipped with the reason. [default: {PROFILE_BATCH_SIZE}]")
+@click.option("--mode", type=click.Choice(MODES), default=PROFILE_MODE, show_default=True,
               help="latency: one request at a time, each after --gap, eager and the engines in "
                    "the same rounds; throughput: measured images completed / wall time, back to "
                    "back and with --requests in flight where the runtime offers it.")
 @click.option("--duration", type=float, default=None,
               help=f"Seconds of each measurement (finite, up to {MAX_SECONDS:g}) [default: "
-                   f"{DEFAULT_DURATION:g}, as trtexec's --duration]; p99 needs {TAIL_SAMPLES} samples or "
+                   f"{PROFILE_DURATION:g}, as trtexec's --duration]; p99 needs {TAIL_SAMPLES} samples or "
                    "more to be a tail (the report says when it is not).")
 @click.option("--iterations", type=int, default=None,
               help=f"Or a count per measurement, 1 to {MAX_ROUNDS:,}: rounds (latency), requests (throughput).")
 @click.option("--warmup-iterations", type=int, default=None,
               help=f"Warm-up rounds before each measurement, not timed, 0 to {MAX_ROUNDS:,} [default: "
-                   f"{DEFAULT_WARMUP}].")
+                   f"{PROFILE_WARMUP}].")
 @click.option("--warmup-duration", type=float, default=None,
               help=f"Or warm up for this many seconds (finite, up to {MAX_SECONDS:g}; trtexec's "
                    "--warmUp is milliseconds).")
 @click.option("--requests", type=click.IntRange(1, MAX_REQUESTS), default=None,
               help="Throughput: requests in flight (OpenVINO infer requests, ONNX Runtime sessions, "
                    "CUDA streams) [default: the runtime's choice].")
-@click.option("--layers", type=click.IntRange(min=0), default=0, is_flag=False, flag_value=10,
-              help="Also list each engine's N slowest layers (--layers alone: 10), where the runtime "
+@click.option("--layers", type=click.IntRange(min=0), default=PROFILE_LAYERS, is_flag=False, flag_value=SLOWEST_LAYERS,
+              help=f"Also list each engine's N slowest layers (--layers alone: {SLOWEST_LAYERS}), where the runtime "
                    "times layers (OpenVINO, ONNX Runtime).")
-@click.option("--vs", type=click.Choice(["eager", "none"]), default="eager", show_default=True,
+@click.option("--vs", type=click.Choice(["eager", "none"]), default=PROFILE_VS, show_default=True,
               help="eager: time eager PyTorch (same model and weights; fp32 and the engine's "
                    "precision where PyTorch can run it; on CUDA with cudnn.benchmark): one baseline "
                    "per model, input size and device, in the same rounds as its engines.")
@@ -176,7 +179,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
 @click.option("--cuda-graphs", is_flag=True, help="GPU engines: replay the engine from a CUDA graph (latency).")
 @click.option("--include-transfers", is_flag=True,
               help="GPU engines: also time host-to-device and device-to-host copies, apart (latency).")
-@click.option("--gap", type=float, default=DEFAULT_GAP, show_default=True,
+@click.option("--gap", type=float, default=PROFILE_GAP, show_default=True,
               help=f"Seconds of pause before each timed CPU call in latency mode, 0 to {MAX_GAP:g} "
                    "(PyTorch's OpenMP threads spin after eager runs and would slow the next call).")
 @click.option("--json", "json_path", type=OutputFile(), default=None,
@@ -216,7 +219,8 @@ def profile(engines, batch_size, mode, duration, iterations, warmup_iterations, 
     """
     from ..profiler import profile as run_profile
 
-    batch_size = renamed(batch_size, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [1]
+    batch_size = renamed(batch_size, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [
+        PROFILE_BATCH_SIZE]
     warmup_iterations = renamed(warmup_iterations, deprecated_warmup, "--warmup-iterations", "--warmup")
     warmup_duration = renamed(warmup_duration, deprecated_warmup_time, "--warmup-duration", "--warmup-time")
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
@@ -242,7 +246,7 @@ def profile(engines, batch_size, mode, duration, iterations, warmup_iterations, 
 @click.option("--max-batch-size", type=int, default=None,
               help="Largest batch Triton forms; default and limit: the engine's max batch. (OpenVINO "
                    "configs have max_batch_size 0 and a -1 batch dimension: see docs/deploy.md.)")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--instances", type=click.IntRange(min=1), default=TRITON_INSTANCES, show_default=True,
               help="Model instances (instance_group count).")
 @click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True,
               help="Let Triton combine requests into batches (not for OpenVINO, whose configs have "
@@ -275,7 +279,7 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
               help="Class names, one per line (UTF-8), as many as the engine's classes; default: the "
                    "names the engine's manifest records (an engine built from torchvision's ImageNet "
                    "checkpoint has its 1000), else class indices.")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Classes to show per image.")
+@click.option("--top-k", type=int, default=TOP_K, show_default=True, help="Classes to show per image.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON list: per image its path and top classes (index, label, probability).")
 @click.option("--batch-size", type=int, default=None,

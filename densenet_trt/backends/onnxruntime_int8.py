@@ -1,4 +1,4 @@
-"""ONNX Runtime's own INT8 placement: its calibrator's activation ranges and its QDQ quantizer.
+"""The onnxruntime backend's own INT8 placement: its calibrator's activation ranges and its QDQ quantizer.
 
 ModelOpt quantizes convolution inputs and weights only, and ONNX Runtime fuses
 DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv only where a convolution's output
@@ -12,6 +12,8 @@ onnxruntime backend's int8 engines are placed by ``onnxruntime.quantization`` in
 - at build time (``qdq_model``), the same capture for the engine's batch range is quantized by
   ORT's ``QDQQuantizer`` from those ranges (no data): QDQ, uint8 activations, int8 per-channel
   weights (U8S8), the calibration's float layers left alone.
+
+``calibrate`` reads it too (``quantize.py``), and ``sensitivity.QDQEvaluator`` scores its QDQ model.
 """
 
 from __future__ import annotations
@@ -22,20 +24,20 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .capture import INPUT_NAME, capture_onnx
-from .errors import DenseNetTRTError
-from .data import Dataset
-from .progress import quiet, reporting, say, step
-from .sensitivity import Score, points_below, score
-from .spec import BatchRange
+from ..capture import INPUT_NAME, capture_onnx
+from ..errors import DenseNetTRTError
+from ..progress import say, step
+from ..spec import BatchRange
+from .base import Int8Placement
 
-PLACEMENT = "onnxruntime"
+# Named as the calibration report's section that holds its ranges and its gate.
+PLACEMENT = Int8Placement("onnxruntime", own=True)
 QUANTIZER = "onnxruntime.quantization (QDQ U8S8 per-channel)"
 # The calibration's method, as ONNX Runtime's calibrator names its own (its MinMax for mse:
 # ModelOpt's mse searches weight ranges, which ORT's per-channel weights take from max).
@@ -232,33 +234,6 @@ def run_qdq(proto, images: np.ndarray, batch_size: int, threads: int | None = No
     return torch.from_numpy(np.concatenate(outputs))
 
 
-class QDQEvaluator:
-    """ORT's QDQ model of the prepared ``model`` from ``ranges`` scored on held-out ``data``
-    against eager float32's logits ``reference``, with any set of ``layers`` in float: the
-    interface of sensitivity.Evaluator, for ORT's own placement."""
-
-    def __init__(self, model, ranges: dict[str, list[float]], layers: list[str], reference: torch.Tensor,
-                 data: Dataset, batch_size: int):
-        self.model, self.ranges, self.reference, self.data, self.batch_size = model, ranges, reference, data, batch_size
-        self.layers = list(layers)
-        self.kept: list[str] = []  # in float for good
-        self.float = score(reference, reference, data.labels)
-        self.runs = 0
-
-    def score(self, floating) -> Score:
-        self.runs += 1
-        with reporting(quiet):
-            proto = qdq_model(self.model, self.ranges, [*self.kept, *floating], "being made")
-        return score(run_qdq(proto, self.data.images, self.batch_size), self.reference, self.data.labels)
-
-    def drop(self, result: Score) -> float:
-        return points_below(self.float, result)
-
-    def keep_float(self, layers) -> None:
-        self.kept += [layer for layer in layers if layer not in self.kept]
-        self.layers = [layer for layer in self.layers if layer not in self.kept]
-
-
-def settings(calibration: str) -> dict[str, Any]:
-    """What an ORT-placed int8 engine's manifest records about its Q/DQ."""
-    return {"int8_placement": PLACEMENT, "quantizer": f"{QUANTIZER}, ranges from calibration {calibration}"}
+def quantizer(calibration: str) -> str:
+    """What an ORT-placed int8 engine's manifest records as its quantizer."""
+    return f"{QUANTIZER}, ranges from calibration {calibration}"
