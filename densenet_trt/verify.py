@@ -13,8 +13,12 @@ decisive (random weights give near-flat logits), top-1 is not checked, and says 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from .errors import DenseNetTRTError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclasses.dataclass(frozen=True)
