@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 import sysconfig
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -72,6 +74,21 @@ def python_library_path(environ: dict[str, str]) -> None:
     libdir = sysconfig.get_config_var("LIBDIR")
     paths = [p for p in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != libdir]
     environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *paths])
+
+
+# A Unix socket's path holds at most 107 bytes (sockaddr_un.sun_path); PyTriton names one per
+# model instance "WORKSPACE/MODEL_0_0-server.sock" and, past that, crashes the server after it
+# starts (measured: an engine folder's default name under ~/.cache/pytriton's workspace).
+SOCKET_PATH_MAX = 107
+
+
+def check_socket_path(workspace: Path, name: str) -> None:
+    """Refuse, before the server starts, a model name too long for PyTriton's sockets in ``workspace``."""
+    longest = len(str(workspace / f"{name}{IMAGE_SUFFIX}_0_0-server.sock").encode())
+    if longest > SOCKET_PATH_MAX:
+        allowed = len(name) - (longest - SOCKET_PATH_MAX)
+        raise DenseNetTRTError(f"model_name={name!r} is too long for PyTriton's sockets in {workspace} "
+                               f"(at most {allowed} characters there): give a shorter model_name")
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -173,11 +190,24 @@ def serve(engine: str | os.PathLike | Engine, *, host: str = SERVE_HOST, http_po
         check_port_free(host, port, what)
     triton = _pytriton()
     python_library_path(os.environ)
+    folder = Path(tempfile.mkdtemp(prefix="densenet-trt-serve-"))  # short: PyTriton's sockets live in it
+    try:
+        workspace = folder / "w"
+        check_socket_path(workspace, name)
+        _run(triton, engine, name, queue_delay_us, ports, host, workspace, ready)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(triton: Any, engine: Engine, name: str, queue_delay_us: int, ports: dict[str, int], host: str,
+         workspace: Path, ready: Callable[[Served], None]) -> None:
+    """Start the server in ``workspace``, say it is ``ready``, wait for the end, stop it."""
+    http_port, grpc_port, metrics_port = ports["http"], ports["grpc"], ports["metrics"]
     config = triton.TritonConfig(http_address=host, http_port=http_port, grpc_address=host, grpc_port=grpc_port,
                                  metrics_address=host, metrics_port=metrics_port, allow_metrics=True)
     security = triton.TritonSecurityConfig(
         restricted_endpoints=[e for e in triton.DEFAULT_PROTECTED_ENDPOINTS if e not in OPEN_ENDPOINTS])
-    server = triton.Triton(config=config, security_config=security)
+    server = triton.Triton(config=config, security_config=security, workspace=workspace)
     try:
         images = bind_models(server, engine, name, queue_delay_us)
         server.run()  # starts tritonserver and loads the models

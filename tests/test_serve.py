@@ -220,16 +220,21 @@ def bc40(tmp_path_factory):
     from densenet_trt.build import build
 
     return build("densenet_bc40_k12", backend="onnxruntime", batch="1:8:32",
-                 output=tmp_path_factory.mktemp("serve"), name="bc40")
+                 output=tmp_path_factory.mktemp("serve"), name=NAME)
+
+
+# build's default name: one this long crashed the server from PyTriton's default workspace
+# (its socket path passed the 107 bytes a Unix socket's path may have).
+NAME = "densenet_bc40_k12-onnxruntime-fp32-b1-8-32-32"
 
 
 def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    """Until ``url``'s models bc40 and bc40_image are ready (the server is ready before them)."""
+    """Until ``url``'s models NAME and NAME_image are ready (the server is ready before them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text(errors="replace")[-3000:]
         try:
-            for model in ("bc40", "bc40_image"):
+            for model in (NAME, NAME + "_image"):
                 with urllib.request.urlopen(f"{url}/v2/models/{model}/ready", timeout=2) as response:
                     assert response.status == 200
             return
@@ -274,30 +279,30 @@ def test_serve_answers_as_the_engine_refuses_bad_requests_and_stops_leaving_noth
         for n in (1, 3, 8, 32):
             expected = engine(x[:n]).numpy()
             for module, port in ((http, http_port), (grpc, grpc_port)):
-                got = served_logits(module, f"127.0.0.1:{port}", "bc40", "input", x[:n], "FP32")
+                got = served_logits(module, f"127.0.0.1:{port}", NAME, "input", x[:n], "FP32")
                 np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
         images = [png_bytes(seed) for seed in range(3)]
         steps = engine_preprocessing(engine)
         expected = engine(np.stack([decode_image(b, steps) for b in images])).numpy()
-        got = served_logits(grpc, f"127.0.0.1:{grpc_port}", "bc40_image", "image",
+        got = served_logits(grpc, f"127.0.0.1:{grpc_port}", NAME + "_image", "image",
                             np.array(images, dtype=np.object_), "BYTES")
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
         address = f"127.0.0.1:{http_port}"
-        bad = [("bc40", "input", x[:2, :, :31], "FP32", "unexpected shape"),
-               ("bc40", "input", x[:2].astype(np.float64), "FP64", "expects 'FP32'"),
-               ("bc40", "input", np.concatenate([x, x[:1]]), "FP32", "batch-size must be <= 32"),
-               ("bc40_image", "image", np.array([b"garbage"], dtype=np.object_), "BYTES", "cannot identify image"),
-               ("bc40_image", "image", np.array(images * 11, dtype=np.object_), "BYTES", "images per request 33")]
+        bad = [(NAME, "input", x[:2, :, :31], "FP32", "unexpected shape"),
+               (NAME, "input", x[:2].astype(np.float64), "FP64", "expects 'FP32'"),
+               (NAME, "input", np.concatenate([x, x[:1]]), "FP32", "batch-size must be <= 32"),
+               (NAME + "_image", "image", np.array([b"garbage"], dtype=np.object_), "BYTES", "cannot identify image"),
+               (NAME + "_image", "image", np.array(images * 11, dtype=np.object_), "BYTES", "images per request 33")]
         for model, name, data, datatype, reason in bad:
             with pytest.raises(InferenceServerException, match=reason):
                 served_logits(http, address, model, name, data, datatype)
-        np.testing.assert_allclose(served_logits(http, address, "bc40", "input", x[:4], "FP32"),
+        np.testing.assert_allclose(served_logits(http, address, NAME, "input", x[:4], "FP32"),
                                    engine(x[:4]).numpy(), rtol=1e-5, atol=1e-5)  # still serving
 
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
-            assert 'nv_inference_request_failure{model="bc40"' in response.read().decode()
-        result = CliRunner().invoke(main, ["loadtest", f"grpc://127.0.0.1:{grpc_port}", "--model", "bc40",
+            assert f'nv_inference_request_failure{{model="{NAME}"' in response.read().decode()
+        result = CliRunner().invoke(main, ["loadtest", f"grpc://127.0.0.1:{grpc_port}", "--model", NAME,
                                            "--concurrency", "1,2", "--duration", "0.5", "--warmup-duration",
                                            "0.1", "--json", str(tmp_path / "load.json"), "--quiet"])
         assert result.exit_code == 0, result.output
@@ -314,3 +319,11 @@ def test_serve_answers_as_the_engine_refuses_bad_requests_and_stops_leaving_noth
     assert output.rstrip().endswith("stopped by SIGTERM")
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"left running: {alive}"
+
+
+def test_a_model_name_too_long_for_pytritons_sockets_is_refused_before_the_server_starts(tmp_path):
+    from densenet_trt.serve import check_socket_path
+
+    check_socket_path(Path("/tmp/densenet-trt-serve-abcdefgh/w"), NAME)
+    with pytest.raises(DenseNetTRTError, match=r"model_name='x+' is too long for PyTriton's sockets .*at most \d+ characters"):
+        check_socket_path(Path("/tmp/densenet-trt-serve-abcdefgh/w"), "x" * 80)
