@@ -26,7 +26,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["densenet_trt", "densenet_trt.*"]),
     # torchvision's ImageNet class names, recorded in the manifest of an engine built from its checkpoint.
-    package_data={"densenet_trt": ["imagenet_categories.txt"]},
+    package_data={"densenet_trt.model": ["imagenet_categories.txt"]},
     install_requires=[
         # A floor, not a pin: Jetson's PyTorch builds and older GPU machines must run it.
         "torch>=2.11",

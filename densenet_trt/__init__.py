@@ -8,8 +8,6 @@ line checks its working folder and takes Ctrl-C before torch loads (``console.py
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 from .errors import DenseNetTRTError
@@ -17,37 +15,49 @@ from .version import __version__
 
 # Each public name -> the module that defines it.
 _API = {
-    "Artifact": "build",
-    "build": "build",
-    "verify_engine": "build",
-    "compile": "compiling",
-    "Engine": "engine",
-    "load": "engine",
-    "export_model": "export",
-    "DenseNet": "models",
-    "count_macs": "models",
-    "count_parameters": "models",
-    "ModelInfo": "registry",
-    "create_model": "registry",
-    "get_model_info": "registry",
-    "list_models": "registry",
-    "preset_stats": "registry",
-    "profile": "profiler",
-    "BatchRange": "spec",
-    "load_weights": "weights",
-    "read_state_dict": "weights",
+    "classify": "deploy.predict",
+    "Artifact": "engine.build",
+    "build": "engine.build",
+    "verify_engine": "engine.build",
+    "compile": "engine.compiling",
+    "export_model": "engine.export",
+    "Engine": "engine.load",
+    "load": "engine.load",
+    "EngineManifest": "engine.manifest",
+    "BatchRange": "engine.spec",
+    "Precision": "engine.spec",
+    "calibrate": "int8.quantize",
+    "Preprocessing": "model.data",
+    "image_files": "model.data",
+    "load_data": "model.data",
+    "read_image": "model.data",
+    "DenseNet": "model.network",
+    "count_macs": "model.network",
+    "count_parameters": "model.network",
+    "ModelInfo": "model.registry",
+    "create_model": "model.registry",
+    "get_model_info": "model.registry",
+    "list_models": "model.registry",
+    "preset_stats": "model.registry",
+    "load_weights": "model.weights",
+    "read_state_dict": "model.weights",
+    "profile": "profiling.profiler",
 }
 
 if TYPE_CHECKING:
-    from .build import Artifact, build, verify_engine
-    from .compiling import compile
-    from .engine import Engine, load
-    from .export import export_model
-    from .models import DenseNet, count_macs, count_parameters
-    from .profiler import profile
-    from .registry import ModelInfo, create_model, get_model_info, list_models, preset_stats
-    from .spec import BatchRange
-    from .weights import load_weights, read_state_dict
+    from .deploy.predict import classify
+    from .engine.build import Artifact, build, verify_engine
+    from .engine.compiling import compile
+    from .engine.export import export_model
+    from .engine.load import Engine, load
+    from .engine.manifest import EngineManifest
+    from .engine.spec import BatchRange, Precision
+    from .int8.quantize import calibrate
+    from .model.data import image_files, load_data, Preprocessing, read_image
+    from .model.network import count_macs, count_parameters, DenseNet
+    from .model.registry import create_model, get_model_info, list_models, ModelInfo, preset_stats
+    from .model.weights import load_weights, read_state_dict
+    from .profiling.profiler import profile
 
 __all__ = sorted([*_API, "DenseNetTRTError", "__version__"])
 
@@ -63,15 +73,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted({*globals(), *_API})
 
-
-class _Package(types.ModuleType):
-    """Keeps ``densenet_trt.build`` the function once the module ``densenet_trt.build`` is
-    imported (Python then sets the package's attribute of that name to the module)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and _API.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

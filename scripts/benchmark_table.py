@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from densenet_trt.registry import preset_stats
+from densenet_trt.model.registry import preset_stats
 
 
 def main(folder: str) -> None:

@@ -57,15 +57,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples" / "digits"))
 
 from densenet_trt import DenseNetTRTError, build, create_model, get_model_info, load, preset_stats  # noqa: E402
-from densenet_trt.artifact import atomic_dir, atomic_path  # noqa: E402
+from densenet_trt.engine.artifact import atomic_dir, atomic_path  # noqa: E402
 from densenet_trt.machine import device_info  # noqa: E402
-from densenet_trt.capture import INPUT_NAME  # noqa: E402
+from densenet_trt.engine.capture import INPUT_NAME  # noqa: E402
 from densenet_trt.backends import BACKENDS  # noqa: E402
 from densenet_trt.backends.onnxruntime import OPTIMIZATION  # noqa: E402
-from densenet_trt.data import Dataset, Preprocessing, load_data, synthetic  # noqa: E402
-from densenet_trt.int8_report import ORT_FLOAT, ORT_INT8, OV_INT8  # noqa: E402
-from densenet_trt.quantize import calibrate  # noqa: E402
-from densenet_trt.spec import Precision  # noqa: E402
+from densenet_trt.model.data import Dataset, Preprocessing, load_data, synthetic  # noqa: E402
+from densenet_trt.int8.coverage import ORT_FLOAT, ORT_INT8, OV_INT8  # noqa: E402
+from densenet_trt.int8.quantize import calibrate  # noqa: E402
+from densenet_trt.engine.spec import Precision  # noqa: E402
 
 DIGITS_MODEL = "densenet_bc40_k12"
 DIGITS_CHECKPOINT = REPO / "tests" / "data" / "digits_densenet_bc40_k12.pth"

@@ -51,10 +51,10 @@ def _seed():
 def edit_manifest():
     """``edit(folder, change)``: apply ``change`` to the engine manifest's JSON in ``folder``
     and write it back with its digest made again, as a deliberate edit (an accidental one is
-    caught by the digest: tests/test_manifest.py)."""
+    caught by the digest: tests/engine/test_manifest.py)."""
     import json
 
-    from densenet_trt.manifest import DIGEST, MANIFEST, digest
+    from densenet_trt.engine.manifest import DIGEST, MANIFEST, digest
 
     def edit(folder, change):
         path = folder / MANIFEST
@@ -83,7 +83,7 @@ def shared_engine(tmp_path_factory):
     """One small random-weight engine for the whole run, built once: ONNX Runtime fp32,
     densenet_bc100_k12 cut to blocks of two layers, batch 1:2:4, 32x32, folder ``e``. Read it;
     to change it, change ``engine_copy``."""
-    from densenet_trt.build import build
+    from densenet_trt.engine.build import build
 
     artifact = build("densenet_bc100_k12", backend="onnxruntime", batch="1:2:4", overrides=SMALL,
                      output=tmp_path_factory.mktemp("shared"), name="e")
@@ -95,7 +95,7 @@ def shared_engine(tmp_path_factory):
 @pytest.fixture
 def engine_copy(shared_engine, tmp_path):
     """A copy of ``shared_engine`` in this test's ``tmp_path / "e"``, to damage or edit."""
-    from densenet_trt.build import Artifact
+    from densenet_trt.engine.build import Artifact
 
     return Artifact(shutil.copytree(shared_engine.path, tmp_path / "e"), shared_engine.manifest)
 
@@ -122,9 +122,9 @@ class _BuiltOnce:
 def small_engine(tmp_path_factory):
     """``small_engine(backend, precision)``: a random-weight engine of densenet_bc100_k12 cut to
     blocks of two layers, batch 1:4:8, 32x32, built once per run for each backend and precision
-    (tests/test_build.py checks each, tests/test_triton.py exports each). Read it; copy it to
+    (tests/engine/test_build.py checks each, tests/deploy/test_triton.py exports each). Read it; copy it to
     change it."""
-    from densenet_trt.build import build
+    from densenet_trt.engine.build import build
 
     output = tmp_path_factory.mktemp("small")
     engines = _BuiltOnce(lambda backend, precision: build(
@@ -137,10 +137,10 @@ def small_engine(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_calibration(tmp_path_factory):
     """One INT8 calibration folder for the whole run (densenet_bc40_k12, max, 32 synthetic
-    samples in batches of 16, the stem kept in float: tests/test_quantize.py checks it), read
+    samples in batches of 16, the stem kept in float: tests/int8/test_quantize.py checks it), read
     only: copy it to change it."""
     pytest.importorskip("modelopt", reason="INT8 calibration needs nvidia-modelopt (densenet-trt[quantize])")
-    from densenet_trt.quantize import calibrate
+    from densenet_trt.int8.quantize import calibrate
 
     calibration = calibrate("densenet_bc40_k12", data="synthetic", samples=32, batch_size=16, exclude=["stem"],
                             output=tmp_path_factory.mktemp("shared-cal"), name="c")
@@ -153,10 +153,10 @@ def shared_calibration(tmp_path_factory):
 def small_int8_engine(tmp_path_factory, shared_calibration):
     """``small_int8_engine(backend)``: densenet_bc40_k12's int8 engine on ``backend`` from
     ``shared_calibration``, batch 1:4:8, built once per run without the accuracy gate or the
-    speed check (the int8 gate: tests/test_int8_digits.py; the speed check: tests/test_int8_speed.py);
+    speed check (the int8 gate: tests/int8/test_int8_digits.py; the speed check: tests/int8/test_int8_speed.py);
     the test is skipped, saying why, where ``backend`` is not available. Read it; copy it to change it."""
     from densenet_trt.backends import BACKENDS
-    from densenet_trt.build import build
+    from densenet_trt.engine.build import build
 
     output = tmp_path_factory.mktemp("small-int8")
 
@@ -218,7 +218,7 @@ def digits_calibration(digits_data, tmp_path_factory):
 
 
 def _digits_engines(output: Path, precision: str, calibration: Path | None = None, preprocess=None) -> _BuiltOnce:
-    from densenet_trt.build import build
+    from densenet_trt.engine.build import build
 
     return _BuiltOnce(lambda backend: build(
         DIGITS_MODEL, weights=DIGITS_CHECKPOINT, backend=backend, precision=precision, calibration=calibration,
@@ -231,7 +231,7 @@ def digits_fp32_engine(tmp_path_factory):
     """``digits_fp32_engine(backend)``: the digits model's float32 engine on ``backend`` with the
     digits' grayscale preprocessing, batch 1:100:100, built once per run. Read it; copy it to
     change it."""
-    from densenet_trt.data import Preprocessing
+    from densenet_trt.model.data import Preprocessing
 
     digits = _digits()
     steps = Preprocessing(resize=digits.IMAGE_SIZE, crop=digits.IMAGE_SIZE, mean=(digits.MEAN,), std=(digits.STD,))

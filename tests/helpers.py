@@ -60,7 +60,7 @@ def write_report(folder: Path, report: dict) -> None:
     (an accidental one is caught by the digest)."""
     import json
 
-    from densenet_trt.manifest import DIGEST, digest, document_body
+    from densenet_trt.engine.manifest import DIGEST, digest, document_body
 
     (folder / "report.json").write_text(json.dumps({**report, DIGEST: digest(document_body(report))}))
 
@@ -136,3 +136,13 @@ def tensorrt_source(tag: str, path: str) -> bytes:
         partial.write_bytes(data)
         partial.replace(cached)
     return cached.read_bytes()
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    """The process umask set to ``mask`` inside the block."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from densenet_trt.cli import main
-from densenet_trt.data import Preprocessing, image_files, read_image
-from densenet_trt.spec import BatchRange
+from densenet_trt.model.data import Preprocessing, image_files, read_image
+from densenet_trt.engine.spec import BatchRange
 
 REPO = Path(__file__).resolve().parents[1]
 # What the quickstart reads from the repository; the slow test copies these into a fresh folder.

@@ -7,7 +7,7 @@ One backend per file behind the protocol in ``base.py``. Heavy or device-bound l
 from __future__ import annotations
 
 from ..errors import DenseNetTRTError
-from ..spec import Precision
+from ..engine.spec import Precision
 from .base import Availability, Backend
 from .inductor import InductorBackend
 from .onnxruntime import OnnxRuntimeBackend

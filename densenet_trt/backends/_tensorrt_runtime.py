@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from ..layers import CALLS, WARMUP_CALLS
+from ..profiling.layers import CALLS, WARMUP_CALLS
 from ._trt_api import PlanRunner, in_flight_refusal, torch_dtype
 from .base import Runtime
 

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import DenseNetTRTError
-from ..spec import Precision
+from ..engine.spec import Precision
 from .base import MODELOPT, Availability
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 
 def cuda_available() -> bool:

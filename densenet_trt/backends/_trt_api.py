@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from ..artifact import atomic_path
-from ..capture import INPUT_NAME, OUTPUT_NAME
+from ..engine.artifact import atomic_path
+from ..engine.capture import INPUT_NAME, OUTPUT_NAME
 from ..errors import DenseNetTRTError
 from ..reading import input_file
-from ..spec import BatchRange, BuildSpec
+from ..engine.spec import BatchRange, BuildSpec
 
 # TensorRT DataType member names -> torch dtypes, for the bindings of the plans run here (bf16:
 # backend tensorrt's). Read directly: TensorRT 11.1's ``trt.nptype`` raises TypeError on BF16.

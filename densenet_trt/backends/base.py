@@ -11,13 +11,13 @@ from torch import nn
 
 from ..machine import platform_name
 from ..errors import DenseNetTRTError
-from ..spec import BuildSpec, Precision
+from ..engine.spec import BuildSpec, Precision
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..int8_report import LayerPrecisions
-    from ..manifest import EngineManifest
-    from ..throughput import Requests
+    from ..int8.coverage import LayerPrecisions
+    from ..engine.manifest import EngineManifest
+    from ..profiling.throughput import Requests
 
 
 @dataclasses.dataclass(frozen=True)

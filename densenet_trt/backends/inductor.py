@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..capture import capture_exported_program
+from ..engine.capture import capture_exported_program
 from ..progress import library_chatter, say, step
-from ..spec import BuildSpec
+from ..engine.spec import BuildSpec
 from ._torch import TorchBackendBase, apply_float32, apply_threads, torch_device
 from .base import Availability, Runtime, TritonTarget, check_native, check_same_gpu, check_same_torch, no_triton_runner
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 
 class InductorBackend(TorchBackendBase):

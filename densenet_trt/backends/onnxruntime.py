@@ -23,18 +23,18 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
-from ..graph_parts import LOGITS, exposing, stage_tensors
-from ..int8_report import LayerPrecisions, onnxruntime_precisions
-from ..layers import CALLS, WARMUP_CALLS
-from ..spec import BuildSpec, Precision
-from ..throughput import Requests, Threads
+from ..engine.capture import INPUT_NAME, OUTPUT_NAME, capture_onnx
+from ..engine.graph_parts import LOGITS, exposing, stage_tensors
+from ..int8.coverage import LayerPrecisions, onnxruntime_precisions
+from ..profiling.layers import CALLS, WARMUP_CALLS
+from ..engine.spec import BuildSpec, Precision
+from ..profiling.throughput import Requests, Threads
 from .base import Availability, Int8Placement, Runtime, TritonTarget
 from .onnxruntime_int8 import PLACEMENT, prepared_model, qdq_model, quantizer
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 FILE = "model.onnx"
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import INPUT_NAME, capture_onnx
+from ..engine.capture import INPUT_NAME, capture_onnx
 from ..errors import DenseNetTRTError
 from ..progress import say, step
-from ..spec import BatchRange
+from ..engine.spec import BatchRange
 from .base import Int8Placement
 
 # Named as the calibration report's section that holds its ranges and its gate.

@@ -22,17 +22,17 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
-from ..graph_parts import LOGITS, exposing, stage_tensors
-from ..int8_report import LayerPrecisions, openvino_precisions
-from ..layers import CALLS, WARMUP_CALLS
-from ..spec import BuildSpec, Precision
-from ..throughput import Requests, Stop
+from ..engine.capture import INPUT_NAME, OUTPUT_NAME, capture_onnx, capture_qdq_onnx
+from ..engine.graph_parts import LOGITS, exposing, stage_tensors
+from ..int8.coverage import LayerPrecisions, openvino_precisions
+from ..profiling.layers import CALLS, WARMUP_CALLS
+from ..engine.spec import BuildSpec, Precision
+from ..profiling.throughput import Requests, Stop
 from .base import MODELOPT, Availability, Runtime, TritonTarget
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 FILES = ("model.xml", "model.bin")  # the IR's graph, which names its weights file
 

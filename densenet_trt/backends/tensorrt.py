@@ -97,7 +97,7 @@ import torch
 from torch import nn
 
 from ..errors import DenseNetTRTError
-from ..capture import (
+from ..engine.capture import (
     INPUT_NAME,
     OUTPUT_NAME,
     batch_dynamic_shapes,
@@ -105,13 +105,13 @@ from ..capture import (
     capture_exported_program,
     example_input,
 )
-from ..spec import BuildSpec, Precision
+from ..engine.spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRuntime, TorchTensorRTRuntime
 from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_torch, no_triton_runner, triton_libtorch
 from .settings import BOOLEAN, INTEGER, PATH, Flag, Settings, setting
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 INSTALL_HINT = "pip install 'densenet-trt[tensorrt]'"
 SUPPORTED = ((2, 14),)  # (major, minor) releases of torch-tensorrt this backend is written against

@@ -54,9 +54,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..capture import capture_onnx, capture_qdq_onnx
+from ..engine.capture import capture_onnx, capture_qdq_onnx
 from ..errors import DenseNetTRTError
-from ..spec import BuildSpec, Precision
+from ..engine.spec import BuildSpec, Precision
 from ._tensorrt_runtime import PlanRunnerRuntime
 from ._trt_api import PlanRunner, build_plan
 from .base import MODELOPT, Availability, Runtime, TritonTarget, check_native, check_same_gpu, no_triton_runner
@@ -64,7 +64,7 @@ from .settings import BOOLEAN, INTEGER, Flag, setting
 from .tensorrt import TRITON_PLAN, BuilderSettings, allow_tf32, release
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 NAME = "tensorrt-onnx"
 FILE = "model.engine"

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..artifact import save_via_memory
-from ..capture import capture_torchscript
+from ..engine.artifact import save_via_memory
+from ..engine.capture import capture_torchscript
 from ..errors import DenseNetTRTError
-from ..spec import BuildSpec, Precision
+from ..engine.spec import BuildSpec, Precision
 from ._torch import TorchBackendBase, apply_float32, apply_threads, torch_device
 from .base import Runtime, TritonTarget, triton_libtorch
 
 if TYPE_CHECKING:
-    from ..manifest import EngineManifest
+    from ..engine.manifest import EngineManifest
 
 OPTIMIZE = "optimize_for_inference_at_load"
 

@@ -11,7 +11,7 @@ from ..errors import DenseNetTRTError
 from ..choices import EXPORT_FORMATS as FORMATS, MAX_OPSET, MIN_OPSET
 from ..defaults import BACKEND, ENGINES, OPSET, PRECISION, VERIFY_SAMPLES
 from ..progress import Stopwatch, reporting, seconds
-from ..spec import PRECISIONS, Precision
+from ..engine.spec import PRECISIONS, Precision
 from .options import SEED, THREADS, BackendFlagsCommand, OutputFile, backend_options, command, model_options, preprocess_options, preprocessing_option, reporter
 
 @command()
@@ -24,7 +24,7 @@ def models(as_json: bool) -> None:
     Example:
       densenet-trt models --json
     """
-    from ..registry import get_model_info, list_models, preset_stats
+    from ..model.registry import get_model_info, list_models, preset_stats
 
     rows = []
     for name in list_models():
@@ -80,10 +80,10 @@ def export(model_name, weights, num_classes, batch, image_size, fmt, output, ops
       densenet-trt export --model densenet121 --weights densenet121-a639ec97.pth \\
           --format onnx --batch 1:8:32 --output densenet121.onnx
     """
-    from ..export import export_model
-    from ..memory import check_build_memory
-    from ..registry import create_model, get_model_info, model_config
-    from ..spec import BatchRange, check_image_size
+    from ..engine.export import export_model
+    from ..engine.memory import check_build_memory
+    from ..model.registry import create_model, get_model_info, model_config
+    from ..engine.spec import BatchRange, check_image_size
 
     say = reporter(quiet)
     info = get_model_info(model_name)
@@ -150,8 +150,8 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
       densenet-trt build --backend openvino --precision bf16 --threads 2
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
-    from ..build import build as build_engine
-    from ..manifest import SYNTHETIC_CALIBRATION
+    from ..engine.build import build as build_engine
+    from ..engine.manifest import SYNTHETIC_CALIBRATION
 
     watch = Stopwatch()
     artifact = build_engine(
@@ -175,7 +175,7 @@ def build(model_name, weights, num_classes, batch, image_size, precision, backen
     if m.precision is Precision.INT8:
         click.echo(f"int8 layers: {_layer_precisions(artifact.path)}")
     if m.int8_speed is not None:
-        from ..int8_speed import speed_text
+        from ..int8.speed import speed_text
 
         click.echo(f"int8 speed: {speed_text(m.int8_speed)}")
 
@@ -191,7 +191,7 @@ def _gate_result(r: dict) -> str:
 
 
 def _layer_precisions(folder: Path) -> str:
-    from ..engine import load
+    from ..engine.load import load
 
     layers = load(folder).runtime.layer_precisions()
     return layers if isinstance(layers, str) else layers.text()
@@ -207,7 +207,7 @@ def info(engine, as_json):
     Example:
       densenet-trt info engines/densenet121-onnxruntime-fp32-b1-224
     """
-    from ..engine import compatibility, load
+    from ..engine.load import compatibility, load
 
     manifest, problem = compatibility(engine)
     layers = None
@@ -226,8 +226,8 @@ def info(engine, as_json):
 
 def info_rows(m, problem: str | None) -> list[tuple[str, str]]:
     """``info``'s table: a label and a value per line."""
-    from ..int8_speed import speed_text
-    from ..manifest import SYNTHETIC_CALIBRATION
+    from ..int8.speed import speed_text
+    from ..engine.manifest import SYNTHETIC_CALIBRATION
 
     gpu = m.device.gpu
     where = f"{gpu.name} (compute {gpu.compute_capability}, driver {gpu.driver})" if gpu else m.device.cpu
@@ -262,7 +262,7 @@ def accuracy_text(m) -> str:
     """``info``'s accuracy line: the gate's verdict, the batches where top-1 was not checked
     (no sample decisive) and, for an int8 engine from random images, that it is not fit for
     accuracy whatever the gate said."""
-    from ..manifest import SYNTHETIC_CALIBRATION
+    from ..engine.manifest import SYNTHETIC_CALIBRATION
 
     acc = m.accuracy
     if not acc.passed:
@@ -293,7 +293,7 @@ def verify(engine, samples, weights, seed, quiet):
     Example:
       densenet-trt verify engines/densenet121-onnxruntime-fp32-b1-224 --samples 64
     """
-    from ..build import verify_engine
+    from ..engine.build import verify_engine
 
     watch = Stopwatch()
     verification = verify_engine(engine, samples, weights=weights, seed=seed, progress=reporter(quiet))

@@ -41,8 +41,8 @@ def sensitivity(calibration, eval_data, eval_samples, seed, batch_size, layers, 
     Example:
       densenet-trt sensitivity calibration/densenet121-max-224 --eval-data holdout.npz --plot sens.png
     """
-    from ..calibration import load_calibration
-    from ..sensitivity import plot, sensitivity as run
+    from ..int8.calibration import load_calibration
+    from ..int8.sensitivity import plot, sensitivity as run
 
     steps = None
     if preprocess or mean or std:
@@ -87,7 +87,7 @@ def compare(engine, data, samples, seed, weights, as_json, quiet):
     """
     import json
 
-    from ..compare import compare_engine
+    from ..int8.compare import compare_engine
 
     result = compare_engine(engine, data=data, samples=samples, seed=seed, weights=weights,
                             progress=reporter(quiet or as_json))

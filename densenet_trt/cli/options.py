@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from ..data import PRESETS
+from ..model.data import PRESETS
 from ..defaults import BATCH, MODEL
 from ..errors import DenseNetTRTError
 from ..machine import MAX_THREADS
-from ..spec import MAX_SEED
+from ..engine.spec import MAX_SEED
 
 if TYPE_CHECKING:  # the backends, which declare the flags, import torch: see BackendFlagsCommand
     from ..backends.settings import Flag
@@ -55,7 +55,7 @@ class Command(click.Command):
         outputs = {p.name: ctx.params[p.name] for p in self.params
                    if isinstance(p.type, OutputFile) and ctx.params.get(p.name) is not None}
         if outputs:
-            from ..artifact import check_outputs
+            from ..engine.artifact import check_outputs
 
             inputs = [(_name(p), v) for p in self.params if not isinstance(p.type, OutputFile)
                       for v in _paths(ctx.params.get(p.name))]
@@ -183,9 +183,9 @@ def preprocessing_option(model_name: str, image_size: int | None, preset, mean, 
     """The Preprocessing the options ask for, or None where they ask for nothing."""
     if preset is None and mean is None and std is None:
         return None
-    from ..data import preprocessing
-    from ..registry import get_model_info
-    from ..spec import check_image_size
+    from ..model.data import preprocessing
+    from ..model.registry import get_model_info
+    from ..engine.spec import check_image_size
 
     info = get_model_info(model_name)
     size = check_image_size(info, image_size)

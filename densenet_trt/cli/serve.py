@@ -9,8 +9,8 @@ import click
 
 from ..defaults import (LOADTEST_CONCURRENCIES, LOADTEST_DURATION, LOADTEST_WAIT, LOADTEST_WARMUP, SERVE_HOST,
                         SERVE_PORTS, SERVE_QUEUE_DELAY_US)
-from ..loadtest import MAX_CONCURRENCY
-from ..report import MAX_SECONDS
+from ..profiling.loadtest import MAX_CONCURRENCY
+from ..profiling.report import MAX_SECONDS
 from .options import THREADS, Finite, OutputFile, command, reporter
 
 PORT = click.IntRange(1, 65535)
@@ -43,7 +43,7 @@ def serve(engine, host, http_port, grpc_port, metrics_port, model_name, queue_de
       densenet-trt serve engines/densenet121-onnxruntime-fp32-b1-8-32-224
       densenet-trt serve engines/x --http-port 9000 --grpc-port 9001 --metrics-port 9002
     """
-    from ..serve import serve as run_server
+    from ..deploy.serve import serve as run_server
 
     def ready(served):
         click.echo(f"serving {engine} with Triton (PyTriton):", err=True)
@@ -84,7 +84,7 @@ def _concurrencies(ctx, param, value: str) -> tuple[int, ...]:
 @click.option("--wait", type=Finite(0, MAX_SECONDS), default=LOADTEST_WAIT, show_default=True,
               help="Seconds to wait for the server and the model to be ready (a server just started loads it).")
 @click.option("--json", "json_path", type=OutputFile(), default=None,
-              help="Write the results as JSON (schema in densenet_trt/loadtest_report.py); - for standard output.")
+              help="Write the results as JSON (schema in densenet_trt/profiling/loadtest_report.py); - for standard output.")
 @click.option("--csv", "csv_path", type=OutputFile(), default=None, help="Write one CSV row per runner and concurrency.")
 @click.option("--markdown", "md_path", type=OutputFile(), default=None, help="Write the table with its conditions as Markdown.")
 @click.option("--plot", "png_path", type=OutputFile(), default=None,
@@ -103,7 +103,7 @@ def loadtest(url, model, engine, concurrencies, batch, duration, warmup, threads
       densenet-trt loadtest grpc://127.0.0.1:8001 --model e --engine engines/e
       densenet-trt loadtest http://127.0.0.1:8000 --model e --concurrency 1,2,4,8,16 --plot load.png
     """
-    from ..loadtest_report import loadtest as run_loadtest
+    from ..profiling.loadtest_report import loadtest as run_loadtest
 
     outputs = {path: writer for path, writer in ((json_path, "write_json"), (csv_path, "write_csv"),
                                                   (md_path, "write_markdown"), (png_path, "plot")) if path}

@@ -12,9 +12,9 @@ from ..choices import METHODS
 from ..defaults import (CALIBRATION_BATCH_SIZE, CALIBRATION_METHOD, CALIBRATION_SAMPLES, CALIBRATIONS, PERCENTILE,
                         PROFILE_BATCH_SIZE, PROFILE_DURATION, PROFILE_GAP, PROFILE_LAYERS, PROFILE_MODE, PROFILE_VS,
                         PROFILE_WARMUP, RANDOM_SEED, SLOWEST_LAYERS, TOP_K, TRITON_INSTANCES)
-from ..report import (MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
+from ..profiling.report import (MAX_GAP, MAX_REQUESTS, MAX_ROUNDS,
                       MAX_SECONDS, MODES)
-from ..stats import TAIL_SAMPLES
+from ..profiling.stats import TAIL_SAMPLES
 from .options import (MODEL_OPTIONS, SEED, THREADS, Finite, OutputFile, command, deprecated, only_with,
                       preprocess_options, preprocessing_option, renamed, reporter)
 
@@ -92,8 +92,8 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
       densenet-trt calibrate --model densenet121 --data calib.npz --eval-data holdout.npz --max-drop 0.5
       densenet-trt build --precision int8 --calibration calibration/densenet121-max-224
     """
-    from ..calibration import layer_counts
-    from ..quantize import calibrate as run_calibration
+    from ..int8.calibration import layer_counts
+    from ..int8.quantize import calibrate as run_calibration
 
     if (data is None) == (not synthetic):
         raise DenseNetTRTError("give --data PATH, or --synthetic for a smoke test (not both)")
@@ -108,7 +108,7 @@ def calibrate(model_name, weights, num_classes, image_size, data, synthetic, eva
     )
     r = cal.report
     if show_sensitivity:
-        from ..sensitivity import sensitivity
+        from ..int8.sensitivity import sensitivity
 
         result = sensitivity(cal.path, eval_data, eval_samples=eval_samples, seed=seed + 1, batch_size=batch_size,
                              preprocess=steps, progress=say)
@@ -183,7 +183,7 @@ def _batch_list(ctx, param, value: str | None) -> list[int] | None:
               help=f"Seconds of pause before each timed CPU call in latency mode, 0 to {MAX_GAP:g} "
                    "(PyTorch's OpenMP threads spin after eager runs and would slow the next call).")
 @click.option("--json", "json_path", type=OutputFile(), default=None,
-              help="Write the results as JSON (schema in densenet_trt/report.py); - for standard "
+              help="Write the results as JSON (schema in densenet_trt/profiling/report.py); - for standard "
                    "output (the tables then go to stderr), as for each report file.")
 @click.option("--csv", "csv_path", type=OutputFile(), default=None,
               help="Write one CSV row per engine, batch, mode and runner.")
@@ -217,7 +217,7 @@ def profile(engines, batch_size, mode, duration, iterations, warmup_iterations, 
       densenet-trt profile engines/a --mode throughput --requests 4 --duration 10
       densenet-trt profile engines/a --mode latency --iterations 200 --layers 15
     """
-    from ..profiler import profile as run_profile
+    from ..profiling.profiler import profile as run_profile
 
     batch_size = renamed(batch_size, _batch_list(None, None, deprecated_batch), "--batch-size", "--batch") or [
         PROFILE_BATCH_SIZE]
@@ -264,8 +264,8 @@ def export_triton(engine, repository, model_name, max_batch_size, instances, dyn
       densenet-trt export-triton engines/densenet121-onnxruntime-fp32-b1-8-32-224 \\
           --repository models --model-name densenet121 --instances 2
     """
-    from ..manifest import read_manifest
-    from ..triton import export_triton as run_export, summary
+    from ..engine.manifest import read_manifest
+    from ..deploy.triton import export_triton as run_export, summary
 
     folder = run_export(engine, repository, model_name=model_name, max_batch_size=max_batch_size,
                         instances=instances, dynamic_batching=dynamic_batching, force=force)
@@ -294,7 +294,7 @@ def predict(engine, images, labels, top_k, as_json, batch_size):
     Example:
       densenet-trt predict engines/densenet121-onnxruntime-fp32-b1-8-32-224 cat.jpg photos/ --top-k 3
     """
-    from ..predict import classify
+    from ..deploy.predict import classify
 
     predictions = classify(engine, images, top_k=top_k, labels=labels, batch_size=batch_size,
                            progress=reporter(as_json))

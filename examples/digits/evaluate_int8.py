@@ -21,10 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits import MEAN, STD, write_npz  # noqa: E402
 
-from densenet_trt import DenseNetTRTError, build, create_model, load  # noqa: E402
+from densenet_trt import DenseNetTRTError, Preprocessing, build, calibrate, create_model, load, load_data  # noqa: E402
 from densenet_trt.backends import BACKENDS  # noqa: E402
-from densenet_trt.data import Preprocessing, load_data  # noqa: E402
-from densenet_trt.quantize import METHODS, calibrate  # noqa: E402
+from densenet_trt.int8.quantize import METHODS  # noqa: E402
 
 MODEL = "densenet_bc40_k12"
 CHECKPOINT = Path(__file__).resolve().parents[2] / "tests" / "data" / "digits_densenet_bc40_k12.pth"

@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits import SPLITS  # noqa: E402
 
-from densenet_trt.artifact import atomic_dir  # noqa: E402
+from densenet_trt.engine.artifact import atomic_dir  # noqa: E402
 
 WRITTEN = ("calibration", "test")
 

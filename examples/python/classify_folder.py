@@ -3,7 +3,7 @@
     python examples/python/classify_folder.py engines/densenet121-onnxruntime-fp32-b1-8-32-224 photos/
 
 The plain API, step by step: load the engine (its manifest says how images become input),
-preprocess the images with densenet_trt.data, run them in batches within the engine's batch
+preprocess the images with densenet_trt.read_image, run them in batches within the engine's batch
 range, and turn the logits into probabilities. `densenet-trt predict` does the same.
 """
 
@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 import densenet_trt
-from densenet_trt.data import image_files, read_image
 
 
 def main() -> None:
@@ -32,14 +31,14 @@ def main() -> None:
         raise SystemExit(f"{args.engine} records no preprocessing; rebuild it with --preprocess or --mean/--std")
     preprocess = engine.manifest.preprocessing
     labels = args.labels.read_text(encoding="utf-8").splitlines() if args.labels else engine.manifest.labels
-    files = image_files(args.folder)
+    files = densenet_trt.image_files(args.folder)
     if not files:
         raise SystemExit(f"no images in {args.folder}")
 
     batch = engine.batch.opt
     for start in range(0, len(files), batch):
         chunk = files[start:start + batch]
-        x = np.stack([read_image(f, preprocess) for f in chunk])  # float32 (N, C, H, W)
+        x = np.stack([densenet_trt.read_image(f, preprocess) for f in chunk])  # float32 (N, C, H, W)
         if len(x) < engine.batch.min:  # pad the last batch up to the engine's smallest
             x = np.concatenate([x, np.zeros((engine.batch.min - len(x), *x.shape[1:]), np.float32)])
         logits = engine(x)[:len(chunk)]  # float32 torch.Tensor (N, classes) on the CPU

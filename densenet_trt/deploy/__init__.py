@@ -1,0 +1,1 @@
+"""Deployment: predicting image files, Triton model repositories, serving."""

@@ -1,0 +1,1 @@
+"""Engines: the build spec and precision table, graph captures, the manifest, build, load, verify."""

@@ -1,0 +1,1 @@
+"""The model: the DenseNet network, checkpoints, the named presets, datasets and preprocessing."""

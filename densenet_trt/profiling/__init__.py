@@ -1,0 +1,1 @@
+"""Profiling: timers, statistics, measured throughput, per-layer timing and the reports."""
