@@ -5,10 +5,12 @@ the pinned sources of Torch-TensorRT and TensorRT that tests read (downloaded on
 import contextlib
 import gc
 import os
+import struct
 import subprocess
 import sys
 import threading
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,15 @@ def umask(mask: int):
         yield
     finally:
         os.umask(old)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` 8-bit grey pixels (the data is one row):
+    a decompression bomb for the image readers."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
+                     + chunk(b"IEND", b""))
+    return path

@@ -78,18 +78,22 @@ class Threads(Requests):
         return self.measure(stop_after(0, None), stop)
 
     def measure(self, warmup: Stop, stop: Stop) -> tuple[list[float], float]:
-        """Each thread warms up its own worker until ``warmup`` says so; then all run until ``stop``."""
-        lock, times, started = threading.Lock(), [], [0]
-        warm = threading.Barrier(len(self.workers) + 1)
-        start = [0.0]
+        """Each thread warms up its own worker until ``warmup`` says so; the last one to finish
+        starts the clock, and all run until ``stop``. A worker that fails while warming up
+        releases the others, and its error is the one raised."""
+        lock, times, started, start = threading.Lock(), [], [0], [0.0]
+        warmed_up = threading.Barrier(len(self.workers), action=lambda: start.__setitem__(0, time.perf_counter()))
 
         def loop(call: Callable[[], object]) -> None:
-            began, warmed = time.perf_counter(), 0
-            while not warmup(warmed, time.perf_counter() - began):
-                call()
-                warmed += 1
-            warm.wait()
-            warm.wait()
+            try:
+                began, warmed = time.perf_counter(), 0
+                while not warmup(warmed, time.perf_counter() - began):
+                    call()
+                    warmed += 1
+                warmed_up.wait()
+            except BaseException:
+                warmed_up.abort()
+                raise
             while True:
                 with lock:
                     if stop(started[0], time.perf_counter() - start[0]):
@@ -101,11 +105,9 @@ class Threads(Requests):
 
         with ThreadPoolExecutor(len(self.workers)) as pool:
             futures = [pool.submit(loop, w) for w in self.workers]
-            warm.wait()
-            start[0] = time.perf_counter()
-            warm.wait()
-            for future in futures:
-                future.result()
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
         return times, time.perf_counter() - start[0]
 
 

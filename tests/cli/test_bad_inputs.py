@@ -6,10 +6,8 @@ import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from densenet_trt.cli import main
-from helpers import finishes, mounted, write_report
+from helpers import finishes, mounted, png_header, write_report
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -91,17 +89,6 @@ def engine(shared_engine):
     return shared_engine.path
 
 
-def bomb_png(path: Path, side: int) -> Path:
-    """A PNG whose header claims ``side`` x ``side`` pixels."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
-                     + chunk(b"IEND", b""))
-    return path
-
-
 def test_predict_refuses_a_float_image_outside_0_1_by_name(work, engine):
     Image.fromarray(np.full((8, 8), 255.0, np.float32)).save(work / "float.tif")
     # predict --json: progress would be a second line on stderr
@@ -110,7 +97,7 @@ def test_predict_refuses_a_float_image_outside_0_1_by_name(work, engine):
 
 @pytest.mark.parametrize("side", [100_000, 10_000])
 def test_decompression_bomb_is_one_line_naming_the_file(work, engine, side):
-    bomb_png(work / "bomb.png", side)
+    png_header(work / "bomb.png", side, side)
     refused(["predict", engine, "bomb.png", "--json"], work, "bomb.png: refused as a possible decompression bomb")
     (work / "images").mkdir()
     (work / "bomb.png").rename(work / "images" / "bomb.png")

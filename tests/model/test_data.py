@@ -1,15 +1,13 @@
 import os
 import re
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from densenet_trt import DenseNetTRTError
-from helpers import finishes
+from helpers import finishes, png_header
 from densenet_trt.model.data import (
     PRESETS, Dataset, Preprocessing, find_images, load_data, preprocessing, read_image, synthetic,
 )
@@ -262,17 +260,6 @@ def test_image_folders_read_16_bit_images_the_same_way(tmp_path):
 
 
 # --- decompression bombs ----------------------------------------------------------------------
-
-def png_header(path, width, height):
-    """A PNG whose header claims ``width`` x ``height`` 8-bit grey pixels (the data is one row)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 9))
-                     + chunk(b"IEND", b""))
-    return path
-
 
 @pytest.mark.parametrize("side", [100_000, 10_000])  # over twice Pillow's limit (error), over it (warning)
 def test_decompression_bombs_are_refused_by_name(tmp_path, side):
